@@ -1,0 +1,164 @@
+"""Fault injection for the emulator: the bad days of a real API, on demand.
+
+The spec syntax is ``SPEC_HELP`` below (also shown by ``rotator emulate-intercom --help``).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+
+from rotator.durations import parse_duration
+
+_SERVER_ERRORS = (500, 502, 503, 504)
+
+SPEC_HELP = """\
+A spec is a comma-separated list of KIND=RATE[:PARAM], each rate a probability in [0, 1]
+drawn independently for every API request:
+
+    429=RATE[:SECONDS]      answer 429 with X-RateLimit-* headers and Retry-After (default 1 s)
+    5xx=RATE[:STATUS]       answer a server error (STATUS, default one of 500/502/503/504)
+    latency=RATE:DURATION   wait DURATION (e.g. 20ms, 1.5s) before answering
+    post_drop=RATE          create the secret, then drop the connection without an answer
+    seed=N                  make the draws reproducible
+
+Example: 429=0.2,5xx=0.1:503,latency=1:20ms,post_drop=0.05,seed=7.
+"""
+
+
+class FaultSpecError(ValueError):
+    """A ``--faults`` spec that cannot be understood; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """Probabilities (0..1) of each fault and their parameters."""
+
+    rate_limit: float = 0.0
+    retry_after: float = 1.0
+    server_error: float = 0.0
+    server_status: int | None = None
+    latency: float = 0.0
+    latency_seconds: float = 0.0
+    post_drop: float = 0.0
+    seed: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FaultSpec:
+        values: dict[str, float | int | None] = {}
+        for raw in filter(None, (item.strip() for item in text.split(","))):
+            kind, sep, rest = raw.partition("=")
+            kind = kind.strip().lower()
+            if not sep:
+                raise FaultSpecError(f"fault {raw!r} has no '='; write KIND=RATE, e.g. 429=0.2")
+            rate_text, _, param = rest.partition(":")
+            if kind == "seed":
+                values["seed"] = _integer(rate_text, "seed")
+                continue
+            if kind not in _KINDS:
+                raise FaultSpecError(
+                    f"unknown fault {kind!r}; choose from {', '.join(_KINDS)} or seed"
+                )
+            rate_field, param_field = _KINDS[kind]
+            if rate_field in values:
+                raise FaultSpecError(f"fault {kind!r} is given twice")
+            values[rate_field] = _rate(rate_text, kind)
+            if param_field is None:
+                if param:
+                    raise FaultSpecError(f"fault {kind!r} takes no parameter")
+            elif param:
+                values[param_field] = _PARAMS[kind](param)
+            elif kind == "latency":
+                raise FaultSpecError("latency needs a duration: latency=RATE:DURATION, e.g. 1:20ms")
+        return cls(**values)  # type: ignore[arg-type]  # keys come from _KINDS, checked above
+
+    def describe(self) -> str:
+        """The spec written back in its own syntax (``none`` when nothing is injected)."""
+        parts = []
+        if self.rate_limit:
+            parts.append(f"429={self.rate_limit:g}:{self.retry_after:g}")
+        if self.server_error:
+            suffix = f":{self.server_status}" if self.server_status else ""
+            parts.append(f"5xx={self.server_error:g}{suffix}")
+        if self.latency:
+            parts.append(f"latency={self.latency:g}:{self.latency_seconds * 1000:g}ms")
+        if self.post_drop:
+            parts.append(f"post_drop={self.post_drop:g}")
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        return ",".join(parts) or "none"
+
+
+def _rate(text: str, kind: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise FaultSpecError(
+            f"rate of {kind!r} must be a number from 0 to 1, not {text!r}"
+        ) from None
+    if not 0.0 <= rate <= 1.0:
+        raise FaultSpecError(f"rate of {kind!r} must be from 0 to 1, not {text!r}")
+    return rate
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise FaultSpecError(f"{what} must be an integer, not {text!r}") from None
+
+
+def _status(text: str) -> int:
+    status = _integer(text, "5xx status")
+    if not 500 <= status <= 599:
+        raise FaultSpecError(f"5xx status must be from 500 to 599, not {status}")
+    return status
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise FaultSpecError(str(e)) from None
+
+
+# kind -> (rate field, parameter field)
+_KINDS: dict[str, tuple[str, str | None]] = {
+    "429": ("rate_limit", "retry_after"),
+    "5xx": ("server_error", "server_status"),
+    "latency": ("latency", "latency_seconds"),
+    "post_drop": ("post_drop", None),
+}
+_PARAMS = {"429": _seconds, "5xx": _status, "latency": _seconds}
+
+
+class Faults:
+    """Draws faults from a spec; the spec can be swapped while the emulator runs."""
+
+    def __init__(self, spec: FaultSpec | None = None) -> None:
+        self._lock = threading.Lock()
+        self._spec = FaultSpec()
+        self._rng = random.Random()
+        self.set(spec or FaultSpec())
+
+    @property
+    def spec(self) -> FaultSpec:
+        return self._spec
+
+    def set(self, spec: FaultSpec) -> None:
+        with self._lock:
+            self._spec = spec
+            self._rng = random.Random(spec.seed)
+
+    def roll(self, rate: float) -> bool:
+        if rate <= 0.0:
+            return False
+        with self._lock:
+            return self._rng.random() < rate
+
+    def server_status(self) -> int:
+        if self._spec.server_status is not None:
+            return self._spec.server_status
+        with self._lock:
+            return self._rng.choice(_SERVER_ERRORS)

@@ -1,0 +1,408 @@
+"""The Intercom identity-verification-secret client: list, create, delete.
+
+Theory of operation
+-------------------
+Each public method sends one logical request; ``_send`` makes bounded attempts at it under a
+tenacity loop whose sleep and clock are injected. Whether an attempt may be repeated depends on
+the operation, never on luck:
+
+* GET (list) and DELETE are idempotent: 429, 5xx and transport errors are retried.
+  DELETE answered 404 means an earlier attempt, or someone else, already deleted it: success.
+* POST (create) is not: Intercom has no idempotency key, and a created secret's material is
+  returned only in that one answer. A POST is repeated only when it provably never reached
+  Intercom (the connection could not be opened) or was refused with 429. Any other failure after
+  sending (timeout, dropped connection, 5xx, an unreadable 2xx) raises ``CreateOutcomeUnknown``:
+  the caller lists the secrets and looks for the unique name it sent.
+
+httpx exceptions never leave this module; see ``rotator.intercom.errors`` for the table.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Self
+from urllib.parse import quote
+
+import httpx
+import tenacity
+
+import rotator
+from rotator.errors import RotatorError
+from rotator.intercom.errors import (
+    CreateOutcomeUnknown,
+    IntercomProtocolError,
+    IntercomRequestError,
+    IntercomUnavailable,
+    error_for_status,
+)
+from rotator.intercom.models import (
+    REGION_BASE_URLS,
+    CreatedSecret,
+    DeleteOutcome,
+    Platforms,
+    SecretInfo,
+    parse_secret_list,
+)
+from rotator.logs import get_logger
+from rotator.redaction import SecretValue, scrub
+
+DEFAULT_VERSION: Final = "Preview"
+DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=5.0)
+SECRETS_PATH: Final = "/secure_mode_secrets"
+
+Operation = Literal["list", "create", "delete"]
+
+# Failures that happen before any byte of the request reaches the server: even a POST may be
+# repeated after them.
+_NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+# Failures that mean the request can never work as configured.
+_MISCONFIGURED: Final = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
+# Everything httpx raises; caught so that none of it escapes this module.
+_HTTPX_ERRORS: Final = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict)
+_DELETE_NOT_FOUND_CODES: Final = frozenset({"identity_verification_secret_not_found", "not_found"})
+
+log = get_logger()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the client repeats requests that are safe to repeat."""
+
+    #: Attempts in all, the first included.
+    attempts: int = 4
+    #: Seconds before the first retry; doubles each time, with full jitter.
+    initial_backoff: float = 0.5
+    #: Seconds; the longest single wait between attempts.
+    max_backoff: float = 10.0
+    #: Seconds; a longer ``Retry-After`` is not waited out here but returned to the caller as
+    #: ``IntercomRateLimited.delay``, so one busy workspace does not stall a whole pass.
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if min(self.initial_backoff, self.max_backoff, self.max_retry_after) < 0:
+            raise ValueError("backoff durations must not be negative")
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that may be repeated; ``error`` is raised if none is left."""
+
+    def __init__(self, error: RotatorError, delay: float | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.delay = delay
+
+
+class _BearerAuth(httpx.Auth):
+    """Adds the token at send time, so it is never stored in a header map we could log."""
+
+    def __init__(self, token: SecretValue) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        yield request
+
+
+class IntercomClient:
+    """A client for ``/secure_mode_secrets`` on one Intercom workspace."""
+
+    def __init__(
+        self,
+        token: str | SecretValue,
+        *,
+        region: str = "us",
+        base_url: str | None = None,
+        version: str = DEFAULT_VERSION,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = resolve_base_url(region, base_url)
+        self.version = version
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()
+        secret = token if isinstance(token, SecretValue) else SecretValue(token)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=_BearerAuth(secret),
+            headers={
+                "Accept": "application/json",
+                "Intercom-Version": version,
+                "User-Agent": f"rotator/{rotator.__version__}",
+            },
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"IntercomClient(base_url={self.base_url!r}, version={self.version!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- the three operations -------------------------------------------------------------
+
+    def list_secrets(self) -> list[SecretInfo]:
+        """Every live identity verification secret of the workspace (metadata only)."""
+        response = self._send("list", "GET", SECRETS_PATH)
+        try:
+            return parse_secret_list(response.json())
+        except ValueError as e:
+            raise self._protocol_error("list", response, e) from e
+
+    def create_secret(self, name: str, platforms: Platforms) -> CreatedSecret:
+        """Create a secret named ``name``; its material is in the result, and nowhere else.
+
+        Raises ``CreateOutcomeUnknown`` when the secret may have been created but its answer
+        was lost: list the secrets and look for ``name`` before creating another.
+        """
+        body = {"name": name, **platforms.as_request()}
+        response = self._send("create", "POST", SECRETS_PATH, body=body)
+        try:
+            return CreatedSecret.from_api(response.json())
+        except ValueError as e:
+            # Intercom said yes but we cannot read the material: the secret exists, unusable.
+            raise CreateOutcomeUnknown(
+                f"Intercom created a secret but its answer could not be read ({e}); "
+                "list the secrets to find it by name.",
+                request_id=_request_id(response, None),
+                status=response.status_code,
+                operation="create",
+            ) from e
+
+    def delete_secret(self, secret_id: str) -> DeleteOutcome:
+        """Delete (soft-delete) ``secret_id``; a secret already gone counts as deleted."""
+        if not secret_id:
+            raise ValueError("secret_id must not be empty")
+        # Ids are opaque strings: escape anything that is not safe in one path segment.
+        path = f"{SECRETS_PATH}/{quote(secret_id, safe='')}"
+        response = self._send("delete", "DELETE", path, allow_404=True)
+        if response.status_code == 404:
+            return DeleteOutcome.ALREADY_DELETED
+        return DeleteOutcome.DELETED
+
+    # --- sending, retrying, classifying ---------------------------------------------------
+
+    def _send(
+        self,
+        operation: Operation,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        allow_404: bool = False,
+    ) -> httpx.Response:
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._retry.attempts),
+            wait=self._wait,
+            retry=tenacity.retry_if_exception_type(_Retryable),
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(operation, method, path, body, allow_404=allow_404)
+        except _Retryable as e:
+            e.error.message += f" Gave up after {self._retry.attempts} attempts."
+            raise e.error from e.__cause__
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def _attempt(
+        self,
+        operation: Operation,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        allow_404: bool,
+    ) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            response = self._http.request(method, path, json=body)
+        except _HTTPX_ERRORS as e:
+            raise self._transport_failure(operation, e) from e
+        request_id = _request_id(response, None)
+        log.debug(
+            "intercom.request",
+            operation=operation,
+            method=method,
+            path=path,
+            status=response.status_code,
+            request_id=request_id,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        if status == 404 and allow_404 and _error_code(response) in _DELETE_NOT_FOUND_CODES:
+            return response
+        error = self._status_error(operation, response)
+        if status == 429:
+            delay = self._server_delay(response)
+            if delay is not None and delay > self._retry.max_retry_after:
+                raise error  # the caller reschedules; we do not block that long
+            raise _Retryable(error, delay)
+        if status >= 500:
+            if operation == "create":
+                raise CreateOutcomeUnknown(
+                    f"Intercom answered the create with {status}; the secret may or may not "
+                    "exist. List the secrets to find it by name.",
+                    request_id=error.request_id,
+                    status=status,
+                    operation=operation,
+                )
+            raise _Retryable(error, None)
+        raise error
+
+    def _transport_failure(self, operation: Operation, e: Exception) -> Exception:
+        detail = scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        if isinstance(e, _MISCONFIGURED):
+            return IntercomRequestError(
+                f"Cannot send the {operation} request to {self.base_url} ({detail}). "
+                "Check base_url/region.",
+                operation=operation,
+            )
+        unavailable = IntercomUnavailable(
+            f"Could not {operation} secrets at {self.base_url} ({detail}).", operation=operation
+        )
+        if operation == "create" and not isinstance(e, _NOT_SENT):
+            return CreateOutcomeUnknown(
+                f"The create request was sent to {self.base_url} but no answer came back "
+                f"({detail}); the secret may or may not exist. List the secrets to find it by "
+                "name.",
+                operation=operation,
+            )
+        return _Retryable(unavailable, None)
+
+    def _status_error(self, operation: Operation, response: httpx.Response) -> RotatorError:
+        code, detail = _error_detail(response)
+        return error_for_status(
+            response.status_code,
+            operation,
+            code=code,
+            detail=detail,
+            request_id=_request_id(response, _json_or_none(response)),
+            delay=self._server_delay(response),
+        )
+
+    def _protocol_error(
+        self, operation: Operation, response: httpx.Response, e: Exception
+    ) -> IntercomProtocolError:
+        return IntercomProtocolError(
+            f"Intercom's answer to {operation} does not follow the contract ({scrub(str(e))}).",
+            request_id=_request_id(response, None),
+            status=response.status_code,
+            operation=operation,
+        )
+
+    def _server_delay(self, response: httpx.Response) -> float | None:
+        """Seconds the server asked us to wait: ``Retry-After``, else ``X-RateLimit-Reset``."""
+        retry_after = response.headers.get("Retry-After")
+        if retry_after is not None:
+            retry_after = retry_after.strip()
+            if retry_after.isdigit():
+                return float(retry_after)
+            try:
+                when = email.utils.parsedate_to_datetime(retry_after)
+            except (TypeError, ValueError):
+                pass
+            else:
+                return max(0.0, when.timestamp() - self._clock())
+        reset = response.headers.get("X-RateLimit-Reset")
+        if reset is not None and reset.strip().isdigit():
+            return max(0.0, float(reset) - self._clock())
+        return None
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Retryable) and error.delay is not None:
+            return min(error.delay, self._retry.max_retry_after)
+        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)].
+        ceiling = min(
+            self._retry.max_backoff,
+            self._retry.initial_backoff * 2 ** (state.attempt_number - 1),
+        )
+        return self._rng.uniform(0, ceiling)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "intercom.retry",
+            attempt=state.attempt_number,
+            of=self._retry.attempts,
+            wait_s=round(state.upcoming_sleep, 3),
+            reason=str(error.error) if isinstance(error, _Retryable) else repr(error),
+        )
+
+
+def resolve_base_url(region: str, base_url: str | None) -> str:
+    """The API root for ``region``, or ``base_url`` when given (it wins)."""
+    if base_url:
+        url = httpx.URL(base_url)
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError(f"base_url must be an http(s) URL with a host, not {base_url!r}")
+        if url.query or url.fragment:
+            raise ValueError("base_url must not carry a query or fragment")
+        return str(url).rstrip("/")
+    try:
+        return REGION_BASE_URLS[region]
+    except KeyError:
+        raise ValueError(
+            f"unknown Intercom region {region!r}; choose from {sorted(REGION_BASE_URLS)} "
+            "or set base_url"
+        ) from None
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    return _error_detail(response)[0]
+
+
+def _error_detail(response: httpx.Response) -> tuple[str | None, str]:
+    """``(code, message)`` from an ``error.list`` body, else a scrubbed excerpt of the body."""
+    body = _json_or_none(response)
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            code = first.get("code")
+            message = first.get("message")
+            return (
+                scrub(str(code), 80) if code is not None else None,
+                scrub(str(message)) if message else response.reason_phrase,
+            )
+    text = response.text.strip()
+    return None, scrub(text, 200) if text else response.reason_phrase
+
+
+def _request_id(response: httpx.Response, body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("request_id"), str):
+        return scrub(body["request_id"], 80)
+    header = response.headers.get("X-Request-Id")
+    return scrub(header, 80) if header else None
