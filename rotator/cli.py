@@ -116,13 +116,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status = verb("status", "show each target's phase, secrets, deadlines and last error")
     status.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
-    status.add_argument("--json", action="store_true", help="one JSON object per target")
+    status.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")
+    status.add_argument(
+        "--history", action="store_true", help="also list the last rotations of each target"
+    )
     verb("check-config", "validate the configuration and report every error at once")
     _add_emulate_intercom(verb)
     demo = verb(
         "demo",
-        "watch rotator work locally: the Intercom emulator and a create, list, delete",
+        "watch the real daemon rotate a secret locally (OpenBao dev server + Intercom emulator)",
+        "Start an OpenBao dev server and the Intercom emulator on loopback, and run the real\n"
+        "daemon against them, with a consumer that signs and verifies throughout and confirms\n"
+        "each new secret through the hook. Ctrl-C stops everything.",
     )
+    demo.add_argument(
+        "--rotations", type=_positive, metavar="N", help="stop after N completed rotations"
+    )
+    demo.add_argument(
+        "--schedule", default="20s", help="how often to rotate (default: 20s; at least 1s)"
+    )
+    demo.add_argument("--grace", default="10s", help="grace period (default: 10s)")
     demo.add_argument("--port", type=_port, default=0, help="emulator port (default: any free)")
     return parser
 
@@ -169,6 +182,12 @@ def _port(text: str) -> int:
     return port
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a positive whole number, not {text!r}")
+    return int(text)
+
+
 def _token(text: str) -> object:
     from rotator.emulator.state import Token
 
@@ -187,15 +206,6 @@ def _faults(text: str) -> object:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    print(
-        f"rotator {args.verb}: not built yet in rotator {rotator.__version__}; it arrives with "
-        "the rotation engine. Available now: emulate-intercom, demo.",
-        file=sys.stderr,
-    )
-    return EXIT_USAGE
-
-
 def _emulate_intercom(args: argparse.Namespace) -> int:
     from rotator.emulator.cli import serve
 
@@ -207,7 +217,26 @@ def _emulate_intercom(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from rotator.demo import run_demo
 
-    return run_demo(port=args.port)
+    return run_demo(
+        rotations=args.rotations, schedule=args.schedule, grace=args.grace, port=args.port
+    )
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from rotator import commands
+
+    ctx = commands.context(getattr(args, "config", None))
+    if args.verb == "check-config":
+        return commands.check_config(ctx)
+    if args.verb == "reconcile":
+        return commands.reconcile(ctx)
+    if args.verb == "rotate-now":
+        return commands.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
+    if args.verb == "confirm":
+        return commands.confirm(ctx, args.target, secret_id=args.secret_id)
+    if args.verb == "status":
+        return commands.status(ctx, args.target, as_json=args.json, history=args.history)
+    return commands.run(ctx)
 
 
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -228,8 +257,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "log_format", "auto"),
         getattr(args, "log_level", None) or os.environ.get("ROTATOR_LOG_LEVEL", "info"),
     )
-    handler = _VERBS.get(args.verb, _not_built)
+    handler = _VERBS.get(args.verb, _engine)
     try:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - the one place every failure becomes an exit code
+        return _report(e)
+
+
+def _report(error: Exception) -> int:
+    from rotator.config import ConfigError, UnknownTargetError
+    from rotator.errors import RotatorError
+
+    if isinstance(error, ConfigError):
+        print(f"rotator: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    usage = isinstance(error, UnknownTargetError) or type(error).__name__ == "UsageError"
+    if isinstance(error, RotatorError):
+        print(f"rotator: error: {error}", file=sys.stderr)
+        return EXIT_USAGE if usage else EXIT_NEEDS_OPERATOR
+    # A bug, not a user mistake: say so, with a redacted traceback in the log.
+    from rotator.logs import get_logger
+
+    get_logger().exception("rotator.crashed", error_type=type(error).__name__)
+    print(
+        f"rotator: internal error ({type(error).__name__}); please report it with the log above",
+        file=sys.stderr,
+    )
+    return EXIT_NEEDS_OPERATOR

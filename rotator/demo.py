@@ -1,63 +1,204 @@
-"""``rotator demo``: watch the pieces work on this machine, with nothing to configure.
+"""``rotator demo``: the real daemon rotating a secret on this machine, nothing to configure.
 
-This first demo starts the Intercom emulator in-process and walks through a rotation by hand with
-the client: create a new secret, list, verify a signature with both secrets, delete the old one,
-and show that only the new one verifies. Secret material is never printed, only fingerprints.
+It starts an OpenBao dev server (``bao server -dev``) and the Intercom emulator on loopback,
+writes a demo configuration (a rotation every few seconds, a short grace period), and runs the
+real daemon in-process. A consumer thread plays your web backend: it reads the secret from Vault
+as a service would, signs a ``user_hash`` with it every 50 ms, has the emulator verify it as
+Messenger would, and calls the confirmation hook once it has reloaded a new secret. Everything
+stops cleanly on Ctrl-C, or after ``--rotations N``.
+
+Secret material is never printed: only Intercom ids and fingerprints.
 """
 
 from __future__ import annotations
 
+import secrets
+import tempfile
+import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
+from rotator.config import Settings, load_settings
+from rotator.daemon import Daemon
+from rotator.devserver import OpenBaoDevServer, free_port
 from rotator.emulator import Emulator, Token, user_hash
-from rotator.intercom import IntercomClient, Platforms, SecretInfo
+from rotator.logs import get_logger
+from rotator.reconciler import Reconciler, client_factory_with
+from rotator.redaction import SecretValue
+from rotator.vault import Vault
 
-_TOKEN = "demo-token-0123456789"  # noqa: S105 - the demo emulator's own token
+log = get_logger()
+TARGET = "web"
+VAULT_PATH = "intercom/identity-verification/web"
 
 
-def run_demo(port: int = 0) -> int:
-    emulator = Emulator(tokens=[Token.parse(f"{_TOKEN}:read,write")])
-    with (
-        emulator.serve(port=port) as running,
-        IntercomClient(_TOKEN, base_url=running.url) as client,
-    ):
-        print(f"Intercom emulator listening on {running.url}\n")
-        web = Platforms(web=True)
-        old = client.create_secret("Production Web", web)
-        _step(f"created the current secret {old.info.id} ({old.secret.fingerprint()})")
-        new = client.create_secret("Production Web · rotated", web)
-        _step(f"created its successor {new.info.id} ({new.secret.fingerprint()})")
-        _show(client.list_secrets())
-        signed_old = user_hash(old.secret.reveal(), "user-42")
-        signed_new = user_hash(new.secret.reveal(), "user-42")
-        _step(
-            "Messenger accepts both signatures while both secrets live: "
-            f"old={_verify(running.url, signed_old)}, new={_verify(running.url, signed_new)}"
+@dataclass
+class ConsumerStats:
+    checks: int = 0
+    failures: int = 0
+    reloads: int = 0
+
+
+def run_demo(
+    *, rotations: int | None = None, schedule: str = "20s", grace: str = "10s", port: int = 0
+) -> int:
+    stop = threading.Event()
+    intercom_token = SecretValue("demo-intercom-" + secrets.token_hex(12))
+    hook_token = SecretValue("demo-hook-" + secrets.token_hex(12))
+    workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
+    emulator = Emulator(tokens=[Token.parse(f"{intercom_token.reveal()}:read,write")])
+    with OpenBaoDevServer() as bao, emulator.serve(port=port) as intercom:
+        hook_port = free_port()
+        config = workdir / "rotator.toml"
+        config.write_text(_config_text(bao.address, intercom.url, hook_port, schedule, grace))
+        environ = {
+            "VAULT_TOKEN": bao.root_token,
+            "INTERCOM_TOKEN": intercom_token.reveal(),
+            "ROTATOR_HOOK_TOKEN": hook_token.reveal(),
+        }
+        settings = load_settings(config)
+        _banner(bao.address, intercom.url, hook_port, config, settings)
+        vault = Vault(settings.vault, environ=environ)
+        reconciler = Reconciler(
+            settings, vault, environ=environ, client_factory=client_factory_with(stop.wait)
         )
-        outcome = client.delete_secret(old.info.id)
-        _step(f"deleted the old secret {old.info.id}: {outcome.value}")
-        _show(client.list_secrets())
-        _step(
-            "after the delete: "
-            f"old={_verify(running.url, signed_old)}, new={_verify(running.url, signed_new)}"
+        daemon = Daemon(settings, reconciler, environ=environ, stopping=stop)
+        stats = ConsumerStats()
+        consumer = threading.Thread(
+            target=_consume,
+            kwargs={
+                "bao": bao,
+                "intercom_url": intercom.url,
+                "hook_base": f"http://127.0.0.1:{hook_port}",
+                "hook_token": hook_token,
+                "stats": stats,
+                "stop": stop,
+            },
+            name="demo-consumer",
+            daemon=True,
         )
-        again = client.delete_secret(old.info.id)
-        _step(f"deleting it again is harmless: {again.value}")
-    print("\nDone. The full rotation engine (Vault, scheduler, hook) arrives in a later version.")
-    return 0
+        try:
+            daemon.start()
+            consumer.start()
+            _watch(reconciler, rotations, stop)
+        except KeyboardInterrupt:
+            print("\nCtrl-C: stopping", flush=True)
+        finally:
+            stop.set()
+            daemon.stop()
+            consumer.join(timeout=5)
+            completed = _completed(reconciler)
+            reconciler.close()
+            vault.close()
+    print(
+        f"\nDone: {completed} rotation(s) completed; the consumer verified {stats.checks} "
+        f"signature(s) with {stats.failures} failure(s) and reloaded {stats.reloads} time(s).",
+        flush=True,
+    )
+    return 0 if stats.failures == 0 else 1
 
 
-def _step(text: str) -> None:
+def _config_text(vault: str, intercom: str, hook_port: int, schedule: str, grace: str) -> str:
+    return f"""\
+# Written by `rotator demo`: a rotation every {schedule}, a {grace} grace period.
+[vault]
+address = "{vault}"
+mount = "secret"
+state_path = "rotator/state"
+[vault.auth]
+method = "token"                # from $VAULT_TOKEN
+[server]
+listen = "127.0.0.1:{hook_port}"
+hook_token_env = "ROTATOR_HOOK_TOKEN"
+[daemon]
+reconcile_interval = "1s"
+[[targets]]
+name = "{TARGET}"
+base_url = "{intercom}"
+token_env = "INTERCOM_TOKEN"
+secret_name = "Production Web"
+platforms = ["web"]
+vault_path = "{VAULT_PATH}"
+schedule = "{schedule}"
+grace_period = "{grace}"
+confirmation = "hook-or-grace"
+"""
+
+
+def _banner(vault: str, intercom: str, hook_port: int, config: Path, settings: Settings) -> None:
+    target = settings.targets[0]
+    print(
+        "rotator demo: the real daemon, an OpenBao dev server and the Intercom emulator.\n"
+        f"  OpenBao   {vault}  (dev mode, in memory)\n"
+        f"  Intercom  {intercom}  (emulator)\n"
+        f"  hook      http://127.0.0.1:{hook_port}/v1/targets/{TARGET}/confirm\n"
+        f"  config    {config}\n"
+        f"  target    {TARGET}: {target.schedule.describe()}, grace {target.grace_period:g}s, "
+        f"consumers read secret/{VAULT_PATH}\n"
+        "A consumer signs a user_hash every 50 ms and has Intercom verify it; it confirms each\n"
+        "new secret through the hook once it has reloaded. Press Ctrl-C to stop.\n",
+        flush=True,
+    )
+
+
+def _consume(
+    *,
+    bao: OpenBaoDevServer,
+    intercom_url: str,
+    hook_base: str,
+    hook_token: SecretValue,
+    stats: ConsumerStats,
+    stop: threading.Event,
+) -> None:
+    """Play a web backend: read the secret from Vault, sign, verify, confirm new secrets."""
+    hook_url = f"{hook_base}/v1/targets/{TARGET}/confirm"
+    current: str | None = None
+    with httpx.Client(timeout=5.0) as http:
+        vault_headers = {"X-Vault-Token": bao.root_token}
+        while not stop.wait(0.05):
+            answer = http.get(f"{bao.address}/v1/secret/data/{VAULT_PATH}", headers=vault_headers)
+            if answer.status_code != 200:
+                continue  # nothing provisioned yet
+            data = answer.json()["data"]["data"]
+            secret = SecretValue(data["secret"])
+            user = f"user-{stats.checks % 1000}"
+            verdict = http.get(
+                f"{intercom_url}/__verify",
+                params={"user_id": user, "user_hash": user_hash(secret.reveal(), user)},
+            )
+            stats.checks += 1
+            if not verdict.json().get("valid"):
+                stats.failures += 1
+                _say(f"consumer: signature REJECTED with secret {data['intercom_id']}")
+            if data["intercom_id"] != current:
+                current = data["intercom_id"]
+                stats.reloads += 1
+                _say(
+                    f"consumer: reloaded secret {current} ({secret.fingerprint()}); "
+                    f"{stats.checks} checks so far, {stats.failures} failed; confirming rollout"
+                )
+                http.post(
+                    hook_url,
+                    json={"secret_id": current},
+                    headers={"Authorization": f"Bearer {hook_token.reveal()}"},
+                )
+
+
+def _watch(reconciler: Reconciler, rotations: int | None, stop: threading.Event) -> None:
+    while not stop.wait(0.5):
+        if rotations is not None and _completed(reconciler) >= rotations:
+            _say(f"{rotations} rotation(s) completed; stopping")
+            return
+
+
+def _completed(reconciler: Reconciler) -> int:
+    """Rotations that replaced a secret (the first, which only provisions one, is not counted)."""
+    record, _ = reconciler.record(TARGET)
+    return sum(1 for h in record.history if h.retired_ids) if record else 0
+
+
+def _say(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
-
-
-def _show(secrets: list[SecretInfo]) -> None:
-    listed = ", ".join(f"{s.id} {s.name!r}" for s in secrets) or "none"
-    _step(f"Intercom lists: {listed}")
-
-
-def _verify(url: str, signature: str) -> bool:
-    answer = httpx.get(f"{url}/__verify", params={"user_id": "user-42", "user_hash": signature})
-    return bool(answer.json()["valid"])

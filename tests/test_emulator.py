@@ -307,6 +307,16 @@ def test_post_drop_creates_the_secret_and_answers_nothing(emulator, make_client)
         post(emulator, {"name": "raw", "supports_web": True})
 
 
+def test_post_drop_can_be_limited_to_a_number_of_times(emulator, make_client):
+    """post_drop=1:1 drops exactly one create's answer, then answers normally."""
+    emulator.set_faults("post_drop=1:1")
+    client = make_client()
+    with pytest.raises(CreateOutcomeUnknown):
+        client.create_secret("first", WEB)
+    assert client.create_secret("second", WEB).info.name == "second"
+    assert len(emulator.store.live("default")) == 2
+
+
 def test_latency_fault_uses_the_injected_sleep():
     """latency=RATE:DURATION waits that long before answering (the sleep is injectable)."""
     waited: list[float] = []
@@ -355,7 +365,7 @@ def test_test_endpoints_are_not_subject_to_faults(emulator):
         ("5xx=0.1:404", "from 500 to 599"),
         ("latency=1", "latency needs a duration"),
         ("latency=1:soon", "invalid duration"),
-        ("post_drop=0.1:3", "takes no parameter"),
+        ("post_drop=0.1:x", "post_drop TIMES must be an integer"),
         ("429=0.1,429=0.2", "given twice"),
         ("seed=x", "seed must be an integer"),
     ],
@@ -368,7 +378,7 @@ def test_bad_fault_specs_are_explained(spec, message):
 
 def test_fault_spec_round_trips():
     """describe() writes a spec back in the syntax parse() reads."""
-    spec = FaultSpec.parse("429=0.2:3, 5xx=0.1:503, latency=0.5:20ms, post_drop=0.05, seed=7")
+    spec = FaultSpec.parse("429=0.2:3, 5xx=0.1:503, latency=0.5:20ms, post_drop=0.05:2, seed=7")
     assert FaultSpec.parse(spec.describe()) == spec
     assert FaultSpec().describe() == "none"
 

@@ -4,30 +4,16 @@ client and emulator work whose captured log output is scanned for every secret i
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 
 import pytest
-import structlog
 
 from rotator.intercom import CreateOutcomeUnknown, IntercomAuthError, Platforms
-from rotator.logs import configure_logging, get_logger, redact
+from rotator.logs import get_logger, redact
 from rotator.redaction import REDACTED, SecretValue, redact_text, register, scrub
 
 WEB = Platforms(web=True)
-
-
-@pytest.fixture
-def log_output():
-    """Logging configured as in production (JSON, debug) into a buffer, restored afterwards."""
-    buffer = io.StringIO()
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    configure_logging("json", "debug", stream=buffer)
-    yield buffer
-    structlog.reset_defaults()
-    root.handlers[:], root.level = saved
 
 
 def test_known_values_are_redacted_wherever_they_appear():

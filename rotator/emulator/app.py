@@ -95,7 +95,7 @@ class EmulatorApp:
             _shut(environ)
             raise
         response.headers["X-Request-Id"] = request_id
-        log.info(
+        log.debug(
             "emulator.request",
             method=request.method,
             path=request.path,
@@ -142,7 +142,7 @@ class EmulatorApp:
     def _create(self, request: Request, token: Token, request_id: str) -> Response:
         params = _create_params(request, request_id)
         created = self.store.create(token.workspace, **params)
-        if self.faults.roll(self.faults.spec.post_drop):
+        if self.faults.roll_post_drop():
             raise DropConnection(created.id)
         return _json(201, created.with_material())
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rotator.durations import parse_duration
@@ -20,7 +21,8 @@ drawn independently for every API request:
     429=RATE[:SECONDS]      answer 429 with X-RateLimit-* headers and Retry-After (default 1 s)
     5xx=RATE[:STATUS]       answer a server error (STATUS, default one of 500/502/503/504)
     latency=RATE:DURATION   wait DURATION (e.g. 20ms, 1.5s) before answering
-    post_drop=RATE          create the secret, then drop the connection without an answer
+    post_drop=RATE[:TIMES]  create the secret, then drop the connection without an answer
+                            (at most TIMES times, when given)
     seed=N                  make the draws reproducible
 
 Example: 429=0.2,5xx=0.1:503,latency=1:20ms,post_drop=0.05,seed=7.
@@ -42,6 +44,7 @@ class FaultSpec:
     latency: float = 0.0
     latency_seconds: float = 0.0
     post_drop: float = 0.0
+    post_drop_times: int | None = None
     seed: int | None = None
 
     @classmethod
@@ -64,10 +67,7 @@ class FaultSpec:
             if rate_field in values:
                 raise FaultSpecError(f"fault {kind!r} is given twice")
             values[rate_field] = _rate(rate_text, kind)
-            if param_field is None:
-                if param:
-                    raise FaultSpecError(f"fault {kind!r} takes no parameter")
-            elif param:
+            if param:
                 values[param_field] = _PARAMS[kind](param)
             elif kind == "latency":
                 raise FaultSpecError("latency needs a duration: latency=RATE:DURATION, e.g. 1:20ms")
@@ -84,7 +84,8 @@ class FaultSpec:
         if self.latency:
             parts.append(f"latency={self.latency:g}:{self.latency_seconds * 1000:g}ms")
         if self.post_drop:
-            parts.append(f"post_drop={self.post_drop:g}")
+            times = f":{self.post_drop_times}" if self.post_drop_times is not None else ""
+            parts.append(f"post_drop={self.post_drop:g}{times}")
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         return ",".join(parts) or "none"
@@ -124,13 +125,24 @@ def _seconds(text: str) -> float:
 
 
 # kind -> (rate field, parameter field)
-_KINDS: dict[str, tuple[str, str | None]] = {
+_KINDS: dict[str, tuple[str, str]] = {
     "429": ("rate_limit", "retry_after"),
     "5xx": ("server_error", "server_status"),
     "latency": ("latency", "latency_seconds"),
-    "post_drop": ("post_drop", None),
+    "post_drop": ("post_drop", "post_drop_times"),
 }
-_PARAMS = {"429": _seconds, "5xx": _status, "latency": _seconds}
+
+
+def _times(text: str) -> int:
+    return _integer(text, "post_drop TIMES")
+
+
+_PARAMS: dict[str, Callable[[str], float | int]] = {
+    "429": _seconds,
+    "5xx": _status,
+    "latency": _seconds,
+    "post_drop": _times,
+}
 
 
 class Faults:
@@ -140,6 +152,7 @@ class Faults:
         self._lock = threading.Lock()
         self._spec = FaultSpec()
         self._rng = random.Random()
+        self._post_drops = 0
         self.set(spec or FaultSpec())
 
     @property
@@ -150,6 +163,18 @@ class Faults:
         with self._lock:
             self._spec = spec
             self._rng = random.Random(spec.seed)
+            self._post_drops = 0
+
+    def roll_post_drop(self) -> bool:
+        """Whether to drop this create's answer (counting against ``post_drop_times``)."""
+        spec = self._spec
+        if not self.roll(spec.post_drop):
+            return False
+        with self._lock:
+            if spec.post_drop_times is not None and self._post_drops >= spec.post_drop_times:
+                return False
+            self._post_drops += 1
+            return True
 
     def roll(self, rate: float) -> bool:
         if rate <= 0.0:

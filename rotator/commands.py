@@ -1,0 +1,194 @@
+"""The verbs behind the CLI: each loads what it needs, does its job, returns an exit code.
+
+Exit codes: 0 ok; 1 a target needs an operator (blocked, or Vault/Intercom failing); 2 bad
+usage or configuration. Errors a user can fix are raised as ``rotator.errors`` exceptions and
+printed by ``rotator.cli`` without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from rotator.config import Settings, config_path, load_settings
+from rotator.errors import PermanentError
+from rotator.observation import RotateNow
+from rotator.reconciler import Reconciler, Sleep, TargetReport, client_factory_with
+from rotator.record import Phase
+
+EXIT_OK, EXIT_NEEDS_OPERATOR, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(PermanentError):
+    """The command asked for something that cannot be done as asked (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Context:
+    config: str | None
+    environ: Mapping[str, str]
+
+    def settings(self) -> Settings:
+        return load_settings(config_path(self.config, dict(self.environ)))
+
+    def reconciler(
+        self, settings: Settings | None = None, *, sleep: Sleep = time.sleep
+    ) -> Reconciler:
+        from rotator.vault import Vault
+
+        settings = settings or self.settings()
+        vault = Vault(settings.vault, environ=self.environ)
+        return Reconciler(
+            settings, vault, environ=self.environ, client_factory=client_factory_with(sleep)
+        )
+
+
+def check_config(ctx: Context) -> int:
+    path = config_path(ctx.config, dict(ctx.environ))
+    settings = load_settings(path)
+    problems = _missing_environment(settings, ctx.environ)
+    print(f"{path}: {len(settings.targets)} target(s)")
+    for t in settings.targets:
+        source = f"${t.token_env}" if t.token_env else f"vault:{t.token_vault}"
+        print(
+            f"  {t.name}: {t.endpoint} secret {t.secret_name!r} -> "
+            f"{settings.vault.mount}/{t.vault_path}; {t.schedule.describe()}, "
+            f"grace {t.grace_period:g}s, confirmation {t.confirmation}, token {source}"
+        )
+    if problems:
+        print(f"{len(problems)} problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return EXIT_USAGE
+    print("configuration OK")
+    return EXIT_OK
+
+
+def _missing_environment(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    problems = []
+    auth = settings.vault.auth
+    if auth.method == "token" and not auth.token_file and not environ.get(auth.token_env):
+        problems.append(f"vault.auth.token_env: ${auth.token_env} is not set")
+    for name in (auth.role_id_env, auth.secret_id_env):
+        if auth.method == "approle" and name and not environ.get(name):
+            problems.append(f"vault.auth: ${name} is not set")
+    for path in (auth.token_file, auth.role_id_file, auth.secret_id_file):
+        if path and not Path(path).is_file():
+            problems.append(f"vault.auth: file {path} does not exist")
+    for i, t in enumerate(settings.targets):
+        if t.token_env and not environ.get(t.token_env):
+            problems.append(f"targets[{i}] ({t.name}).token_env: ${t.token_env} is not set")
+    server = settings.server
+    for key in ("hook_token_env", "hook_hmac_key_env"):
+        name = getattr(server, key)
+        if name and not environ.get(name):
+            problems.append(f"server.{key}: ${name} is not set")
+    return problems
+
+
+def reconcile(ctx: Context) -> int:
+    reconciler = ctx.reconciler()
+    try:
+        reports = reconciler.reconcile_all()
+    finally:
+        reconciler.close()
+    for report in reports:
+        print(_line(report))
+    return EXIT_NEEDS_OPERATOR if any(r.needs_operator for r in reports) else EXIT_OK
+
+
+def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
+    settings = ctx.settings()
+    settings.target(target)
+    if emergency and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
+        answer = input(
+            f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
+            "soon as its replacement is in Vault, even if your services have not reloaded. "
+            "Type 'yes' to go on: "
+        )
+        if answer.strip().lower() != "yes":
+            print("aborted; nothing changed")
+            return EXIT_USAGE
+    reconciler = ctx.reconciler(settings)
+    try:
+        before, _ = reconciler.record(target)
+        if before is not None and before.phase not in {Phase.IDLE, Phase.BLOCKED}:
+            print(
+                f"{target}: rotation {before.rotation_id} is already under way "
+                f"({before.phase.value}); joining it"
+            )
+        report = reconciler.reconcile_target(target, RotateNow(emergency=emergency))
+    finally:
+        reconciler.close()
+    print(_line(report))
+    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+
+
+def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
+    reconciler = ctx.reconciler()
+    try:
+        record, _ = reconciler.record(target)
+        wanted = secret_id or (record.pending_id if record else None)
+        if wanted is None:
+            raise UsageError(f"{target}: no rotation is awaiting rollout; nothing to confirm")
+        result = reconciler.confirm(target, secret_id=wanted, rotation_id=None, via="cli")
+        print(f"{target}: {result.status}: {result.message}")
+        if result.status not in {"confirmed", "already_confirmed"}:
+            return EXIT_USAGE
+        report = reconciler.reconcile_target(target)
+    finally:
+        reconciler.close()
+    print(_line(report))
+    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+
+
+def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
+    from rotator.status import render_json, render_table, target_status
+
+    settings = ctx.settings()
+    names = [target] if target else [t.name for t in settings.targets]
+    reconciler = ctx.reconciler(settings)
+    try:
+        statuses = []
+        for name in names:
+            spec = settings.target(name)
+            record, consumer = reconciler.record(name)
+            upcoming = reconciler.next_rotation_at(spec, record) if record else None
+            statuses.append(target_status(spec, record, consumer, upcoming, history=history))
+    finally:
+        reconciler.close()
+    use_json = as_json or not sys.stdout.isatty()
+    print(render_json(statuses) if use_json else render_table(statuses))
+    return EXIT_NEEDS_OPERATOR if any(s.phase == "blocked" for s in statuses) else EXIT_OK
+
+
+def run(ctx: Context) -> int:
+    from rotator.daemon import Daemon
+
+    settings = ctx.settings()
+    stopping = threading.Event()
+    # Retry waits inside Intercom calls end at once when a signal asks the daemon to stop.
+    reconciler = ctx.reconciler(settings, sleep=stopping.wait)
+    try:
+        daemon = Daemon(settings, reconciler, environ=ctx.environ, stopping=stopping)
+        return daemon.run_until_signalled()
+    finally:
+        reconciler.close()
+
+
+def _line(report: TargetReport) -> str:
+    rotation = f" {report.rotation_id}" if report.rotation_id and report.phase != "idle" else ""
+    if report.error:
+        return f"{report.target}: ERROR: {report.error}"
+    return f"{report.target}: {report.phase}{rotation}: {report.reason}"
+
+
+def context(config: str | None) -> Context:
+    return Context(config=config, environ=os.environ)

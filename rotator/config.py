@@ -1,0 +1,357 @@
+"""rotator's configuration: a TOML file loaded into frozen, validated settings.
+
+The file is found at ``--config PATH``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``.
+Validation (pydantic) reports every error at once, each with the TOML key that caused it;
+unknown keys are errors, so a typo never silently falls back to a default. Secrets never sit in
+the file: Intercom tokens come from an environment variable (``token_env``) or a Vault path
+(``token_vault = "path#key"`` on the configured KV v2 mount).
+
+Durations are written as in ``rotator.durations`` (``30d``, ``24h``, ``90s``) and held as
+seconds; schedules as an interval or a 5-field cron line (``rotator.schedule``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from rotator.durations import parse_duration
+from rotator.errors import PermanentError
+from rotator.intercom.models import PLATFORM_NAMES, REGION_BASE_URLS, Platforms
+from rotator.schedule import Schedule
+
+DEFAULT_PATH = Path("rotator.toml")
+_TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+CONFIG_ENV = "ROTATOR_CONFIG"
+
+
+class ConfigError(PermanentError):
+    """The configuration cannot be used; ``problems`` lists every reason, each with its key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listing}")
+
+
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        return parse_duration(value)
+    return value
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str):
+        return Schedule.parse(value)
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class VaultAuthSettings(_Model):
+    """How rotator logs in to Vault."""
+
+    method: Literal["token", "approle", "kubernetes"] = "token"
+    #: token: the variable holding the token (``VAULT_TOKEN``), or a file holding it.
+    token_env: str = "VAULT_TOKEN"  # noqa: S105 - the name of a variable, not a token
+    token_file: str | None = None
+    #: approle: the role id (not secret) inline, from a variable or a file; the secret id from a
+    #: variable or a file, re-read at each login.
+    role_id: str | None = None
+    role_id_env: str | None = None
+    role_id_file: str | None = None
+    secret_id_env: str | None = None
+    secret_id_file: str | None = None
+    #: kubernetes: the Vault role, and the service-account token file, re-read at each login.
+    role: str | None = None
+    jwt_path: str = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    #: Where the auth method is mounted (default: ``approle`` / ``kubernetes``).
+    mount_point: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if self.method == "approle":
+            if not (self.role_id or self.role_id_env or self.role_id_file):
+                raise ValueError("approle needs role_id, role_id_env or role_id_file")
+            if not (self.secret_id_env or self.secret_id_file):
+                raise ValueError("approle needs secret_id_env or secret_id_file")
+        if self.method == "kubernetes" and not self.role:
+            raise ValueError("kubernetes needs role (the Vault role bound to the service account)")
+        return self
+
+
+class VaultSettings(_Model):
+    """Where state and secrets live."""
+
+    model_config = ConfigDict(validate_default=True)
+
+    address: str = Field(default_factory=lambda: os.environ.get("VAULT_ADDR", ""))
+    #: The KV v2 mount holding rotator's state and the consumers' secrets.
+    mount: str = "secret"
+    #: Prefix (on ``mount``) of the per-target state records.
+    state_path: str = "rotator/state"
+    namespace: str | None = None
+    #: CA bundle (PEM) to verify Vault's certificate; ``tls_verify = false`` only for labs.
+    ca_cert: str | None = None
+    tls_verify: bool = True
+    #: Seconds to wait for one Vault request.
+    timeout: Seconds = 10.0
+    auth: VaultAuthSettings = VaultAuthSettings()
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not value:
+            raise ValueError("set [vault] address or the VAULT_ADDR environment variable")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("mount", "state_path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+
+class ServerSettings(_Model):
+    """The daemon's HTTP server: confirmation hook, health and metrics."""
+
+    listen: str = "0.0.0.0:8080"
+    #: Bearer token for the hook: from this variable, or ``path#key`` in Vault.
+    hook_token_env: str | None = None
+    hook_token_vault: str | None = None
+    #: HMAC-SHA256 key for signed hook calls (timestamp + body): variable or Vault.
+    hook_hmac_key_env: str | None = None
+    hook_hmac_key_vault: str | None = None
+    #: Seconds a signed call stays valid.
+    signature_window: Seconds = 300.0
+    #: Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=64 * 1024, gt=0, le=1024 * 1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be HOST:PORT, e.g. 0.0.0.0:8080, not {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class DaemonSettings(_Model):
+    """How ``rotator run`` paces itself."""
+
+    #: Seconds between reconcile passes (each pass only acts on what is due).
+    reconcile_interval: Seconds = 60.0
+    #: Targets reconciled at the same time in one pass.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    #: Seconds another process waits, by its own clock, before taking over a silent holder.
+    lease_ttl: Seconds = 60.0
+
+
+class TargetSettings(_Model):
+    """One Intercom secret lineage and the Vault path its consumers read."""
+
+    name: str
+    region: Literal["us", "eu", "au"] = "us"
+    #: Overrides ``region`` (e.g. the emulator, or a proxy).
+    base_url: str | None = None
+    token_env: str | None = None
+    #: ``path#key`` on the Vault KV v2 mount (key defaults to ``token``).
+    token_vault: str | None = None
+    secret_name: str = Field(min_length=1, max_length=200)
+    platforms: tuple[str, ...] = ("web",)
+    vault_path: str
+    schedule: Annotated[Schedule, BeforeValidator(_schedule)] = Schedule.parse("30d")
+    grace_period: Seconds = 24 * 3600.0
+    confirmation: Literal["hook-or-grace", "hook", "grace"] = "hook-or-grace"
+    #: Ids of existing Intercom secrets this target owns and may retire.
+    adopt: tuple[str, ...] = ()
+    intercom_version: str = "Preview"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TARGET_NAME.fullmatch(value):
+            raise ValueError(
+                f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
+                "starting with a letter or digit; it appears in URLs and metric labels"
+            )
+        return value
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        Platforms.from_names(value)  # raises with the reason
+        return tuple(p for p in PLATFORM_NAMES if p in value)
+
+    @field_validator("vault_path")
+    @classmethod
+    def _vault_path(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        from rotator.intercom.client import resolve_base_url
+
+        return None if value is None else resolve_base_url("us", value)
+
+    @model_validator(mode="after")
+    def _token_source(self) -> Self:
+        if bool(self.token_env) == bool(self.token_vault):
+            raise ValueError(
+                "give exactly one of token_env (an environment variable) or token_vault "
+                "(path#key in Vault); tokens are never written in the file"
+            )
+        return self
+
+    @property
+    def platform_flags(self) -> Platforms:
+        return Platforms.from_names(self.platforms)
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url or REGION_BASE_URLS[self.region]
+
+
+class Settings(_Model):
+    """Everything rotator needs, validated."""
+
+    vault: VaultSettings
+    server: ServerSettings = ServerSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    targets: tuple[TargetSettings, ...] = Field(default=(), validate_default=True)
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _some_targets(cls, value: Any) -> Any:
+        if not value:
+            raise ValueError("add at least one [[targets]] table")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        problems = []
+        for name, count in Counter(t.name for t in self.targets).items():
+            if count > 1:
+                problems.append(f"target name {name!r} is used {count} times")
+        for path, count in Counter(t.vault_path for t in self.targets).items():
+            if count > 1:
+                problems.append(f"vault_path {path!r} is used by {count} targets")
+        lineages = Counter(
+            (t.endpoint, t.token_env or t.token_vault, t.secret_name) for t in self.targets
+        )
+        for (_, _, secret_name), count in lineages.items():
+            if count > 1:
+                problems.append(
+                    f"{count} targets share secret_name {secret_name!r} in one workspace: "
+                    "each would take the other's secrets for its own"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def target(self, name: str) -> TargetSettings:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets)
+        raise UnknownTargetError(f"no target named {name!r} in the configuration (known: {known})")
+
+
+class UnknownTargetError(PermanentError):
+    """A command named a target the configuration does not have."""
+
+
+def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path:
+    """``explicit``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``."""
+    env = os.environ if environ is None else environ
+    return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_PATH)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path``; raises ``ConfigError`` listing every problem."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path),
+            [f"file not found (pass --config PATH or set ${CONFIG_ENV})"],
+        ) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), [f"cannot read the file: {e}"]) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
+    return parse_settings(raw, source=str(path))
+
+
+def parse_settings(raw: dict[str, Any], source: str = "<config>") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(source, [_describe(error, raw) for error in e.errors()]) from None
+
+
+def _describe(error: Any, raw: dict[str, Any]) -> str:
+    key = _key(error["loc"], raw)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and its [section])"
+    elif error["type"] == "missing":
+        message = "required"
+    return f"{key}: {message}" if key else message
+
+
+def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    """``("targets", 0, "schedule")`` -> ``targets[0] (web).schedule``, the TOML way."""
+    parts: list[str] = []
+    node: Any = raw
+    for item in loc:
+        if isinstance(item, int):
+            label = f"[{item}]"
+            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
+                name = node[item].get("name")
+                if isinstance(name, str):
+                    label += f" ({name})"
+            parts.append(label)
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+        else:
+            if str(item).startswith(("function-", "function_")):
+                continue
+            parts.append(("." if parts else "") + str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return "".join(parts)

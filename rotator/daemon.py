@@ -1,0 +1,162 @@
+"""``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; cheroot serves
+the rollout-confirmation hook, ``/healthz`` and ``/readyz``.
+
+The scheduler holds nothing that matters: every decision is made from Vault state by the
+reconciler, so a restart loses nothing. It runs in UTC with ``coalesce=True`` (a backlog of
+missed runs becomes one), ``max_instances=1`` (passes never overlap) and a real
+``misfire_grace_time``. Only target names travel as job arguments, never secrets.
+
+SIGTERM or SIGINT: the pass in progress finishes its current step and persists (each Intercom
+client's retry sleep wakes up at once), the server stops, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from rotator.config import ConfigError, Settings
+from rotator.hook_auth import HookCredentials
+from rotator.logs import get_logger
+from rotator.reconciler import Reconciler
+from rotator.redaction import SecretValue
+from rotator.server import ConfirmOutcome, ConfirmRequest, ConfirmStatus, HttpServer, make_app
+
+log = get_logger()
+
+STOP_TIMEOUT = 8.0  # seconds: the whole shutdown fits in Kubernetes' and our 10 s promise
+
+
+class Daemon:
+    """The scheduler, the reconciler and the HTTP server, started and stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        reconciler: Reconciler,
+        *,
+        environ: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+        listen: tuple[str, int] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reconciler = reconciler
+        self.stopping = stopping or threading.Event()
+        self._environ = environ
+        self._clock = clock
+        self._scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
+        )
+        host, port = listen or (settings.server.host, settings.server.port)
+        app = make_app(
+            confirm=self._confirm,
+            credentials=self._credentials(),
+            settings=settings.server,
+            ready=self._ready,
+            clock=clock,
+        )
+        self.server = HttpServer(app, host, port)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.start()
+        self._scheduler.add_job(
+            self._pass,
+            IntervalTrigger(seconds=self.settings.daemon.reconcile_interval, timezone=UTC),
+            id="reconcile",
+            name="reconcile all targets",
+            next_run_time=datetime.now(UTC),
+        )
+        self._scheduler.start()
+        log.info(
+            "daemon.started",
+            targets=len(self.settings.targets),
+            interval_s=self.settings.daemon.reconcile_interval,
+            url=self.server.url,
+        )
+
+    def stop(self) -> None:
+        self.stopping.set()
+        started = time.monotonic()
+        # wait=True lets the pass in progress reach its next persisted step; it checks
+        # `stopping` between steps and its clients stop sleeping between retries.
+        self._scheduler.shutdown(wait=True)
+        self.server.stop(timeout=max(0.5, STOP_TIMEOUT - (time.monotonic() - started)))
+        log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
+
+    def run_until_signalled(self) -> int:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("daemon.signal", signal=signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self.stopping.wait(timeout=1.0):
+            pass
+        self.stop()
+        return 0
+
+    # --- jobs --------------------------------------------------------------------------------
+
+    def _pass(self) -> None:
+        if self.stopping.is_set():
+            return
+        reports = self.reconciler.reconcile_all(stop=self.stopping)
+        blocked = [r.target for r in reports if r.needs_operator]
+        log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
+
+    def _reconcile_one(self, name: str) -> None:
+        if not self.stopping.is_set():
+            self.reconciler.reconcile_target(name)
+
+    def _confirm(self, name: str, request: ConfirmRequest) -> ConfirmOutcome:
+        if name not in {t.name for t in self.settings.targets}:
+            return ConfirmOutcome(ConfirmStatus.UNKNOWN_TARGET, f"no target named {name!r}")
+        result = self.reconciler.confirm(
+            name,
+            secret_id=request.secret_id,
+            rotation_id=request.rotation_id,
+            via=f"hook:{request.via}",
+        )
+        if result.status == ConfirmStatus.CONFIRMED.value and not self.stopping.is_set():
+            # Retire now rather than at the next interval; the job carries only the name.
+            self._scheduler.add_job(
+                self._reconcile_one, args=[name], id=f"confirmed:{name}", replace_existing=True
+            )
+        return ConfirmOutcome(
+            ConfirmStatus(result.status), result.message, result.rotation_id, result.secret_id
+        )
+
+    def _ready(self) -> tuple[bool, str]:
+        if not self._scheduler.running:
+            return False, "scheduler not running"
+        return self.reconciler.vault.healthy()
+
+    def _credentials(self) -> HookCredentials:
+        server = self.settings.server
+        return HookCredentials(
+            bearer_token=self._secret(server.hook_token_env, server.hook_token_vault, "hook token"),
+            hmac_key=self._secret(server.hook_hmac_key_env, server.hook_hmac_key_vault, "HMAC key"),
+        )
+
+    def _secret(self, env: str | None, vault_ref: str | None, what: str) -> SecretValue | None:
+        if env:
+            value = self._environ.get(env)
+            if not value:
+                raise ConfigError("environment", [f"server: the {what} variable ${env} is not set"])
+            return SecretValue(value)
+        if vault_ref:
+            path, _, key = vault_ref.partition("#")
+            return self.reconciler.vault.read_value(path, key or "token")
+        return None

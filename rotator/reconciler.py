@@ -1,0 +1,440 @@
+"""The reconciler: gather -> decide -> persist -> act, per target, until nothing is left to do.
+
+One pass over a target reads its record and the consumers' path from Vault, lists Intercom when
+the decision needs it, and then loops: ``machine.step`` decides; the new record is written with
+check-and-set *before* the action it announces; the action runs; its result is folded into the
+observation and the machine decides again. A lost check-and-set means another process moved the
+target: the pass gathers again from scratch (a few times at most) instead of guessing.
+
+Everything that talks to the outside is injected (Vault, the Intercom client factory, clocks,
+randomness), so tests drive real servers with a controlled clock.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from rotator import machine
+from rotator.config import Settings, TargetSettings
+from rotator.errors import PermanentError, RotatorError, TemporaryError
+from rotator.intercom import CreateOutcomeUnknown, IntercomClient
+from rotator.intercom.models import SecretInfo
+from rotator.logs import bind_context, clear_context, get_logger
+from rotator.observation import (
+    Action,
+    ConsumerView,
+    Create,
+    Created,
+    CreateUnknown,
+    Delete,
+    Deleted,
+    Failed,
+    Observation,
+    Policy,
+    Result,
+    RotateNow,
+    Store,
+    Stored,
+    absorb,
+)
+from rotator.record import Phase, Record
+from rotator.redaction import SecretValue
+from rotator.vault import CasConflict, KVEntry, Vault
+
+log = get_logger()
+
+ClientFactory = Callable[[TargetSettings, SecretValue], IntercomClient]
+Sleep = Callable[[float], object]
+_RESTARTS = 3  # lost check-and-sets in one pass before leaving the target to the next pass
+_MAX_STEPS = 50  # a pass never loops forever, whatever the machine says
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """How one target ended a pass."""
+
+    target: str
+    phase: str
+    reason: str
+    rotation_id: str | None = None
+    error: str | None = None
+
+    @property
+    def needs_operator(self) -> bool:
+        return self.phase == Phase.BLOCKED.value or self.error is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmResult:
+    status: str  # machine.confirm's statuses, plus "unknown_target"
+    message: str
+    rotation_id: str | None = None
+    secret_id: str | None = None
+
+
+def client_factory_with(sleep: Sleep) -> ClientFactory:
+    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible)."""
+
+    def wait(seconds: float) -> None:
+        sleep(seconds)
+
+    def make(target: TargetSettings, token: SecretValue) -> IntercomClient:
+        return IntercomClient(
+            token,
+            region=target.region,
+            base_url=target.base_url,
+            version=target.intercom_version,
+            sleep=wait,
+        )
+
+    return make
+
+
+class Reconciler:
+    """Drives every configured target through its rotations."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        vault: Vault,
+        *,
+        environ: Mapping[str, str] | None = None,
+        client_factory: ClientFactory | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+        fresh: Callable[[], str] = lambda: secrets.token_hex(12),
+        me: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.vault = vault
+        self._environ = os.environ if environ is None else environ
+        self._client_factory = client_factory or client_factory_with(time.sleep)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._fresh = fresh
+        self.me = me or f"{socket.gethostname()}:{os.getpid()}:{fresh()[:6]}"
+        self._clients: dict[str, IntercomClient] = {}
+        self._clients_lock = threading.Lock()
+        # target -> (lease nonce, when first seen by OUR monotonic clock)
+        self._leases_seen: dict[str, tuple[str, float]] = {}
+        # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
+        self._target_locks = {t.name: threading.Lock() for t in settings.targets}
+
+    def close(self) -> None:
+        with self._clients_lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+    # --- passes ------------------------------------------------------------------------------
+
+    def reconcile_all(self, stop: threading.Event | None = None) -> list[TargetReport]:
+        """One pass over every target, ``daemon.concurrency`` at a time."""
+        targets = self.settings.targets
+        workers = min(self.settings.daemon.concurrency, len(targets))
+        if workers <= 1:
+            return [self._guarded(t.name, None, stop) for t in targets]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
+            futures = [pool.submit(self._guarded, t.name, None, stop) for t in targets]
+            return [f.result() for f in futures]
+
+    def reconcile_target(self, name: str, command: RotateNow | None = None) -> TargetReport:
+        """One pass over one target (``command`` from rotate-now)."""
+        self.settings.target(name)  # UnknownTargetError before anything else
+        return self._guarded(name, command, None)
+
+    def _guarded(
+        self, name: str, command: RotateNow | None, stop: threading.Event | None
+    ) -> TargetReport:
+        if stop is not None and stop.is_set():
+            return TargetReport(name, "unknown", "skipped: stopping")
+        bind_context(target=name)
+        try:
+            with self._target_locks[name]:
+                return self._pass(self.settings.target(name), command, stop)
+        except RotatorError as e:
+            # Vault itself failing (we could not even persist a backoff): report and move on.
+            log.error("reconcile.failed", error=str(e), kind=type(e).__name__)
+            return TargetReport(name, "unknown", "pass failed", error=str(e))
+        finally:
+            clear_context()
+
+    def _pass(
+        self, target: TargetSettings, command: RotateNow | None, stop: threading.Event | None
+    ) -> TargetReport:
+        report: TargetReport | None = None
+        for _ in range(_RESTARTS):
+            try:
+                report = self._attempt(target, command, stop)
+            except CasConflict:
+                log.info(
+                    "reconcile.cas_conflict", note="another process moved the target; re-reading"
+                )
+                continue
+            return report
+        return TargetReport(target.name, "unknown", "lost check-and-set repeatedly; next pass")
+
+    def _attempt(
+        self, target: TargetSettings, command: RotateNow | None, stop: threading.Event | None
+    ) -> TargetReport:
+        state_key = self.state_key(target.name)
+        entry = self.vault.read(state_key)
+        version = entry.version
+        consumer = self._consumer(target)
+        policy = self.policy(target)
+        now = self._clock()
+        if entry.data is None:
+            record = machine.initial_record(policy, consumer, now)
+            version = self._persist(state_key, None, record, version, "first seen")
+        else:
+            record = Record.from_storage(entry.data)
+        due = self.is_due(target, record, consumer, now)
+        listed, failure = None, None
+        if machine.needs_intercom(record, due=due, command=command, now=now):
+            listed, failure = self._list(target)
+        obs = Observation(
+            policy=policy,
+            consumer=consumer,
+            intercom=listed,
+            due=due,
+            me=self.me,
+            fresh=self._fresh(),
+            command=command,
+            result=failure,
+            lease_free=self._lease_free(target.name, record),
+        )
+        decision = machine.step(record, obs, now)
+        unknown_creates = 0
+        for _ in range(_MAX_STEPS):
+            version = self._persist(state_key, record, decision.record, version, decision.reason)
+            record = decision.record
+            if decision.action is None or (stop is not None and stop.is_set()):
+                break
+            result = self._act(target, record, decision.action)
+            if isinstance(result, CreateUnknown):
+                # The answer was lost: look at Intercom before deciding anything (the orphan,
+                # if it exists, is found by its recorded name). Twice in one pass: back off.
+                unknown_creates += 1
+                log.warning("rotation.create_unknown", detail=result.message)
+                listed, failure = self._list(target)
+                if failure is None and unknown_creates >= 2:
+                    failure = Failed(
+                        f"create answers lost twice: {result.message}", permanent=False
+                    )
+                obs = replace(obs, intercom=listed, result=failure, fresh=self._fresh())
+            else:
+                obs = replace(absorb(obs, result), fresh=self._fresh())
+            decision = machine.step(record, obs, self._clock())
+            obs = replace(obs, result=None, command=None)
+        return TargetReport(
+            target.name,
+            record.phase.value,
+            decision.reason,
+            rotation_id=record.rotation_id,
+        )
+
+    # --- gathering ---------------------------------------------------------------------------
+
+    def _consumer(self, target: TargetSettings) -> ConsumerView:
+        entry = self.vault.read(target.vault_path)
+        return consumer_view(entry)
+
+    def _list(self, target: TargetSettings) -> tuple[tuple[SecretInfo, ...] | None, Failed | None]:
+        try:
+            return tuple(self.client(target).list_secrets()), None
+        except RotatorError as e:
+            return None, _failure(e)
+
+    def policy(self, target: TargetSettings) -> Policy:
+        return Policy(
+            target=target.name,
+            secret_name=target.secret_name,
+            grace_period=timedelta(seconds=target.grace_period),
+            confirmation=target.confirmation,
+            adopt=target.adopt,
+            lease_ttl=self.settings.daemon.lease_ttl,
+        )
+
+    def is_due(
+        self, target: TargetSettings, record: Record, consumer: ConsumerView, now: datetime
+    ) -> bool:
+        if record.phase is not Phase.IDLE:
+            return False
+        if consumer.intercom_id is None:  # nothing for consumers to read: provision one
+            return True
+        upcoming = self.next_rotation_at(target, record)
+        return upcoming is None or now >= upcoming
+
+    @staticmethod
+    def next_rotation_at(target: TargetSettings, record: Record) -> datetime | None:
+        if record.last_rotation_at is None:
+            return None
+        return target.schedule.next_after(record.last_rotation_at)
+
+    def _lease_free(self, name: str, record: Record) -> bool:
+        lease = record.lease
+        if lease is None or lease.holder == self.me:
+            self._leases_seen.pop(name, None)
+            return True
+        now = self._monotonic()
+        seen = self._leases_seen.get(name)
+        if seen is None or seen[0] != lease.nonce:
+            self._leases_seen[name] = (lease.nonce, now)
+            return False
+        # Judged by our own clock only: the holder wrote nothing for a whole ttl of our time.
+        return now - seen[1] >= lease.ttl
+
+    # --- acting ------------------------------------------------------------------------------
+
+    def _act(self, target: TargetSettings, record: Record, action: Action) -> Result:
+        try:
+            if isinstance(action, Create):
+                created = self.client(target).create_secret(action.name, target.platform_flags)
+                return Created(
+                    secret_id=created.info.id,
+                    name=action.name,
+                    created_at=created.info.created_at,
+                    secret=created.secret,
+                )
+            if isinstance(action, Store):
+                return self._store(target, record, action.cas)
+            assert isinstance(action, Delete)  # noqa: S101 - Action is a closed union
+            outcome = self.client(target).delete_secret(action.secret_id)
+            return Deleted(action.secret_id, already=outcome.value == "already_deleted")
+        except CreateOutcomeUnknown as e:
+            return CreateUnknown(str(e))
+        except CasConflict:
+            raise
+        except RotatorError as e:
+            return _failure(e)
+
+    def _store(self, target: TargetSettings, record: Record, cas: int) -> Stored:
+        secret = record.pending_secret
+        if secret is None or record.pending_id is None:  # pragma: no cover - machine guarantees
+            raise RotatorError("store requested without a pending secret")
+        data = {
+            "secret": secret.reveal(),
+            "intercom_id": record.pending_id,
+            "name": record.planned_name,
+            "created_at": record.pending_created_at,
+            "rotation_id": record.rotation_id,
+        }
+        self.vault.write(target.vault_path, data, cas=cas)
+        return Stored(self._consumer(target))
+
+    def _persist(
+        self, key: str, before: Record | None, after: Record, version: int, reason: str
+    ) -> int:
+        if before is not None and after == before:
+            return version
+        new_version = self.vault.write(key, after.to_storage(), cas=version)
+        if version == 0:
+            self.vault.require_cas(key)
+        if before is None or before.phase is not after.phase:
+            log.info(
+                "rotation.transition",
+                rotation_id=after.rotation_id,
+                **{"from": before.phase.value if before else None, "to": after.phase.value},
+                reason=reason,
+                generation=after.generation,
+            )
+        else:
+            log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
+        return new_version
+
+    def client(self, target: TargetSettings) -> IntercomClient:
+        with self._clients_lock:
+            client = self._clients.get(target.name)
+            if client is None:
+                client = self._client_factory(target, self.intercom_token(target))
+                self._clients[target.name] = client
+            return client
+
+    def intercom_token(self, target: TargetSettings) -> SecretValue:
+        if target.token_env:
+            value = self._environ.get(target.token_env)
+            if not value:
+                raise PermanentError(
+                    f"target {target.name}: environment variable {target.token_env} "
+                    "(token_env) is not set"
+                )
+            return SecretValue(value)
+        assert target.token_vault is not None  # noqa: S101 - config guarantees one of the two
+        path, _, key = target.token_vault.partition("#")
+        return self.vault.read_value(path, key or "token")
+
+    # --- confirmations and status ----------------------------------------------------------------
+
+    def confirm(
+        self, name: str, *, secret_id: str | None, rotation_id: str | None, via: str
+    ) -> ConfirmResult:
+        """Record a rollout confirmation (check-and-set, retried on conflict)."""
+        target = self.settings.target(name)
+        key = self.state_key(name)
+        for _ in range(_RESTARTS + 2):
+            entry = self.vault.read(key)
+            if entry.data is None:
+                return ConfirmResult("not_awaiting", f"target {name} has no rotation yet")
+            record = Record.from_storage(entry.data)
+            updated, status, message = machine.confirm(
+                record,
+                self.policy(target),
+                secret_id=secret_id,
+                rotation_id=rotation_id,
+                via=via,
+                now=self._clock(),
+            )
+            if updated is not None:
+                try:
+                    self.vault.write(key, updated.to_storage(), cas=entry.version)
+                except CasConflict:
+                    continue
+                log.info(
+                    "rotation.confirmed",
+                    target=name,
+                    rotation_id=record.rotation_id,
+                    intercom_id=record.pending_id,
+                    via=via,
+                )
+            else:
+                log.info("rotation.confirm_refused", target=name, status=status, reason=message)
+            return ConfirmResult(status, message, record.rotation_id, record.pending_id)
+        raise TemporaryError(f"target {name}: the record kept changing; confirm again")
+
+    def record(self, name: str) -> tuple[Record | None, ConsumerView]:
+        """The stored record (``None`` before the first pass) and the consumers' view."""
+        target = self.settings.target(name)
+        entry = self.vault.read(self.state_key(name))
+        consumer = self._consumer(target)
+        return (Record.from_storage(entry.data) if entry.data else None), consumer
+
+    def state_key(self, name: str) -> str:
+        return f"{self.settings.vault.state_path}/{name}"
+
+
+def consumer_view(entry: KVEntry) -> ConsumerView:
+    data = entry.data or {}
+    secret = data.get("secret")
+    created = data.get("created_at")
+    return ConsumerView(
+        intercom_id=str(data["intercom_id"]) if data.get("intercom_id") else None,
+        rotation_id=data.get("rotation_id"),
+        fingerprint=SecretValue(secret).fingerprint()
+        if isinstance(secret, str) and secret
+        else None,
+        created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+        version=entry.version,
+    )
+
+
+def _failure(error: RotatorError) -> Failed:
+    delay = error.delay if isinstance(error, TemporaryError) else None
+    return Failed(str(error), permanent=isinstance(error, PermanentError), delay=delay)

@@ -1,0 +1,118 @@
+"""When a target is due: an interval (``30d``, ``12h``, ``90m``) or a 5-field cron line, in UTC.
+
+Due-times are computed from the persisted time of the last completed rotation, so a CronJob that
+runs every five minutes rotates only when due, and a daemon restart changes nothing. Cron lines
+are parsed by APScheduler's ``CronTrigger`` (imported only when a cron schedule is used).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from rotator.durations import format_duration, parse_duration
+
+MIN_INTERVAL = 1.0  # seconds; the demo rotates every few seconds, production every few weeks
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """An interval in seconds, or a cron expression."""
+
+    text: str
+    interval: float | None = None
+    cron: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Schedule:
+        cleaned = " ".join(text.split())
+        if len(cleaned.split(" ")) == 5:
+            _trigger(cleaned)  # validates, raising ValueError with APScheduler's reason
+            return cls(text=cleaned, cron=cleaned)
+        try:
+            seconds = parse_duration(cleaned)
+        except ValueError:
+            raise ValueError(
+                f"schedule {text!r} is neither an interval (e.g. 30d, 12h, 90m) nor a 5-field "
+                "cron line (e.g. '0 3 * * 1')"
+            ) from None
+        if seconds < MIN_INTERVAL:
+            raise ValueError(f"schedule interval must be at least {MIN_INTERVAL:g}s")
+        return cls(text=cleaned, interval=seconds)
+
+    def next_after(self, last: datetime) -> datetime:
+        """The first due-time strictly after ``last`` (an aware UTC datetime)."""
+        if self.interval is not None:
+            return last + timedelta(seconds=self.interval)
+        assert self.cron is not None  # noqa: S101 - parse() sets one of the two
+        fire: datetime | None = _trigger(self.cron).get_next_fire_time(
+            None, last + timedelta(seconds=1)
+        )
+        if fire is None:  # pragma: no cover - a 5-field cron line always fires again
+            raise ValueError(f"cron schedule {self.cron!r} never fires again")
+        return fire.astimezone(UTC)
+
+    def describe(self) -> str:
+        if self.interval is not None:
+            return f"every {format_duration(self.interval)}"
+        return f"cron {self.cron!r} (UTC)"
+
+
+def _trigger(expression: str) -> Any:
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, weekday = expression.split(" ")
+    try:
+        return CronTrigger(
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=crontab_weekdays(weekday),
+            timezone=UTC,
+        )
+    except ValueError as e:
+        raise ValueError(f"invalid cron line {expression!r}: {e}") from None
+
+
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def crontab_weekdays(field: str) -> str:
+    """Translate crontab's day-of-week numbers (0 and 7 Sunday, 1 Monday) into day names.
+
+    APScheduler 3.x numbers weekdays from Monday = 0, even in ``from_crontab``, so "0 3 * * 1"
+    would fire on Tuesdays (agronholm/apscheduler#286, fixed only in 4.0). Names mean the same
+    in both, so numbers, ranges and steps are expanded into names here.
+    """
+    if field == "*" or not any(ch.isdigit() for ch in field):
+        return field
+    days: list[str] = []
+    for part in field.split(","):
+        span, _, step_text = part.partition("/")
+        if step_text and not (step_text.isdigit() and int(step_text) > 0):
+            raise ValueError(f"invalid day-of-week step in {field!r}")
+        step = int(step_text) if step_text else 1
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            low, _, high = span.partition("-")
+            first, last = _day_number(low, field), _day_number(high, field)
+        else:
+            first = last = _day_number(span, field)
+            if step_text:
+                last = 6
+        if first > last:
+            raise ValueError(f"day-of-week range {span!r} runs backwards")
+        days += [_DAY_NAMES[n] for n in range(first, last + 1, step)]
+    return ",".join(dict.fromkeys(days))
+
+
+def _day_number(text: str, field: str) -> int:
+    if text.isdigit() and 0 <= int(text) <= 7:
+        return int(text)
+    names = {name: i for i, name in enumerate(_DAY_NAMES[:7])}
+    if text.lower() in names:
+        return names[text.lower()]
+    raise ValueError(f"invalid day of week {text!r} in {field!r}")

@@ -1,0 +1,399 @@
+"""The daemon's HTTP server: the rollout-confirmation hook, liveness, readiness and metrics.
+
+* ``POST /v1/targets/{name}/confirm``, body ``{"secret_id": ...}`` and/or ``{"rotation_id": ...}``:
+  the consumers of ``name`` picked up the new secret. Checks, in order: hook configured (503),
+  credentials (401, ``rotator.hook_auth``; a token before the body is read, a signature after),
+  body size (413, never read past the limit), JSON shape (400), then the ``confirm`` callback:
+  200, 403, 404 or 409 by its outcome; 503 if it raises a ``TemporaryError``, which releases the
+  signature so the sender may retry the very same request.
+* ``GET /healthz`` (liveness), ``GET /readyz`` (``ready()`` decides), ``GET /metrics`` (the
+  injected WSGI app, if any). Everything else, and every failure, is ``{"error": {code, message}}``.
+
+Only ids and target names reach answers and logs (``hook.confirm``, ``hook.rejected``): never a
+credential, a signature or a body. ``HttpServer`` runs any WSGI app on cheroot, a production
+server with request limits and socket timeouts (werkzeug's is a development server).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from cheroot import wsgi
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from rotator.config import ServerSettings
+from rotator.errors import PermanentError, RotatorError, TemporaryError
+from rotator.hook_auth import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    HookAuthenticator,
+    Rejected,
+)
+from rotator.hook_auth import (
+    HookCredentials as HookCredentials,  # noqa: PLC0414 - re-exported: part of this module's API
+)
+from rotator.logs import get_logger
+from rotator.redaction import scrub, truncate
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: cheroot's own bound on any request body, on every route: the largest ``max_body_bytes`` the
+#: configuration allows. The hook's tighter, configured limit is the app's, answered in JSON.
+MAX_REQUEST_BODY = 1024 * 1024
+MAX_REQUEST_HEADERS = 16 * 1024
+SOCKET_TIMEOUT = 10.0
+# As in the configuration; anything else cannot be a target, so the callback is not bothered.
+_TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+log = get_logger()
+
+
+class ConfirmStatus(enum.Enum):
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already_confirmed"
+    UNKNOWN_TARGET = "unknown_target"
+    NOT_AWAITING = "not_awaiting"
+    WRONG_SECRET = "wrong_secret"  # noqa: S105 - a status name, not a password
+    POLICY_REFUSES = "policy_refuses"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmRequest:
+    """An authenticated confirmation; ``via`` is ``"bearer"`` or ``"hmac"`` (audit trail)."""
+
+    secret_id: str | None
+    rotation_id: str | None
+    via: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmOutcome:
+    status: ConfirmStatus
+    message: str
+    rotation_id: str | None = None
+    secret_id: str | None = None
+
+
+ConfirmFn = Callable[[str, ConfirmRequest], ConfirmOutcome]
+
+_OUTCOME_HTTP = {
+    ConfirmStatus.CONFIRMED: 200,
+    ConfirmStatus.ALREADY_CONFIRMED: 200,
+    ConfirmStatus.UNKNOWN_TARGET: 404,
+    ConfirmStatus.NOT_AWAITING: 409,
+    ConfirmStatus.WRONG_SECRET: 409,
+    ConfirmStatus.POLICY_REFUSES: 403,
+}
+
+_ROUTES = Map(
+    [
+        Rule("/v1/targets/<name>/confirm", methods=["POST"], endpoint="confirm"),
+        Rule("/healthz", methods=["GET"], endpoint="healthz"),
+        Rule("/readyz", methods=["GET"], endpoint="readyz"),
+        Rule("/metrics", methods=["GET"], endpoint="metrics"),
+    ],
+    strict_slashes=False,
+)
+
+
+class _Answer(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def make_app(
+    *,
+    confirm: ConfirmFn,
+    credentials: HookCredentials,
+    settings: ServerSettings,
+    ready: Callable[[], tuple[bool, str]],
+    metrics_app: WSGIApp | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WSGIApp:
+    """The WSGI app serving the hook, ``/healthz``, ``/readyz`` and ``/metrics``."""
+    auth = HookAuthenticator(credentials, window=settings.signature_window, clock=clock)
+    return _App(confirm, auth, settings.max_body_bytes, ready, metrics_app)
+
+
+class _App:
+    def __init__(
+        self,
+        confirm: ConfirmFn,
+        auth: HookAuthenticator,
+        max_body: int,
+        ready: Callable[[], tuple[bool, str]],
+        metrics_app: WSGIApp | None,
+    ) -> None:
+        self._confirm = confirm
+        self._auth = auth
+        self._max_body = max_body
+        self._ready = ready
+        self._metrics = metrics_app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = self._max_body + 1  # see _body
+        try:
+            endpoint, args = _ROUTES.bind_to_environ(environ).match()
+        except MethodNotAllowed as e:
+            response = _error(405, "method_not_allowed", "method not allowed on this path")
+            response.headers["Allow"] = ", ".join(e.valid_methods or ())
+        except HTTPException:
+            response = _error(404, "not_found", "no such path")
+        else:
+            if endpoint == "metrics" and self._metrics is not None:
+                return self._metrics(environ, start_response)
+            try:
+                response = self._dispatch(endpoint, args, request)
+            except _Answer as answer:
+                response = answer.response
+            except Exception:
+                # A bug: the caller gets a generic 500; the log gets the traceback (no locals).
+                log.exception("http.error", path=truncate(request.path, 100))
+                response = _error(500, "internal_error", "internal error; see the server's log")
+        response.headers["Cache-Control"] = "no-store"
+        return response(environ, start_response)
+
+    def _dispatch(self, endpoint: str, args: Mapping[str, Any], request: Request) -> Response:
+        if endpoint == "confirm":
+            return self._confirm_endpoint(request, str(args["name"]))
+        if endpoint == "healthz":
+            return _json(200, {"status": "ok"})
+        if endpoint == "readyz":
+            return self._readyz()
+        return _error(404, "not_found", "metrics are not enabled")
+
+    def _readyz(self) -> Response:
+        try:
+            is_ready, reason = self._ready()
+        except Exception:
+            log.exception("http.ready_failed")
+            is_ready, reason = False, "the readiness check failed; see the server's log"
+        if is_ready:
+            return _json(200, {"status": "ready"})
+        return _json(503, {"status": "not ready", "reason": scrub(reason)})
+
+    # --- the hook -----------------------------------------------------------------------------
+
+    def _confirm_endpoint(self, request: Request, name: str) -> Response:
+        where = {"target": truncate(name, 64), "remote": request.remote_addr}
+        if not self._auth.credentials.configured:
+            raise _reject(503, "hook_not_configured", "the hook is not configured", where)
+        via, digest = self._authenticate(request, where)
+        confirm = _parse(self._body(request, where), via, where)
+        # Logs call Intercom's ids ``intercom_id`` (see rotator.logs).
+        where |= {"via": via, "rotation_id": confirm.rotation_id, "intercom_id": confirm.secret_id}
+        if not _TARGET_NAME.fullmatch(name):
+            raise _reject(404, "unknown_target", "no such target", where)
+        return self._call(name, confirm, digest, where)
+
+    def _authenticate(self, request: Request, where: dict[str, Any]) -> tuple[str, str | None]:
+        authorization = request.headers.get("Authorization")
+        timestamp = request.headers.get(TIMESTAMP_HEADER)
+        signature = request.headers.get(SIGNATURE_HEADER)
+        try:
+            if authorization is not None:
+                self._auth.check_bearer(authorization)
+                return "bearer", None
+            if timestamp is not None or signature is not None:
+                body = self._body(request, where)
+                return "hmac", self._auth.check_signature(timestamp, signature, body)
+        except Rejected as e:
+            raise _reject(e.status, e.reason, e.message, where) from None
+        raise _reject(401, "missing_credentials", "send a bearer token or a signature", where)
+
+    def _body(self, request: Request, where: dict[str, Any]) -> bytes:
+        # werkzeug refuses a Content-Length over its limit before reading anything, but cuts a
+        # chunked body at the limit without a word: its limit is one byte over ours, so a body
+        # that reaches it is known to be too large. Cached: the signature and JSON see the same.
+        try:
+            body: bytes | None = request.get_data(cache=True)
+        except HTTPException as e:
+            if e.code != 413:
+                raise _reject(400, "bad_request", "the body could not be read", where) from None
+            body = None
+        if body is None or len(body) > self._max_body:
+            message = f"the body is larger than {self._max_body} bytes"
+            raise _reject(413, "body_too_large", message, where)
+        return body
+
+    def _call(
+        self, name: str, confirm: ConfirmRequest, digest: str | None, where: dict[str, Any]
+    ) -> Response:
+        try:
+            outcome = self._confirm(name, confirm)
+        except Exception as e:
+            if digest is not None:  # nothing was decided: the same signed request may come again
+                self._auth.release(digest)
+            if isinstance(e, TemporaryError):
+                log.warning("hook.confirm_failed", error=str(e), **where)
+                response = _error(503, "temporarily_unavailable", "could not confirm; retry later")
+                if e.delay is not None:
+                    response.headers["Retry-After"] = str(max(1, math.ceil(e.delay)))
+                raise _Answer(response) from None
+            if isinstance(e, RotatorError):
+                log.exception("hook.confirm_failed", error=str(e), **where)
+                raise _Answer(_error(500, "internal_error", "see the server's log")) from None
+            raise
+        status = outcome.status.value
+        rotation_id = outcome.rotation_id or confirm.rotation_id
+        secret_id = outcome.secret_id or confirm.secret_id
+        where |= {"rotation_id": rotation_id, "intercom_id": secret_id}
+        log.info("hook.confirm", status=status, **where)
+        http_status = _OUTCOME_HTTP[outcome.status]
+        if http_status != 200:
+            return _error(http_status, status, scrub(outcome.message))
+        body = {
+            "target": name,
+            "status": status,
+            "rotation_id": rotation_id,
+            "secret_id": secret_id,
+        }
+        return _json(200, body)
+
+
+def _parse(body: bytes, via: str, where: dict[str, Any]) -> ConfirmRequest:
+    """The ids in a confirmation body; the body itself is never quoted back or logged."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise _reject(400, "invalid_json", "the body is not valid JSON", where) from None
+    if not isinstance(data, dict):
+        raise _reject(400, "invalid_body", "the body must be a JSON object", where)
+    ids: dict[str, str | None] = {}
+    for key in ("secret_id", "rotation_id"):
+        value = data.get(key)
+        if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
+            message = f"{key} must be a string of 1-128 letters, digits, '_', '.', ':' or '-'"
+            raise _reject(400, "invalid_field", message, where)
+        ids[key] = value
+    if ids["secret_id"] is None and ids["rotation_id"] is None:
+        message = "give secret_id or rotation_id (the new secret, or its rotation)"
+        raise _reject(400, "missing_field", message, where)
+    return ConfirmRequest(secret_id=ids["secret_id"], rotation_id=ids["rotation_id"], via=via)
+
+
+def _reject(status: int, code: str, message: str, where: Mapping[str, Any]) -> _Answer:
+    log.warning("hook.rejected", reason=code, http_status=status, **where)
+    response = _error(status, code, message)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="rotator"'
+    return _Answer(response)
+
+
+def _json(status: int, payload: Mapping[str, Any]) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+class _Cheroot(wsgi.Server):
+    """cheroot's server, its error log sent to ours (and so through redaction)."""
+
+    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:  # noqa: FBT001, FBT002 - cheroot's signature
+        log.log(level, "http.server", message=msg, exc_info=traceback)
+
+
+class HttpServer:
+    """Serves a WSGI app with cheroot in background threads; also a context manager."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        host: str,
+        port: int,
+        *,
+        threads: int = 4,
+        max_request_body: int = MAX_REQUEST_BODY,
+        socket_timeout: float = SOCKET_TIMEOUT,
+    ) -> None:
+        self._host = host
+        self._server = _Cheroot((host, port), app, numthreads=threads, max=threads)
+        self._server.server_name = "rotator"
+        self._server.software = "rotator"  # not cheroot's name and version
+        self._server.timeout = socket_timeout
+        self._server.max_request_body_size = max_request_body
+        self._server.max_request_header_size = MAX_REQUEST_HEADERS
+        # The serve loop notices a stop only between two waits on its sockets: wait less long.
+        self._server.expiration_interval = 0.1
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        """Bind and listen (``port=0`` picks a free port), then serve in the background."""
+        if self._thread is not None:
+            raise RuntimeError("the server was already started")
+        host, port = self._server.bind_addr
+        try:
+            self._server.prepare()  # binds, listens and starts the workers, in this thread
+        except OSError as e:
+            raise PermanentError(f"cannot listen on {host}:{port}: {e}") from e
+        self._thread = threading.Thread(
+            target=self._serve, name=f"rotator-http-{self.port}", daemon=True
+        )
+        self._thread.start()
+        log.info("http.listening", host=self._host, port=self.port)
+
+    def _serve(self) -> None:
+        try:
+            self._server.serve()
+        except BaseException:  # the last word of a background thread: log it
+            log.exception("http.serve_failed")
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one once started, when asked for port 0)."""
+        return int(self._server.bind_addr[1])
+
+    @property
+    def url(self) -> str:
+        """A URL that reaches the server from this host."""
+        wildcards = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - not a bind
+        host = wildcards.get(self._host, self._host)
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish, and return within ``timeout``."""
+        thread = self._thread
+        if thread is None or self._stopping.is_set():
+            return
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        # cheroot waits ``shutdown_timeout`` for its workers, then shuts their sockets and waits
+        # again without a limit: a request stuck in the app would hold us forever. Its stop runs
+        # aside, and we stop waiting at our deadline.
+        self._server.shutdown_timeout = timeout
+        stopper = threading.Thread(target=self._server.stop, name="rotator-http-stop", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if stopper.is_alive() or thread.is_alive():
+            # Its worker thread is abandoned: it ends when the request's work does.
+            log.warning("http.stop_timeout", timeout=timeout, detail="a request still runs")
+        else:
+            log.info("http.stopped", port=self.port)
+
+    def __enter__(self) -> Self:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,117 @@
+"""What ``rotator status`` shows: one summary per target, as JSON or as a table.
+
+Only ids, phases, times and reasons: never material (the record's ``pending_secret`` is not
+read here at all).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from rotator.config import TargetSettings
+from rotator.observation import ConsumerView
+from rotator.record import Phase, Record
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStatus:
+    name: str
+    phase: str
+    current_secret_id: str | None
+    pending_secret_id: str | None
+    rotation_id: str | None
+    generation: int
+    next_rotation_at: str | None
+    deadline: str | None
+    confirmed_at: str | None
+    last_rotation_at: str | None
+    last_error: str | None
+    blocked_reason: str | None
+    attempts: int
+    retry_at: str | None
+    consumer_secret_id: str | None
+    schedule: str
+    confirmation: str
+    history: list[dict[str, Any]]
+
+
+def target_status(
+    target: TargetSettings,
+    record: Record | None,
+    consumer: ConsumerView,
+    next_rotation_at: datetime | None,
+    *,
+    history: bool = False,
+) -> TargetStatus:
+    rec = record or Record(target=target.name, current_id=consumer.intercom_id)
+    next_at = next_rotation_at if rec.phase is Phase.IDLE else None
+    return TargetStatus(
+        name=target.name,
+        phase=rec.phase.value,
+        current_secret_id=rec.current_id,
+        pending_secret_id=rec.pending_id,
+        rotation_id=rec.rotation_id if rec.phase is not Phase.IDLE else None,
+        generation=rec.generation,
+        next_rotation_at=_iso(next_at) if record is not None else "on the next pass",
+        deadline=_iso(rec.deadline) if rec.phase is Phase.AWAITING_ROLLOUT else None,
+        confirmed_at=_iso(rec.confirmed_at),
+        last_rotation_at=_iso(rec.last_rotation_at),
+        last_error=rec.last_error,
+        blocked_reason=rec.blocked_reason,
+        attempts=rec.attempts,
+        retry_at=_iso(rec.retry_at),
+        consumer_secret_id=consumer.intercom_id,
+        schedule=target.schedule.describe(),
+        confirmation=target.confirmation,
+        history=[_history_row(asdict(h)) for h in rec.history] if history else [],
+    )
+
+
+def render_json(statuses: list[TargetStatus]) -> str:
+    return json.dumps([_public(s) for s in statuses], indent=2)
+
+
+def render_table(statuses: list[TargetStatus]) -> str:
+    columns = (
+        "name",
+        "phase",
+        "current_secret_id",
+        "pending_secret_id",
+        "next_rotation_at",
+        "deadline",
+    )
+    headers = ("TARGET", "PHASE", "CURRENT", "PENDING", "NEXT ROTATION", "DEADLINE")
+    rows = [[str(getattr(s, c) or "-") for c in columns] for s in statuses]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    for s in statuses:
+        if s.blocked_reason:
+            lines.append(f"{s.name}: BLOCKED: {s.blocked_reason}")
+        elif s.last_error:
+            lines.append(f"{s.name}: last error: {s.last_error}")
+        for entry in s.history:
+            lines.append(
+                f"{s.name}: {entry['finished_at']} {entry['rotation_id']} new {entry['new_id']} "
+                f"retired {','.join(entry['retired_ids']) or '-'} "
+                f"confirmed by {entry['confirmed_by'] or '-'}"
+            )
+    return "\n".join(lines)
+
+
+def _public(status: TargetStatus) -> dict[str, Any]:
+    data = asdict(status)
+    if not data["history"]:
+        data.pop("history")
+    return data
+
+
+def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

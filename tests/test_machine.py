@@ -1,0 +1,491 @@
+"""The pure rotation machine: each transition, each safety rule, each refusal (no I/O at all)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rotator import machine
+from rotator.intercom.models import SecretInfo
+from rotator.observation import (
+    ConsumerView,
+    Create,
+    Created,
+    Delete,
+    Deleted,
+    Failed,
+    Observation,
+    Policy,
+    RotateNow,
+    Store,
+    Stored,
+    absorb,
+)
+from rotator.record import Lease, Phase, Record, RecordError
+from rotator.redaction import SecretValue
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+POLICY = Policy(
+    target="web",
+    secret_name="Production Web",
+    grace_period=timedelta(hours=1),
+    confirmation="hook-or-grace",
+)
+OLD = SecretInfo("100", "Production Web", True, False, False, 1_700_000_000)
+NEW_SECRET = SecretValue("new-material-0123456789abcdefghijklmnopq")
+
+
+def observe(record: Record, **changes) -> Observation:
+    base = Observation(
+        policy=POLICY,
+        consumer=ConsumerView(intercom_id=record.current_id, fingerprint="sha256:old", version=3),
+        intercom=(OLD,),
+        due=False,
+        me="me",
+        fresh="abcdef0123456789abcdef01",
+    )
+    return replace(base, **changes)
+
+
+def idle() -> Record:
+    return Record(target="web", current_id="100", last_rotation_at=NOW - timedelta(days=31))
+
+
+def started() -> tuple[Record, str]:
+    decision = machine.step(idle(), observe(idle(), due=True), NOW)
+    assert isinstance(decision.action, Create)
+    return decision.record, decision.action.name
+
+
+def created() -> Record:
+    record, name = started()
+    result = Created("101", name, 1_800_000_000, NEW_SECRET)
+    decision = machine.step(record, absorb(observe(record), result), NOW)
+    return decision.record
+
+
+def stored_view(record: Record) -> ConsumerView:
+    return ConsumerView(
+        intercom_id=record.pending_id, fingerprint=NEW_SECRET.fingerprint(), version=4
+    )
+
+
+def live_new(record: Record) -> tuple[SecretInfo, ...]:
+    return (OLD, SecretInfo("101", record.planned_name or "", True, False, False, 1_800_000_000))
+
+
+def awaiting(**policy_changes) -> Record:
+    record = created()
+    obs = observe(record, intercom=live_new(record), policy=replace(POLICY, **policy_changes))
+    decision = machine.step(record, absorb(obs, Stored(stored_view(record))), NOW)
+    assert decision.record.phase is Phase.AWAITING_ROLLOUT
+    return decision.record
+
+
+def in_flight(record: Record, **changes) -> Observation:
+    return observe(record, consumer=stored_view(record), intercom=live_new(record), **changes)
+
+
+# --- the happy path --------------------------------------------------------------------------
+
+
+def test_idle_and_not_due_does_nothing_and_holds_no_lease():
+    """Nothing due, nothing done, and the record carries no lease."""
+    decision = machine.step(idle(), observe(idle()), NOW)
+    assert decision.action is None
+    assert decision.record.lease is None
+    assert "not due" in decision.reason
+
+
+def test_due_starts_a_rotation_with_a_recorded_unique_name():
+    """Starting records the generation, rotation id and exact name before the POST."""
+    record, name = started()
+    assert record.phase is Phase.CREATING
+    assert record.generation == 1
+    assert record.rotation_id == "rabcdef012345"
+    assert name == "Production Web · rotator g1 cdef01"
+    assert record.planned_name == name
+    assert name in record.owned_names
+    assert record.lease == Lease(holder="me", nonce=record.lease.nonce, ttl=60.0)
+
+
+def test_created_secret_is_committed_with_its_material_before_storing():
+    """The create result goes into the record (the commit point), then a Store follows."""
+    record, name = started()
+    decision = machine.step(
+        record, absorb(observe(record), Created("101", name, 1, NEW_SECRET)), NOW
+    )
+    assert decision.record.pending_id == "101"
+    assert decision.record.pending_secret == NEW_SECRET
+    assert decision.action == Store(cas=3)
+
+
+def test_stored_and_read_back_waits_for_rollout():
+    """After the read-back matches, the target awaits rollout with a grace deadline."""
+    record = awaiting()
+    assert record.deadline == NOW + timedelta(hours=1)
+    assert record.stored_at == NOW
+    assert record.lease is None
+
+
+def test_a_read_back_that_does_not_match_is_retried_later():
+    """If Vault gives back something else, nothing moves on: backoff and try again."""
+    record = created()
+    wrong = ConsumerView(intercom_id="101", fingerprint="sha256:other", version=4)
+    decision = machine.step(
+        record, absorb(observe(record, intercom=live_new(record)), Stored(wrong)), NOW
+    )
+    assert decision.record.phase is Phase.CREATING
+    assert decision.record.attempts == 1
+    assert decision.action is None
+
+
+@pytest.mark.parametrize("via", ["hook:bearer", "cli"])
+def test_confirmation_retires_the_old_secret(via):
+    """A confirmation for this secret moves to retiring and deletes the old one."""
+    record, status, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via=via, now=NOW
+    )
+    assert status == "confirmed"
+    decision = machine.step(record, in_flight(record), NOW)
+    assert decision.record.phase is Phase.RETIRING
+    assert decision.action == Delete("100")
+
+
+def test_retiring_completes_the_rotation():
+    """Once the old secret is deleted the new one is current, history grows, material goes."""
+    record, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    retiring = machine.step(record, in_flight(record), NOW).record
+    later = NOW + timedelta(minutes=5)
+    done = machine.step(retiring, absorb(in_flight(retiring), Deleted("100")), later).record
+    assert done.phase is Phase.IDLE
+    assert done.current_id == "101"
+    assert done.pending_id is None
+    assert done.pending_secret is None
+    assert done.last_rotation_at == NOW  # the start: the schedule does not drift by the grace
+    [entry] = done.history
+    assert (entry.new_id, entry.retired_ids, entry.confirmed_by) == ("101", ("100",), "cli")
+
+
+@pytest.mark.parametrize(
+    ("confirmation", "retires"), [("grace", True), ("hook-or-grace", True), ("hook", False)]
+)
+def test_grace_deadline_by_policy(confirmation, retires):
+    """The grace deadline retires the old secret unless the policy waits for the hook only."""
+    record = awaiting(confirmation=confirmation)
+    policy = replace(POLICY, confirmation=confirmation)
+    decision = machine.step(record, in_flight(record, policy=policy), NOW + timedelta(hours=2))
+    assert (decision.action == Delete("100")) is retires
+    if not retires:
+        assert "waiting for the confirmation hook" in decision.reason
+
+
+def test_before_the_deadline_nothing_is_deleted():
+    """Without confirmation and before the deadline, the old secret stays."""
+    record = awaiting()
+    decision = machine.step(record, in_flight(record), NOW + timedelta(minutes=59))
+    assert decision.action is None
+    assert decision.record.phase is Phase.AWAITING_ROLLOUT
+
+
+def test_emergency_retires_as_soon_as_stored():
+    """rotate-now --emergency skips the wait once the new secret is stored and read back."""
+    record = idle()
+    start = machine.step(record, observe(record, command=RotateNow(emergency=True)), NOW)
+    result = Created("101", start.action.name, 1, NEW_SECRET)
+    committed = machine.step(start.record, absorb(observe(start.record), result), NOW).record
+    decision = machine.step(
+        committed,
+        absorb(observe(committed, intercom=live_new(committed)), Stored(stored_view(committed))),
+        NOW,
+    )
+    assert decision.action == Delete("100")
+    assert decision.record.emergency
+
+
+def test_bootstrap_with_nothing_to_retire_completes_at_once():
+    """A target with no secret yet gets one, with nothing to wait for or delete."""
+    empty = Record(target="web")
+    obs = observe(empty, consumer=ConsumerView(version=0), intercom=(), due=True)
+    start = machine.step(empty, obs, NOW)
+    made = machine.step(
+        start.record, absorb(obs, Created("101", start.action.name, 1, NEW_SECRET)), NOW
+    )
+    assert made.action == Store(cas=0)
+    done = machine.step(
+        made.record,
+        absorb(replace(obs, intercom=live_new(made.record)), Stored(stored_view(made.record))),
+        NOW,
+    )
+    assert done.record.phase is Phase.IDLE
+    assert done.record.current_id == "101"
+
+
+# --- recovery ------------------------------------------------------------------------------------
+
+
+def test_an_orphan_is_deleted_then_a_fresh_name_created():
+    """A secret under a recorded name, whose material never reached the record, is an orphan."""
+    record, name = started()
+    orphan = SecretInfo("150", name, True, False, False, 1)
+    decision = machine.step(record, observe(record, intercom=(OLD, orphan)), NOW)
+    assert decision.action == Delete("150")
+    assert "orphan" in decision.reason
+    after = machine.step(
+        decision.record,
+        absorb(observe(decision.record, intercom=(OLD, orphan)), Deleted("150")),
+        NOW,
+    )
+    assert after.record.old_ids == ()
+    again = machine.step(after.record, observe(after.record, fresh="ffffff0123456789aaaaaa99"), NOW)
+    assert isinstance(again.action, Create)
+    assert again.action.name != name
+    assert {name, again.action.name} <= set(again.record.owned_names)
+
+
+def test_an_unnamed_stranger_is_never_an_orphan():
+    """A live secret whose name this target never recorded is left alone."""
+    record, _ = started()
+    stranger = SecretInfo("151", "Production Web · rotator g1 zzzzzz", True, False, False, 1)
+    decision = machine.step(record, observe(record, intercom=(OLD, stranger)), NOW)
+    assert isinstance(decision.action, Create)
+
+
+def test_a_pending_secret_deleted_elsewhere_is_replaced():
+    """If the new secret vanished at Intercom before it was stored, create another."""
+    record = created()
+    decision = machine.step(record, observe(record, intercom=(OLD,)), NOW)
+    assert isinstance(decision.action, Create)
+    assert decision.record.pending_id is None
+
+
+def test_a_resumed_creating_phase_stores_the_committed_secret():
+    """After a crash between commit and store, the next pass stores what the record holds."""
+    record = created()
+    decision = machine.step(record, observe(record, intercom=live_new(record)), NOW)
+    assert decision.action == Store(cas=3)
+
+
+# --- the rules that guard every delete -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("consumer", "intercom", "problem"),
+    [
+        (ConsumerView(intercom_id="100", fingerprint="sha256:old", version=4), None, "holds it"),
+        (None, (OLD,), "not live at Intercom"),
+        (
+            ConsumerView(intercom_id="101", fingerprint="sha256:tampered", version=4),
+            None,
+            "does not match",
+        ),
+    ],
+)
+def test_delete_is_refused_when_a_rule_would_break(consumer, intercom, problem):
+    """Consumers still on the old secret, a dead replacement, or a mismatched copy: blocked."""
+    record, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("100",))
+    obs = in_flight(retiring)
+    obs = replace(obs, consumer=consumer or obs.consumer, intercom=intercom or obs.intercom)
+    decision = machine.step(retiring, obs, NOW)
+    assert decision.action is None
+    assert decision.record.phase is Phase.BLOCKED
+    assert problem in decision.record.blocked_reason
+
+
+def test_a_secret_it_does_not_own_is_never_deleted():
+    """An id on old_ids that it neither created, adopted nor held is refused."""
+    record, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    foreign = SecretInfo("999", "Somebody else's", True, False, False, 1)
+    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("999",))
+    obs = replace(in_flight(retiring), intercom=(*live_new(retiring), foreign))
+    decision = machine.step(retiring, obs, NOW)
+    assert decision.action is None
+    assert "did not create or adopt" in decision.record.blocked_reason
+
+
+def test_an_adopted_secret_may_be_retired():
+    """Ids listed in the target's adopt setting count as its own."""
+    record, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    adopted = SecretInfo("77", "Legacy", True, False, False, 1)
+    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("77",))
+    obs = replace(
+        in_flight(retiring),
+        intercom=(*live_new(retiring), adopted),
+        policy=replace(POLICY, adopt=("77",)),
+    )
+    assert machine.step(retiring, obs, NOW).action == Delete("77")
+
+
+def test_unconfirmed_rotation_never_deletes():
+    """Even with retiring forced into the record, nothing is deleted before confirm or grace."""
+    retiring = awaiting().evolve(phase=Phase.RETIRING, old_ids=("100",))
+    decision = machine.step(retiring, in_flight(retiring), NOW)
+    assert decision.action is None
+    assert "neither confirmed nor past its grace" in decision.record.blocked_reason
+
+
+def test_consumers_path_changed_during_rollout_blocks():
+    """If someone rewrites the consumers' path mid-rotation, rotator stops and says why."""
+    record = awaiting()
+    obs = replace(
+        in_flight(record), consumer=ConsumerView(intercom_id="100", fingerprint="x", version=9)
+    )
+    decision = machine.step(record, obs, NOW)
+    assert decision.record.phase is Phase.BLOCKED
+    assert "no longer holds the new secret" in decision.record.blocked_reason
+
+
+# --- failures, backoff, blocking, leases --------------------------------------------------------
+
+
+def test_permanent_failure_blocks_and_rotate_now_resumes():
+    """A permanent error blocks with its reason; rotate-now resumes where it stopped."""
+    record, _ = started()
+    blocked = machine.step(
+        record, observe(record, result=Failed("401 token revoked", permanent=True)), NOW
+    ).record
+    assert blocked.phase is Phase.BLOCKED
+    assert blocked.resume_phase is Phase.CREATING
+    assert machine.step(blocked, observe(blocked, due=True), NOW).action is None
+    resumed = machine.step(blocked, observe(blocked, command=RotateNow()), NOW)
+    assert resumed.record.phase is Phase.CREATING
+    assert isinstance(resumed.action, Create)
+
+
+def test_temporary_failures_back_off_exponentially():
+    """Each consecutive temporary failure doubles the wait; the wait is honoured."""
+    record, _ = started()
+    waits = []
+    for _ in range(4):
+        record = machine.step(
+            record, observe(record, result=Failed("503", permanent=False)), NOW
+        ).record
+        waits.append(record.retry_at - NOW)
+    assert waits == [timedelta(seconds=s) for s in (10, 20, 40, 80)]
+    assert machine.step(record, observe(record), NOW + timedelta(seconds=79)).action is None
+    assert machine.step(record, observe(record), NOW + timedelta(seconds=81)).action is not None
+
+
+def test_a_server_requested_delay_is_respected():
+    """Retry-After beyond the backoff wins."""
+    record, _ = started()
+    failed = machine.step(
+        record, observe(record, result=Failed("429", permanent=False, delay=600)), NOW
+    ).record
+    assert failed.retry_at == NOW + timedelta(seconds=600)
+
+
+def test_a_live_lease_of_another_process_stops_actions():
+    """With someone else's live lease nothing is done."""
+    record = idle().evolve(lease=Lease("other", "n1", 60))
+    decision = machine.step(record, observe(record, due=True, lease_free=False), NOW)
+    assert decision.action is None
+    assert "other holds the lease" in decision.reason
+
+
+def test_rotate_now_joins_a_rotation_in_progress():
+    """rotate-now during a rotation starts nothing new."""
+    record = awaiting()
+    decision = machine.step(record, in_flight(record, command=RotateNow()), NOW)
+    assert decision.record.rotation_id == record.rotation_id
+    assert decision.record.generation == record.generation
+    assert decision.action is None
+
+
+# --- confirmations -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"secret_id": "101"}, "confirmed"),
+        ({"rotation_id": "rabcdef012345"}, "confirmed"),
+        ({"secret_id": "100"}, "wrong_secret"),
+        ({"rotation_id": "rother"}, "wrong_secret"),
+        ({"secret_id": "100", "rotation_id": "rabcdef012345"}, "wrong_secret"),
+    ],
+)
+def test_confirm_must_name_the_pending_secret_or_rotation(kwargs, status):
+    """Only a confirmation naming this rotation's secret (or id) counts."""
+    args = {"secret_id": None, "rotation_id": None, **kwargs}
+    record, got, _ = machine.confirm(awaiting(), POLICY, via="hook:bearer", now=NOW, **args)
+    assert got == status
+    assert (record is not None) is (status == "confirmed")
+
+
+def test_confirm_refusals():
+    """Not awaiting, grace-only policy, and repeats are refused without a change."""
+    assert (
+        machine.confirm(idle(), POLICY, secret_id="100", rotation_id=None, via="x", now=NOW)[1]
+        == "not_awaiting"
+    )
+    grace = replace(POLICY, confirmation="grace")
+    assert (
+        machine.confirm(awaiting(), grace, secret_id="101", rotation_id=None, via="x", now=NOW)[1]
+        == "policy_refuses"
+    )
+    once, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="x", now=NOW
+    )
+    again, status, _ = machine.confirm(
+        once, POLICY, secret_id="101", rotation_id=None, via="x", now=NOW
+    )
+    assert (again, status) == (None, "already_confirmed")
+
+
+# --- gathering and storage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "due", "command", "expected"),
+    [
+        (None, False, None, True),
+        (idle(), False, None, False),
+        (idle(), True, None, True),
+        (idle(), False, RotateNow(), True),
+        (Record(target="web", phase=Phase.BLOCKED), True, None, False),
+        (
+            Record(target="web", phase=Phase.AWAITING_ROLLOUT, deadline=NOW + timedelta(hours=1)),
+            False,
+            None,
+            False,
+        ),
+        (Record(target="web", phase=Phase.AWAITING_ROLLOUT, deadline=NOW), False, None, True),
+        (Record(target="web", phase=Phase.CREATING), False, None, True),
+    ],
+)
+def test_intercom_is_listed_only_when_a_decision_needs_it(record, due, command, expected):
+    """Idle and waiting targets cost no Intercom call."""
+    assert machine.needs_intercom(record, due=due, command=command, now=NOW) is expected
+
+
+def test_record_round_trips_through_storage_with_its_material():
+    """to_storage/from_storage keep every field; the material comes back as a SecretValue."""
+    record, _, _ = machine.confirm(
+        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    stored = record.to_storage()
+    assert stored["pending_secret"] == NEW_SECRET.reveal()
+    assert Record.from_storage(stored) == record
+    assert NEW_SECRET.reveal() not in repr(record)
+
+
+def test_unknown_schema_or_damage_is_refused_without_quoting_material():
+    """A record from another version, or a damaged one, is an error that shows no secret."""
+    data = created().to_storage()
+    with pytest.raises(RecordError, match="schema_version 99"):
+        Record.from_storage({**data, "schema_version": 99})
+    with pytest.raises(RecordError, match="damaged") as caught:
+        Record.from_storage({**data, "phase": "exploded"})
+    assert NEW_SECRET.reveal() not in str(caught.value)
