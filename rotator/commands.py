@@ -94,7 +94,7 @@ def _missing_environment(settings: Settings, environ: Mapping[str, str]) -> list
 def reconcile(ctx: Context) -> int:
     reconciler = ctx.reconciler()
     try:
-        reports = reconciler.reconcile_all()
+        reports = reconciler.reconcile_all(wait_for_leases=True)
     finally:
         reconciler.close()
     for report in reports:
@@ -124,7 +124,9 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
                 f"{target}: rotation {before.rotation_id} is already under way "
                 f"({before.phase.value}); joining it"
             )
-        report = reconciler.reconcile_target(target, RotateNow(emergency=emergency))
+        report = reconciler.reconcile_target(
+            target, RotateNow(emergency=emergency), wait_for_lease=True
+        )
     finally:
         reconciler.close()
     print(_line(report))
@@ -135,9 +137,13 @@ def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
     reconciler = ctx.reconciler()
     try:
         record, _ = reconciler.record(target)
-        wanted = secret_id or (record.pending_id if record else None)
+        if secret_id is not None and not secret_id.strip():
+            raise UsageError("--secret-id is empty: name the secret your services now use")
+        wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
         if wanted is None:
             raise UsageError(f"{target}: no rotation is awaiting rollout; nothing to confirm")
+        if secret_id is None and record is not None:
+            print(f"{target}: confirming secret {wanted} (rotation {record.rotation_id})")
         result = reconciler.confirm(target, secret_id=wanted, rotation_id=None, via="cli")
         print(f"{target}: {result.status}: {result.message}")
         if result.status not in {"confirmed", "already_confirmed"}:

@@ -265,22 +265,7 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        problems = []
-        for name, count in Counter(t.name for t in self.targets).items():
-            if count > 1:
-                problems.append(f"target name {name!r} is used {count} times")
-        for path, count in Counter(t.vault_path for t in self.targets).items():
-            if count > 1:
-                problems.append(f"vault_path {path!r} is used by {count} targets")
-        lineages = Counter(
-            (t.endpoint, t.token_env or t.token_vault, t.secret_name) for t in self.targets
-        )
-        for (_, _, secret_name), count in lineages.items():
-            if count > 1:
-                problems.append(
-                    f"{count} targets share secret_name {secret_name!r} in one workspace: "
-                    "each would take the other's secrets for its own"
-                )
+        problems = [*_duplicates(self.targets), *_paths_that_collide(self)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -295,6 +280,40 @@ class Settings(_Model):
 
 class UnknownTargetError(PermanentError):
     """A command named a target the configuration does not have."""
+
+
+def _duplicates(targets: tuple[TargetSettings, ...]) -> list[str]:
+    problems = []
+    for name, count in Counter(t.name for t in targets).items():
+        if count > 1:
+            problems.append(f"target name {name!r} is used {count} times")
+    for path, count in Counter(t.vault_path for t in targets).items():
+        if count > 1:
+            problems.append(f"vault_path {path!r} is used by {count} targets")
+    lineages = Counter((t.endpoint, t.token_env or t.token_vault, t.secret_name) for t in targets)
+    for (_, _, secret_name), count in lineages.items():
+        if count > 1:
+            problems.append(
+                f"{count} targets share secret_name {secret_name!r} in one workspace: "
+                "each would take the other's secrets for its own"
+            )
+    return problems
+
+
+def _paths_that_collide(settings: Settings) -> list[str]:
+    """A consumers' path must not be one of rotator's own records, nor a token."""
+    state = settings.vault.state_path
+    tokens = {t.token_vault.partition("#")[0].strip("/") for t in settings.targets if t.token_vault}
+    problems = []
+    for t in settings.targets:
+        if t.vault_path == state or t.vault_path.startswith(f"{state}/"):
+            problems.append(
+                f"target {t.name}: vault_path {t.vault_path!r} lies under vault.state_path "
+                f"{state!r}, where rotator keeps its own records"
+            )
+        if t.vault_path in tokens:
+            problems.append(f"target {t.name}: vault_path {t.vault_path!r} holds a token")
+    return problems
 
 
 def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path:

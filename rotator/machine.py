@@ -15,20 +15,21 @@ clock; fresh randomness (rotation ids, name suffixes) arrives in the observation
       └───────── every old secret deleted ◀── retiring ◀───────────────┘ secret, or grace
 
 The rules of PRODUCT.md, as this module keeps them:
-1. Nothing is deleted unless the consumers' path holds the newer secret (read back, same
-   fingerprint), that secret is live at Intercom, and it was confirmed, its grace elapsed, or the
-   rotation is an emergency. ``_unsafe_to_delete`` checks all of it before every delete.
-2. Only ids this target created (their names are recorded before the POST), or the config adopts,
-   or that were current, are ever put on ``old_ids``; never the consumers' secret, never the last.
-3. Every decision with an action carries the record to persist first. A secret found at Intercom
-   under a recorded name without its material in the record is an orphan: deleted, then a fresh
-   create under a new name. A lost DELETE is repeated; 404 is done.
-4. A decision that acts takes the lease; the reconciler's check-and-set write is the fence.
+1. Nothing consumers may use is deleted unless the consumers' path holds the newer secret (read
+   back, same fingerprint), it is live at Intercom, and it was confirmed, its grace elapsed, or
+   the rotation is an emergency (``rotator.safety.unsafe_to_delete``, before every delete).
+2. Only what this target created (names recorded before the POST), adopted, or held as current
+   is ever deleted; never the consumers' secret, never the last one. A secret someone else put
+   at the consumers' path blocks the target instead of being guessed about.
+3. Every decision with an action carries the record to persist first. A secret under a recorded
+   name whose material never reached Vault is an orphan: deleted, then a fresh create under a
+   new name. A lost DELETE is repeated; 404 is done.
+4. Only the holder of the lease decides anything; the reconciler's check-and-set is the fence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -48,9 +49,14 @@ from rotator.observation import (
     Stored,
 )
 from rotator.record import HistoryEntry, Lease, Phase, Record
+from rotator.safety import live_ids, orphans, unsafe_to_delete
 
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(hours=1)
+#: The longest wait a server may ask for (a Retry-After in milliseconds would be years).
+LONGEST_DELAY = timedelta(days=1)
+#: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).
+_TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
 
 
 def needs_intercom(record: Record | None, *, due: bool, command: object, now: datetime) -> bool:
@@ -72,12 +78,15 @@ def needs_intercom(record: Record | None, *, due: bool, command: object, now: da
 
 def initial_record(policy: Policy, consumer: ConsumerView, now: datetime) -> Record:
     """A target seen for the first time adopts whatever secret its consumers' path holds."""
-    last = (
-        datetime.fromtimestamp(consumer.created_at, tz=now.tzinfo)
-        if consumer.created_at is not None
-        else (now if consumer.intercom_id else None)
+    created = consumer.created_at
+    if created is not None and created in _TIMESTAMPS:
+        last: datetime | None = datetime.fromtimestamp(created, tz=now.tzinfo)
+    else:
+        last = now if consumer.intercom_id else None
+    held = (consumer.intercom_id,) if consumer.intercom_id else ()
+    return Record(
+        target=policy.target, current_id=consumer.intercom_id, last_rotation_at=last, known_ids=held
     )
-    return Record(target=policy.target, current_id=consumer.intercom_id, last_rotation_at=last)
 
 
 # --- the step -----------------------------------------------------------------------------------
@@ -85,18 +94,16 @@ def initial_record(policy: Policy, consumer: ConsumerView, now: datetime) -> Rec
 
 def step(record: Record, obs: Observation, now: datetime) -> Decision:
     """Decide what to do next for one target. Pure: same inputs, same decision."""
+    if not obs.lease_free:
+        # Whatever this process saw (even a failure), the holder decides.
+        holder = record.lease.holder if record.lease else "another process"
+        return Decision(record, None, f"waiting: {holder} holds the lease", held_off=True)
     if obs.result is not None:
         return _settle(_apply_result(record, obs, now), obs)
     if record.phase is Phase.BLOCKED:
         if not isinstance(obs.command, RotateNow):
             return _rest(record, f"blocked: {record.blocked_reason}")
-        record = record.evolve(
-            phase=record.resume_phase or Phase.IDLE,
-            blocked_reason=None,
-            resume_phase=None,
-            attempts=0,
-            retry_at=None,
-        )
+        record = _resume(record)
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
         return _rest(
             record, f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
@@ -107,11 +114,18 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
         and record.phase is not Phase.IDLE
     ):
         record = record.evolve(emergency=True)
-    decision = _HANDLERS[record.phase](record, obs, now)
-    if decision.action is not None and not obs.lease_free:
-        holder = record.lease.holder if record.lease else "another process"
-        return Decision(record, None, f"waiting: {holder} holds the lease")
-    return _settle(decision, obs)
+    return _settle(_HANDLERS[record.phase](record, obs, now), obs)
+
+
+def _resume(record: Record) -> Record:
+    # A rotation blocked while awaiting rollout re-checks from "creating": its material is still
+    # in the record, so it is stored again (or replaced if Intercom lost it).
+    phase = record.resume_phase or Phase.IDLE
+    if phase is Phase.AWAITING_ROLLOUT:
+        phase = Phase.CREATING
+    return record.evolve(
+        phase=phase, blocked_reason=None, resume_phase=None, attempts=0, retry_at=None
+    )
 
 
 def _settle(decision: Decision, obs: Observation) -> Decision:
@@ -119,14 +133,10 @@ def _settle(decision: Decision, obs: Observation) -> Decision:
     record = decision.record
     if decision.action is None:
         return Decision(record.evolve(lease=None), None, decision.reason)
-    nonce = obs.fresh[-8:] + str(record.generation)
-    lease = Lease(holder=obs.me, nonce=f"{nonce}-{_serial(record)}", ttl=obs.policy.lease_ttl)
+    serial = f"{record.phase.value}.{len(record.old_ids)}.{record.pending_id or '-'}"
+    nonce = f"{obs.fresh[-8:]}{record.generation}-{serial}"  # changes with every write
+    lease = Lease(holder=obs.me, nonce=nonce, ttl=obs.policy.lease_ttl)
     return Decision(record.evolve(lease=lease), decision.action, decision.reason)
-
-
-def _serial(record: Record) -> str:
-    # Distinct per write within one pass, so others see the holder is alive.
-    return f"{record.phase.value}.{len(record.old_ids)}.{record.pending_id or '-'}"
 
 
 def _rest(record: Record, reason: str) -> Decision:
@@ -137,32 +147,26 @@ def _rest(record: Record, reason: str) -> Decision:
 
 
 def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
-    consumer_id = obs.consumer.intercom_id
-    # A secret someone put at the consumers' path (adoption) becomes the current one.
-    if (
-        consumer_id is not None
-        and consumer_id != record.current_id
-        and obs.intercom is not None
-        and consumer_id in _live(obs)
-    ):
-        record = record.evolve(current_id=consumer_id)
-    if obs.intercom is not None:
-        orphans = _orphans(record, obs)
-        if orphans:
-            swept = record.evolve(phase=Phase.RETIRING, old_ids=orphans)
-            return Decision(
-                swept, Delete(orphans[0]), f"deleting {len(orphans)} orphaned secret(s) it created"
-            )
     wanted = isinstance(obs.command, RotateNow) or obs.due
-    if not wanted:
-        return _rest(record, "idle: not due")
     if obs.intercom is None:
-        return _rest(record, "idle: due, but Intercom was not listed")
+        return _rest(
+            record, "idle: due, but Intercom was not listed" if wanted else "idle: not due"
+        )
+    drift = _drift(record, obs, now)
+    if drift is not None:
+        return drift
+    found = orphans(record, obs)
+    if found:
+        swept = record.evolve(phase=Phase.RETIRING, old_ids=found)
+        return Decision(
+            swept, Delete(found[0]), f"deleting {len(found)} orphaned secret(s) it created"
+        )
+    if not wanted and obs.consumer.intercom_id is not None:
+        return _rest(record, "idle: not due")
     rotation_id = f"r{obs.fresh[:12]}"
-    generation = record.generation + 1
     started = record.evolve(
         phase=Phase.CREATING,
-        generation=generation,
+        generation=record.generation + 1,
         rotation_id=rotation_id,
         pending_id=None,
         pending_secret=None,
@@ -182,22 +186,57 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
     return _create(started, obs, f"rotation {rotation_id} started ({why})")
 
 
+def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
+    """The consumers' path holds something other than the current secret: adopt or refuse."""
+    held = obs.consumer.intercom_id
+    if held is None or held == record.current_id:
+        return None
+    if held not in live_ids(obs):
+        return None  # a dead secret at the consumers' path: the rotation replaces it (due)
+    if held not in obs.policy.adopt and held not in record.known_ids:
+        if isinstance(obs.command, RotateNow):
+            return None  # the operator asked: provision a new secret, leave that one alone
+        return _block(
+            record,
+            f"the consumers' Vault path holds secret {held}, which this target neither created "
+            f"nor adopts (its current secret is {record.current_id}). Restore it, list {held} "
+            "under adopt, or run rotate-now to provision a new secret.",
+        )
+    if record.current_id is None or record.current_id not in live_ids(obs):
+        adopted = record.evolve(current_id=held, known_ids=record.remember_id(held))
+        return _rest(adopted, f"adopted secret {held} from the consumers' path")
+    # Adopting over a live current secret: retire that one like a rotation would, after grace.
+    adopting = record.evolve(
+        phase=Phase.AWAITING_ROLLOUT,
+        generation=record.generation + 1,
+        rotation_id=f"adopt-{obs.fresh[:8]}",
+        pending_id=held,
+        pending_secret=None,
+        started_at=now,
+        stored_at=now,
+        deadline=now + obs.policy.grace_period,
+        confirmed_at=None,
+        confirmed_by=None,
+        known_ids=record.remember_id(held),
+    )
+    return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
+
+
 def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
     if obs.intercom is None:
         return _rest(record, "creating: Intercom was not listed")
-    live = _live(obs)
     if record.pending_id is None:
-        orphans = _orphans(record, obs)
-        if orphans:
-            marked = record.evolve(old_ids=tuple(dict.fromkeys((*record.old_ids, *orphans))))
+        found = orphans(record, obs)
+        if found:
+            marked = record.evolve(old_ids=tuple(dict.fromkeys((*record.old_ids, *found))))
             return Decision(
                 marked,
-                Delete(orphans[0]),
-                f"secret {orphans[0]} was created but its material never reached Vault: "
+                Delete(found[0]),
+                f"secret {found[0]} was created but its material never reached Vault: "
                 "deleting the orphan before creating a fresh one",
             )
         return _create(record, obs, "creating the new secret")
-    if record.pending_id not in live:
+    if record.pending_id not in live_ids(obs):
         dropped = record.evolve(pending_id=None, pending_secret=None, pending_created_at=None)
         return _create(dropped, obs, f"new secret {record.pending_id} vanished at Intercom; again")
     consumer = obs.consumer
@@ -218,13 +257,14 @@ def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
         phase=Phase.AWAITING_ROLLOUT,
         stored_at=now,
         deadline=now + obs.policy.grace_period,
+        known_ids=record.remember_id(record.pending_id or ""),
     )
-    if record.emergency or record.current_id is None or record.current_id == record.pending_id:
-        reason = (
-            "emergency: retiring the old secret now" if record.emergency else "nothing to retire"
-        )
-        return _retire(stored, obs, now, reason)
-    return _rest(stored, f"stored secret {record.pending_id}; awaiting rollout")
+    if record.current_id is None or record.current_id == record.pending_id:
+        return _retire(stored, obs, now, "nothing to retire")
+    decision = _awaiting(stored, obs, now)
+    if decision.action is None and decision.record.phase is Phase.AWAITING_ROLLOUT:
+        return _rest(decision.record, f"stored secret {record.pending_id}; awaiting rollout")
+    return decision
 
 
 def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
@@ -235,12 +275,14 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _block(
             record,
             f"the consumers' Vault path no longer holds the new secret {record.pending_id}; "
-            "someone changed it during the rotation. Check it, then run rotate-now to resume.",
+            "someone changed it during the rotation. Check it, then run rotate-now to store "
+            "the new secret again.",
         )
-    if obs.intercom is not None and record.pending_id not in _live(obs):
+    if obs.intercom is not None and record.pending_id not in live_ids(obs):
         return _block(
             record,
-            f"the new secret {record.pending_id} was deleted at Intercom while consumers use it",
+            f"the new secret {record.pending_id} was deleted at Intercom while consumers use it; "
+            "run rotate-now to provision a replacement",
         )
     policy = obs.policy
     if record.emergency:
@@ -261,7 +303,7 @@ def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Dec
         [record.current_id] if record.current_id and record.current_id != record.pending_id else []
     )
     if obs.intercom is not None:
-        olds += _orphans(record, obs)
+        olds += orphans(record, obs)
     retiring = record.evolve(
         phase=Phase.RETIRING, old_ids=tuple(dict.fromkeys((*record.old_ids, *olds)))
     )
@@ -271,33 +313,33 @@ def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Dec
 def _retiring(record: Record, obs: Observation, now: datetime, reason: str = "") -> Decision:
     if obs.intercom is None:
         return _rest(record, "retiring: Intercom was not listed")
-    live = _live(obs)
+    live = live_ids(obs)
     remaining = tuple(i for i in record.old_ids if i in live)
     if remaining != record.old_ids:
         record = record.evolve(old_ids=remaining)  # already gone: no call needed
     if not remaining:
-        return _complete(record, now)
+        return _complete(record, obs, now)
     target_id = remaining[0]
-    problem = _unsafe_to_delete(record, obs, target_id)
+    problem = unsafe_to_delete(record, obs, target_id)
     if problem:
         return _block(record, f"refusing to delete secret {target_id}: {problem}")
     return Decision(record, Delete(target_id), reason or f"retiring secret {target_id}")
 
 
-def _complete(record: Record, now: datetime) -> Decision:
-    if record.pending_id is None:  # a sweep of orphans, not a rotation
-        return _rest(record.evolve(phase=Phase.IDLE, old_ids=()), "orphans swept")
-    finished = now
+def _complete(record: Record, obs: Observation, now: datetime) -> Decision:
+    if record.pending_id is None:
+        # A sweep of orphans, not a rotation: carry on with whatever was asked or is due.
+        return _idle(record.evolve(phase=Phase.IDLE, old_ids=()), obs, now)
     entry = HistoryEntry(
         rotation_id=record.rotation_id or "?",
         generation=record.generation,
         new_id=record.pending_id,
         retired_ids=tuple(i for i in (record.current_id,) if i and i != record.pending_id),
-        started_at=record.started_at or finished,
+        started_at=record.started_at or now,
         stored_at=record.stored_at,
         confirmed_at=record.confirmed_at,
         confirmed_by=record.confirmed_by,
-        finished_at=finished,
+        finished_at=now,
         emergency=record.emergency,
     )
     done = record.evolve(
@@ -308,7 +350,7 @@ def _complete(record: Record, now: datetime) -> Decision:
         pending_created_at=None,
         old_ids=(),
         # Anchored on the start, so grace periods do not make the schedule drift.
-        last_rotation_at=record.started_at or finished,
+        last_rotation_at=record.started_at or now,
         planned_name=None,
         attempts=0,
         retry_at=None,
@@ -339,15 +381,14 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
     result = obs.result
     if isinstance(result, Failed):
         return _fail(record, result, now)
+    healthy = record.evolve(attempts=0, retry_at=None, last_error=None)
     if isinstance(result, Created):
         if record.phase is not Phase.CREATING or result.name != record.planned_name:
             return _rest(record, "ignored a create result that is not this rotation's")
-        created = record.evolve(
+        created = healthy.evolve(
             pending_id=result.secret_id,
             pending_secret=result.secret,
             pending_created_at=result.created_at,
-            attempts=0,
-            last_error=None,
         )
         # Persisting this record is the commit point: the material is in Vault from now on.
         return Decision(
@@ -362,14 +403,11 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
             or result.consumer.intercom_id != record.pending_id
             or result.consumer.fingerprint != secret.fingerprint()
         ):
-            return _fail(
-                record,
-                Failed("read-back of the consumers' path did not match", permanent=False),
-                now,
-            )
-        return _stored(record, obs, now)
+            failed = Failed("read-back of the consumers' path did not match", permanent=False)
+            return _fail(record, failed, now)
+        return _stored(healthy, obs, now)
     assert isinstance(result, Deleted)  # noqa: S101 - Result is a closed union
-    left = record.evolve(old_ids=tuple(i for i in record.old_ids if i != result.secret_id))
+    left = healthy.evolve(old_ids=tuple(i for i in record.old_ids if i != result.secret_id))
     # Carry on in the same pass: the next delete, completion, or the create after an orphan.
     return _HANDLERS[left.phase](left, replace(obs, result=None), now)
 
@@ -380,7 +418,7 @@ def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
     attempts = record.attempts + 1
     wait = backoff_for(attempts)
     if failure.delay is not None:
-        wait = max(wait, timedelta(seconds=failure.delay))
+        wait = max(wait, min(LONGEST_DELAY, timedelta(seconds=max(0.0, failure.delay))))
     return _rest(
         record.evolve(attempts=attempts, retry_at=now + wait, last_error=failure.message),
         f"attempt {attempts} failed, retrying in {int(wait.total_seconds())}s: {failure.message}",
@@ -397,104 +435,12 @@ def _block(record: Record, reason: str) -> Decision:
     return _rest(blocked, f"blocked: {reason}")
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-
 def _create(record: Record, obs: Observation, reason: str) -> Decision:
     # A fresh name for every attempt, recorded before the POST: a late answer to an earlier
     # attempt can then never be mistaken for this one, and every name stays recognisable.
     name = f"{obs.policy.secret_name} · rotator g{record.generation} {obs.fresh[-6:]}"
     planned = record.evolve(planned_name=name, owned_names=record.remember_name(name))
     return Decision(planned, Create(name), reason)
-
-
-def _live(obs: Observation) -> set[str]:
-    return {s.id for s in obs.intercom or ()}
-
-
-def _orphans(record: Record, obs: Observation) -> tuple[str, ...]:
-    """Live secrets under a name this target recorded, that nothing uses or tracks."""
-    keep = {record.current_id, record.pending_id, obs.consumer.intercom_id}
-    owned = set(record.owned_names)
-    return tuple(s.id for s in obs.intercom or () if s.name in owned and s.id not in keep)
-
-
-def _unsafe_to_delete(record: Record, obs: Observation, secret_id: str) -> str | None:
-    """Why deleting ``secret_id`` now could break rule 1 or 2; ``None`` when it is safe."""
-    consumer = obs.consumer
-    live = _live(obs)
-    if secret_id == consumer.intercom_id:
-        return "the consumers' Vault path holds it"
-    keeper = record.pending_id or record.current_id
-    if keeper is None or keeper == secret_id:
-        return "it would leave the target without a live secret"
-    if keeper not in live:
-        return f"the secret that replaces it ({keeper}) is not live at Intercom"
-    if consumer.intercom_id != keeper:
-        return f"the consumers' Vault path does not hold its replacement {keeper}"
-    if record.pending_id is not None:
-        secret = record.pending_secret
-        if secret is None or consumer.fingerprint != secret.fingerprint():
-            return "the consumers' copy of the new secret does not match what Intercom issued"
-        if not (record.emergency or record.confirmed_by or record.confirmed_at):
-            return "the new secret was neither confirmed nor past its grace period"
-    if not _owned(record, obs, secret_id):
-        return "this target did not create or adopt it"
-    return None
-
-
-def _owned(record: Record, obs: Observation, secret_id: str) -> bool:
-    if secret_id in obs.policy.adopt or secret_id == record.current_id:
-        return True
-    names: Collection[str] = record.owned_names
-    return any(s.id == secret_id and s.name in names for s in obs.intercom or ())
-
-
-# --- confirmations -------------------------------------------------------------------------------
-
-
-def confirm(
-    record: Record,
-    policy: Policy,
-    *,
-    secret_id: str | None,
-    rotation_id: str | None,
-    via: str,
-    now: datetime,
-) -> tuple[Record | None, str, str]:
-    """Apply a rollout confirmation: ``(record to persist or None, status, message)``.
-
-    Only a confirmation naming the secret (or rotation) now awaiting rollout counts; anything
-    else changes nothing, so a stale, replayed or misdirected call is harmless.
-    """
-    names_it = (secret_id is not None and secret_id == record.pending_id) or (
-        rotation_id is not None and rotation_id == record.rotation_id
-    )
-    if secret_id is not None and rotation_id is not None and secret_id != record.pending_id:
-        names_it = False
-    if record.phase is not Phase.AWAITING_ROLLOUT:
-        done = record.history[-1] if record.history else None
-        if record.phase is Phase.RETIRING and names_it:
-            return None, "already_confirmed", "the rotation is already retiring the old secret"
-        if done is not None and (secret_id == done.new_id or rotation_id == done.rotation_id):
-            return None, "already_confirmed", f"rotation {done.rotation_id} already completed"
-        return (
-            None,
-            "not_awaiting",
-            f"target {record.target} is {record.phase.value}, not awaiting rollout",
-        )
-    if not names_it:
-        return (
-            None,
-            "wrong_secret",
-            f"the secret awaiting rollout is {record.pending_id} (rotation {record.rotation_id})",
-        )
-    if policy.confirmation == "grace":
-        return None, "policy_refuses", f"target {record.target} waits for its grace period only"
-    if record.confirmed_at is not None:
-        return None, "already_confirmed", f"already confirmed ({record.confirmed_by})"
-    confirmed = record.evolve(confirmed_at=now, confirmed_by=via)
-    return confirmed, "confirmed", f"rollout of {record.pending_id} confirmed"
 
 
 def backoff_for(attempts: int) -> timedelta:

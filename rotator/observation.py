@@ -126,6 +126,8 @@ class Decision:
     record: Record
     action: Action | None
     reason: str
+    #: True when the decision was to act but another process's live lease held it off.
+    held_off: bool = False
 
 
 def absorb(obs: Observation, result: Result) -> Observation:

@@ -24,9 +24,12 @@ from datetime import UTC, datetime, timedelta
 
 from rotator import machine
 from rotator.config import Settings, TargetSettings
+from rotator.confirmation import confirm as confirm_rollout
 from rotator.errors import PermanentError, RotatorError, TemporaryError
+from rotator.failpoints import FailpointError, failpoint
 from rotator.intercom import CreateOutcomeUnknown, IntercomClient
 from rotator.intercom.models import SecretInfo
+from rotator.lease import LeaseWatch
 from rotator.logs import bind_context, clear_context, get_logger
 from rotator.observation import (
     Action,
@@ -66,15 +69,40 @@ class TargetReport:
     reason: str
     rotation_id: str | None = None
     error: str | None = None
+    #: Another process's live lease kept this pass from acting.
+    held_off: bool = False
 
     @property
     def needs_operator(self) -> bool:
         return self.phase == Phase.BLOCKED.value or self.error is not None
 
 
+@dataclass(slots=True)
+class Ask:
+    """An operator's command for one target, across the re-reads of one invocation.
+
+    If the target's generation moves on between our first read and a re-read (we lost a
+    check-and-set, or waited out a lease), someone else rotated meanwhile: the command has
+    been served by that rotation and is dropped, so two rotate-nows never make two rotations.
+    """
+
+    command: RotateNow
+    seen_generation: int | None = None
+
+    def command_for(self, record: Record) -> RotateNow | None:
+        if self.seen_generation is None:
+            self.seen_generation = record.generation
+            return self.command
+        if record.generation != self.seen_generation:
+            in_progress = record.phase not in {Phase.IDLE, Phase.BLOCKED}
+            # A leak still wants the rotation under way to retire the old secret at once.
+            return self.command if self.command.emergency and in_progress else None
+        return self.command
+
+
 @dataclass(frozen=True, slots=True)
 class ConfirmResult:
-    status: str  # machine.confirm's statuses, plus "unknown_target"
+    status: str  # rotator.confirmation's statuses
     message: str
     rotation_id: str | None = None
     secret_id: str | None = None
@@ -118,13 +146,12 @@ class Reconciler:
         self._environ = os.environ if environ is None else environ
         self._client_factory = client_factory or client_factory_with(time.sleep)
         self._clock = clock
-        self._monotonic = monotonic
         self._fresh = fresh
         self.me = me or f"{socket.gethostname()}:{os.getpid()}:{fresh()[:6]}"
         self._clients: dict[str, IntercomClient] = {}
         self._clients_lock = threading.Lock()
-        # target -> (lease nonce, when first seen by OUR monotonic clock)
-        self._leases_seen: dict[str, tuple[str, float]] = {}
+        self.leases = LeaseWatch(self.me, monotonic)
+        self._monotonic_now = monotonic
         # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
         self._target_locks = {t.name: threading.Lock() for t in settings.targets}
 
@@ -136,44 +163,94 @@ class Reconciler:
 
     # --- passes ------------------------------------------------------------------------------
 
-    def reconcile_all(self, stop: threading.Event | None = None) -> list[TargetReport]:
-        """One pass over every target, ``daemon.concurrency`` at a time."""
-        targets = self.settings.targets
-        workers = min(self.settings.daemon.concurrency, len(targets))
-        if workers <= 1:
-            return [self._guarded(t.name, None, stop) for t in targets]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
-            futures = [pool.submit(self._guarded, t.name, None, stop) for t in targets]
-            return [f.result() for f in futures]
+    def reconcile_all(
+        self, stop: threading.Event | None = None, *, wait_for_leases: bool = False
+    ) -> list[TargetReport]:
+        """One pass over every target, ``daemon.concurrency`` at a time.
 
-    def reconcile_target(self, name: str, command: RotateNow | None = None) -> TargetReport:
+        ``wait_for_leases`` is for one-shot runs (a CronJob): a target held off by another
+        process's lease is tried again once that lease has sat unchanged for its ttl of our
+        time, instead of being left to a next run that would start counting from zero.
+        """
+        names = [t.name for t in self.settings.targets]
+        reports = {r.target: r for r in self._many(names, None, stop)}
+        if wait_for_leases:
+            self._retry_held(reports, {}, stop)
+        return [reports[name] for name in names]
+
+    def reconcile_target(
+        self, name: str, command: RotateNow | None = None, *, wait_for_lease: bool = False
+    ) -> TargetReport:
         """One pass over one target (``command`` from rotate-now)."""
         self.settings.target(name)  # UnknownTargetError before anything else
-        return self._guarded(name, command, None)
+        ask = Ask(command) if command is not None else None
+        reports = {name: self._guarded(name, ask, None)}
+        if wait_for_lease:
+            self._retry_held(reports, {name: ask} if ask else {}, None)
+        return reports[name]
 
-    def _guarded(
-        self, name: str, command: RotateNow | None, stop: threading.Event | None
-    ) -> TargetReport:
+    def _many(
+        self,
+        names: list[str],
+        asks: Mapping[str, Ask | None] | None,
+        stop: threading.Event | None,
+    ) -> list[TargetReport]:
+        asked = asks or {}
+        workers = min(self.settings.daemon.concurrency, len(names))
+        if workers <= 1:
+            return [self._guarded(name, asked.get(name), stop) for name in names]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
+            return list(pool.map(lambda n: self._guarded(n, asked.get(n), stop), names))
+
+    def _retry_held(
+        self,
+        reports: dict[str, TargetReport],
+        asks: Mapping[str, Ask | None],
+        stop: threading.Event | None,
+    ) -> None:
+        """Try held-off targets again every second until their holder lets go or its lease has
+        sat unchanged for a whole ttl of our time (then it is abandoned and we take over)."""
+        ttl = self.settings.daemon.lease_ttl
+        deadline = self._monotonic_now() + ttl + 2.0
+        pause = stop or threading.Event()
+        held = [name for name, r in reports.items() if r.held_off]
+        if held:
+            log.info("reconcile.waiting_for_lease", targets=held, ttl_s=ttl)
+        for _ in range(int(ttl) + 3):  # bounded even if a clock misbehaves
+            if not held or self._monotonic_now() >= deadline or pause.wait(1.0):
+                break
+            for report in self._many(held, asks, stop):
+                reports[report.target] = report
+            held = [name for name in held if reports[name].held_off]
+
+    def _guarded(self, name: str, ask: Ask | None, stop: threading.Event | None) -> TargetReport:
         if stop is not None and stop.is_set():
             return TargetReport(name, "unknown", "skipped: stopping")
         bind_context(target=name)
         try:
             with self._target_locks[name]:
-                return self._pass(self.settings.target(name), command, stop)
+                return self._pass(self.settings.target(name), ask, stop)
         except RotatorError as e:
             # Vault itself failing (we could not even persist a backoff): report and move on.
             log.error("reconcile.failed", error=str(e), kind=type(e).__name__)
             return TargetReport(name, "unknown", "pass failed", error=str(e))
+        except FailpointError:
+            raise
+        except Exception as e:  # a bug: one target's crash must not stop the others' passes
+            log.exception("reconcile.crashed", error_type=type(e).__name__)
+            return TargetReport(
+                name, "unknown", "pass crashed", error=f"internal error ({type(e).__name__})"
+            )
         finally:
             clear_context()
 
     def _pass(
-        self, target: TargetSettings, command: RotateNow | None, stop: threading.Event | None
+        self, target: TargetSettings, ask: Ask | None, stop: threading.Event | None
     ) -> TargetReport:
         report: TargetReport | None = None
         for _ in range(_RESTARTS):
             try:
-                report = self._attempt(target, command, stop)
+                report = self._attempt(target, ask, stop)
             except CasConflict:
                 log.info(
                     "reconcile.cas_conflict", note="another process moved the target; re-reading"
@@ -183,7 +260,7 @@ class Reconciler:
         return TargetReport(target.name, "unknown", "lost check-and-set repeatedly; next pass")
 
     def _attempt(
-        self, target: TargetSettings, command: RotateNow | None, stop: threading.Event | None
+        self, target: TargetSettings, ask: Ask | None, stop: threading.Event | None
     ) -> TargetReport:
         state_key = self.state_key(target.name)
         entry = self.vault.read(state_key)
@@ -196,6 +273,7 @@ class Reconciler:
             version = self._persist(state_key, None, record, version, "first seen")
         else:
             record = Record.from_storage(entry.data)
+        command = ask.command_for(record) if ask is not None else None
         due = self.is_due(target, record, consumer, now)
         listed, failure = None, None
         if machine.needs_intercom(record, due=due, command=command, now=now):
@@ -209,14 +287,17 @@ class Reconciler:
             fresh=self._fresh(),
             command=command,
             result=failure,
-            lease_free=self._lease_free(target.name, record),
+            lease_free=self.leases.free(target.name, record.lease),
         )
         decision = machine.step(record, obs, now)
         unknown_creates = 0
         for _ in range(_MAX_STEPS):
+            if decision.action is not None and stop is not None and stop.is_set():
+                # Stopping: persist what was decided, but neither act nor keep the lease.
+                decision = replace(decision, record=decision.record.evolve(lease=None), action=None)
             version = self._persist(state_key, record, decision.record, version, decision.reason)
             record = decision.record
-            if decision.action is None or (stop is not None and stop.is_set()):
+            if decision.action is None:
                 break
             result = self._act(target, record, decision.action)
             if isinstance(result, CreateUnknown):
@@ -239,6 +320,7 @@ class Reconciler:
             record.phase.value,
             decision.reason,
             rotation_id=record.rotation_id,
+            held_off=decision.held_off,
         )
 
     # --- gathering ---------------------------------------------------------------------------
@@ -279,25 +361,14 @@ class Reconciler:
             return None
         return target.schedule.next_after(record.last_rotation_at)
 
-    def _lease_free(self, name: str, record: Record) -> bool:
-        lease = record.lease
-        if lease is None or lease.holder == self.me:
-            self._leases_seen.pop(name, None)
-            return True
-        now = self._monotonic()
-        seen = self._leases_seen.get(name)
-        if seen is None or seen[0] != lease.nonce:
-            self._leases_seen[name] = (lease.nonce, now)
-            return False
-        # Judged by our own clock only: the holder wrote nothing for a whole ttl of our time.
-        return now - seen[1] >= lease.ttl
-
     # --- acting ------------------------------------------------------------------------------
 
     def _act(self, target: TargetSettings, record: Record, action: Action) -> Result:
         try:
             if isinstance(action, Create):
+                failpoint("intercom.before_create")
                 created = self.client(target).create_secret(action.name, target.platform_flags)
+                failpoint("intercom.after_create")
                 return Created(
                     secret_id=created.info.id,
                     name=action.name,
@@ -307,7 +378,9 @@ class Reconciler:
             if isinstance(action, Store):
                 return self._store(target, record, action.cas)
             assert isinstance(action, Delete)  # noqa: S101 - Action is a closed union
+            failpoint("intercom.before_delete")
             outcome = self.client(target).delete_secret(action.secret_id)
+            failpoint("intercom.after_delete")
             return Deleted(action.secret_id, already=outcome.value == "already_deleted")
         except CreateOutcomeUnknown as e:
             return CreateUnknown(str(e))
@@ -327,7 +400,9 @@ class Reconciler:
             "created_at": record.pending_created_at,
             "rotation_id": record.rotation_id,
         }
+        failpoint("vault.before_store")
         self.vault.write(target.vault_path, data, cas=cas)
+        failpoint("vault.after_store")
         return Stored(self._consumer(target))
 
     def _persist(
@@ -335,9 +410,12 @@ class Reconciler:
     ) -> int:
         if before is not None and after == before:
             return version
-        new_version = self.vault.write(key, after.to_storage(), cas=version)
         if version == 0:
+            # Before the first write, so the key is never writable without check-and-set.
             self.vault.require_cas(key)
+        failpoint("state.before_write")
+        new_version = self.vault.write(key, after.to_storage(), cas=version)
+        failpoint("state.after_write")
         if before is None or before.phase is not after.phase:
             log.info(
                 "rotation.transition",
@@ -384,7 +462,7 @@ class Reconciler:
             if entry.data is None:
                 return ConfirmResult("not_awaiting", f"target {name} has no rotation yet")
             record = Record.from_storage(entry.data)
-            updated, status, message = machine.confirm(
+            updated, status, message = confirm_rollout(
                 record,
                 self.policy(target),
                 secret_id=secret_id,
@@ -394,7 +472,9 @@ class Reconciler:
             )
             if updated is not None:
                 try:
+                    failpoint("confirm.before_write")
                     self.vault.write(key, updated.to_storage(), cas=entry.version)
+                    failpoint("confirm.after_write")
                 except CasConflict:
                     continue
                 log.info(
@@ -430,7 +510,10 @@ def consumer_view(entry: KVEntry) -> ConsumerView:
         fingerprint=SecretValue(secret).fingerprint()
         if isinstance(secret, str) and secret
         else None,
-        created_at=created if isinstance(created, int) and not isinstance(created, bool) else None,
+        # Unix seconds only: a value in milliseconds (or nonsense) is ignored, not believed.
+        created_at=created
+        if isinstance(created, int) and not isinstance(created, bool) and 0 < created < 10**10
+        else None,
         version=entry.version,
     )
 

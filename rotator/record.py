@@ -24,7 +24,8 @@ from rotator.redaction import SecretValue
 
 SCHEMA_VERSION = 1
 HISTORY_LIMIT = 20
-OWNED_NAMES_LIMIT = 32
+OWNED_NAMES_LIMIT = 64
+KNOWN_IDS_LIMIT = 64
 
 
 class Phase(enum.StrEnum):
@@ -81,6 +82,9 @@ class Record:
     planned_name: str | None = None
     #: Every name this target ever asked Intercom for (bounded): how it recognises its own.
     owned_names: tuple[str, ...] = ()
+    #: Ids whose material reached the consumers' path (or that were current): never orphans,
+    #: and never deleted without a confirmation or a grace period.
+    known_ids: tuple[str, ...] = ()
     #: The secret consumers held before this rotation (after it: the new one).
     current_id: str | None = None
     pending_id: str | None = None
@@ -120,6 +124,11 @@ class Record:
         names = (*self.owned_names, name)
         return names[-OWNED_NAMES_LIMIT:]
 
+    def remember_id(self, secret_id: str) -> tuple[str, ...]:
+        if not secret_id or secret_id in self.known_ids:
+            return self.known_ids
+        return (*self.known_ids, secret_id)[-KNOWN_IDS_LIMIT:]
+
     # --- storage -------------------------------------------------------------------------------
 
     def to_storage(self) -> dict[str, Any]:
@@ -152,6 +161,7 @@ class Record:
                 rotation_id=data.get("rotation_id"),
                 planned_name=data.get("planned_name"),
                 owned_names=tuple(data.get("owned_names") or ()),
+                known_ids=tuple(data.get("known_ids") or ()),
                 current_id=data.get("current_id"),
                 pending_id=data.get("pending_id"),
                 pending_secret=(

@@ -43,7 +43,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
 
 import hvac
@@ -139,9 +139,13 @@ class KVEntry:
     """The latest version of a KV v2 secret."""
 
     #: None when the path never existed, or its latest version is deleted or destroyed.
-    data: dict[str, Any] | None
+    data: dict[str, Any] | None = field(repr=False)  # may hold material: never in a repr
     #: The latest version number (0 if never written): the ``cas`` for the next write.
-    version: int
+    version: int = 0
+
+    def __repr__(self) -> str:
+        keys = sorted(self.data) if self.data is not None else None
+        return f"KVEntry(keys={keys}, version={self.version})"
 
 
 class _Adapter(hvac.adapters.JSONAdapter):

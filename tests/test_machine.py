@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotator import machine
+from rotator.confirmation import confirm
 from rotator.intercom.models import SecretInfo
 from rotator.observation import (
     ConsumerView,
@@ -145,7 +146,7 @@ def test_a_read_back_that_does_not_match_is_retried_later():
 @pytest.mark.parametrize("via", ["hook:bearer", "cli"])
 def test_confirmation_retires_the_old_secret(via):
     """A confirmation for this secret moves to retiring and deletes the old one."""
-    record, status, _ = machine.confirm(
+    record, status, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via=via, now=NOW
     )
     assert status == "confirmed"
@@ -156,7 +157,7 @@ def test_confirmation_retires_the_old_secret(via):
 
 def test_retiring_completes_the_rotation():
     """Once the old secret is deleted the new one is current, history grows, material goes."""
-    record, _, _ = machine.confirm(
+    record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
     retiring = machine.step(record, in_flight(record), NOW).record
@@ -287,7 +288,7 @@ def test_a_resumed_creating_phase_stores_the_committed_secret():
 )
 def test_delete_is_refused_when_a_rule_would_break(consumer, intercom, problem):
     """Consumers still on the old secret, a dead replacement, or a mismatched copy: blocked."""
-    record, _, _ = machine.confirm(
+    record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
     retiring = record.evolve(phase=Phase.RETIRING, old_ids=("100",))
@@ -301,7 +302,7 @@ def test_delete_is_refused_when_a_rule_would_break(consumer, intercom, problem):
 
 def test_a_secret_it_does_not_own_is_never_deleted():
     """An id on old_ids that it neither created, adopted nor held is refused."""
-    record, _, _ = machine.confirm(
+    record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
     foreign = SecretInfo("999", "Somebody else's", True, False, False, 1)
@@ -314,7 +315,7 @@ def test_a_secret_it_does_not_own_is_never_deleted():
 
 def test_an_adopted_secret_may_be_retired():
     """Ids listed in the target's adopt setting count as its own."""
-    record, _, _ = machine.confirm(
+    record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
     adopted = SecretInfo("77", "Legacy", True, False, False, 1)
@@ -419,7 +420,7 @@ def test_rotate_now_joins_a_rotation_in_progress():
 def test_confirm_must_name_the_pending_secret_or_rotation(kwargs, status):
     """Only a confirmation naming this rotation's secret (or id) counts."""
     args = {"secret_id": None, "rotation_id": None, **kwargs}
-    record, got, _ = machine.confirm(awaiting(), POLICY, via="hook:bearer", now=NOW, **args)
+    record, got, _ = confirm(awaiting(), POLICY, via="hook:bearer", now=NOW, **args)
     assert got == status
     assert (record is not None) is (status == "confirmed")
 
@@ -427,20 +428,16 @@ def test_confirm_must_name_the_pending_secret_or_rotation(kwargs, status):
 def test_confirm_refusals():
     """Not awaiting, grace-only policy, and repeats are refused without a change."""
     assert (
-        machine.confirm(idle(), POLICY, secret_id="100", rotation_id=None, via="x", now=NOW)[1]
+        confirm(idle(), POLICY, secret_id="100", rotation_id=None, via="x", now=NOW)[1]
         == "not_awaiting"
     )
     grace = replace(POLICY, confirmation="grace")
     assert (
-        machine.confirm(awaiting(), grace, secret_id="101", rotation_id=None, via="x", now=NOW)[1]
+        confirm(awaiting(), grace, secret_id="101", rotation_id=None, via="x", now=NOW)[1]
         == "policy_refuses"
     )
-    once, _, _ = machine.confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="x", now=NOW
-    )
-    again, status, _ = machine.confirm(
-        once, POLICY, secret_id="101", rotation_id=None, via="x", now=NOW
-    )
+    once, _, _ = confirm(awaiting(), POLICY, secret_id="101", rotation_id=None, via="x", now=NOW)
+    again, status, _ = confirm(once, POLICY, secret_id="101", rotation_id=None, via="x", now=NOW)
     assert (again, status) == (None, "already_confirmed")
 
 
@@ -472,7 +469,7 @@ def test_intercom_is_listed_only_when_a_decision_needs_it(record, due, command, 
 
 def test_record_round_trips_through_storage_with_its_material():
     """to_storage/from_storage keep every field; the material comes back as a SecretValue."""
-    record, _, _ = machine.confirm(
+    record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
     stored = record.to_storage()

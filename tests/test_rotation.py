@@ -7,6 +7,7 @@ secret the emulator ever issued (see the ``logged`` fixture).
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from rotator import failpoints
 from rotator.config import Settings, parse_settings
 from rotator.daemon import Daemon
 from rotator.emulator import Token, user_hash
@@ -54,20 +56,19 @@ class World:
     reconcilers: list[Reconciler] = field(default_factory=list)
 
     def reconciler(self, me: str | None = None, **kwargs: Any) -> Reconciler:
+        """A reconciler on this world; ``client_factory`` may wrap the Intercom client."""
         vault = Vault(self.settings.vault, environ=self.environ)
-        reconciler = Reconciler(
-            self.settings,
-            vault,
-            environ=self.environ,
-            clock=self.clock,
-            client_factory=lambda target, token: IntercomClient(
+        kwargs.setdefault(
+            "client_factory",
+            lambda target, token: IntercomClient(
                 token,
                 base_url=target.base_url,
                 retry=RetryPolicy(attempts=2),
                 sleep=lambda _s: None,
             ),
-            me=me,
-            **kwargs,
+        )
+        reconciler = Reconciler(
+            self.settings, vault, environ=self.environ, clock=self.clock, me=me, **kwargs
         )
         self.reconcilers.append(reconciler)
         return reconciler
@@ -513,3 +514,57 @@ def test_the_intercom_token_can_come_from_vault(world, openbao, emulator, vault_
     del world.environ["INTERCOM_TOKEN"]
     assert world.reconciler().reconcile_all()[0].phase == "idle"
     assert len(world.live()) == 1
+
+
+def test_each_transition_is_logged_once_as_a_canonical_event(world, log_output):
+    """rotation.transition carries target, rotation_id, from, to and reason, once per change."""
+    bootstrap(world)
+    world.clock.advance(days=31)
+    reconciler = world.reconciler()
+    reconciler.reconcile_all()
+    world.clock.advance(days=2)
+    reconciler.reconcile_all()
+    rotation_id = world.record().history[-1].rotation_id
+    events = [json.loads(line) for line in log_output.getvalue().splitlines()]
+    moves = [
+        (e["from"], e["to"])
+        for e in events
+        if e.get("event") == "rotation.transition" and e.get("rotation_id") == rotation_id
+    ]
+    assert moves == [
+        ("idle", "creating"),
+        ("creating", "awaiting_rollout"),
+        ("awaiting_rollout", "retiring"),
+        ("retiring", "idle"),
+    ]
+    for e in events:
+        if e.get("event") == "rotation.transition":
+            assert {"target", "rotation_id", "from", "to", "reason", "timestamp", "level"} <= set(e)
+            assert e["target"] == "web"
+
+
+def test_a_crashed_holders_lease_is_taken_over_after_its_ttl(
+    world, openbao, emulator, vault_settings
+):
+    """A process dies mid-rotation holding the lease: a one-shot run waits out the ttl (by its
+    own clock) and finishes the job; nothing is created twice."""
+    world.settings = make_settings(openbao, emulator, vault_settings)
+    world.settings = world.settings.model_copy(
+        update={"daemon": world.settings.daemon.model_copy(update={"lease_ttl": 2.0})}
+    )
+    bootstrap(world)
+    failpoints.reset_for_tests("intercom.before_create=raise")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            world.reconciler(me="doomed").reconcile_target("web", RotateNow())
+    finally:
+        failpoints.reset_for_tests()
+    assert world.record().lease.holder == "doomed"
+    assert world.record().phase is Phase.CREATING
+    ticks = iter(range(10_000))
+    survivor = world.reconciler(me="survivor", monotonic=lambda: float(next(ticks)))
+    assert survivor.reconcile_target("web").held_off
+    report = survivor.reconcile_target("web", RotateNow(), wait_for_lease=True)
+    assert report.phase == "awaiting_rollout"
+    assert not report.held_off
+    assert len(world.emulator.store.all()) == 2
