@@ -17,10 +17,11 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from rotator import machine
 from rotator.config import Settings, TargetSettings
@@ -55,6 +56,20 @@ from rotator.vault import CasConflict, KVEntry, Vault
 log = get_logger()
 
 ClientFactory = Callable[[TargetSettings, SecretValue], IntercomClient]
+
+
+class RecordListener(Protocol):
+    """Told of every record the reconciler persisted (metrics, notifications).
+
+    Called synchronously after the write succeeded; must be quick and must not raise (anything
+    raised is logged and dropped). ``before`` is None for a target's first record.
+    """
+
+    def on_record(
+        self, before: Record | None, after: Record, reason: str, target: TargetSettings
+    ) -> None: ...
+
+
 Sleep = Callable[[float], object]
 _RESTARTS = 3  # lost check-and-sets in one pass before leaving the target to the next pass
 _MAX_STEPS = 50  # a pass never loops forever, whatever the machine says
@@ -140,8 +155,10 @@ class Reconciler:
         monotonic: Callable[[], float] = time.monotonic,
         fresh: Callable[[], str] = lambda: secrets.token_hex(12),
         me: str | None = None,
+        listeners: Sequence[RecordListener] = (),
     ) -> None:
         self.settings = settings
+        self.listeners = list(listeners)
         self.vault = vault
         self._environ = os.environ if environ is None else environ
         self._client_factory = client_factory or client_factory_with(time.sleep)
@@ -270,7 +287,7 @@ class Reconciler:
         now = self._clock()
         if entry.data is None:
             record = machine.initial_record(policy, consumer, now)
-            version = self._persist(state_key, None, record, version, "first seen")
+            version = self._persist(state_key, None, record, version, "first seen", target)
         else:
             record = Record.from_storage(entry.data)
         command = ask.command_for(record) if ask is not None else None
@@ -295,7 +312,9 @@ class Reconciler:
             if decision.action is not None and stop is not None and stop.is_set():
                 # Stopping: persist what was decided, but neither act nor keep the lease.
                 decision = replace(decision, record=decision.record.evolve(lease=None), action=None)
-            version = self._persist(state_key, record, decision.record, version, decision.reason)
+            version = self._persist(
+                state_key, record, decision.record, version, decision.reason, target
+            )
             record = decision.record
             if decision.action is None:
                 break
@@ -406,7 +425,13 @@ class Reconciler:
         return Stored(self._consumer(target))
 
     def _persist(
-        self, key: str, before: Record | None, after: Record, version: int, reason: str
+        self,
+        key: str,
+        before: Record | None,
+        after: Record,
+        version: int,
+        reason: str,
+        target: TargetSettings | None = None,
     ) -> int:
         if before is not None and after == before:
             return version
@@ -426,7 +451,18 @@ class Reconciler:
             )
         else:
             log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
+        self._tell(before, after, reason, target or self.settings.target(after.target))
         return new_version
+
+    def _tell(
+        self, before: Record | None, after: Record, reason: str, target: TargetSettings
+    ) -> None:
+        """Every listener hears of every persisted record; none can fail or slow a rotation."""
+        for listener in self.listeners:
+            try:
+                listener.on_record(before, after, reason, target)
+            except Exception:  # a listener's bug must never cost a rotation
+                log.exception("listener.failed", listener=type(listener).__name__)
 
     def client(self, target: TargetSettings) -> IntercomClient:
         with self._clients_lock:
@@ -477,6 +513,7 @@ class Reconciler:
                     failpoint("confirm.after_write")
                 except CasConflict:
                     continue
+                self._tell(record, updated, message, target)
                 log.info(
                     "rotation.confirmed",
                     target=name,
