@@ -287,7 +287,9 @@ class Reconciler:
         now = self._clock()
         if entry.data is None:
             record = machine.initial_record(policy, consumer, now)
-            version = self._persist(state_key, None, record, version, "first seen", target)
+            version = self._persist(
+                state_key, None, record, version, reason="first seen", target=target
+            )
         else:
             record = Record.from_storage(entry.data)
         command = ask.command_for(record) if ask is not None else None
@@ -313,7 +315,7 @@ class Reconciler:
                 # Stopping: persist what was decided, but neither act nor keep the lease.
                 decision = replace(decision, record=decision.record.evolve(lease=None), action=None)
             version = self._persist(
-                state_key, record, decision.record, version, decision.reason, target
+                state_key, record, decision.record, version, reason=decision.reason, target=target
             )
             record = decision.record
             if decision.action is None:
@@ -430,8 +432,9 @@ class Reconciler:
         before: Record | None,
         after: Record,
         version: int,
+        *,
         reason: str,
-        target: TargetSettings | None = None,
+        target: TargetSettings,
     ) -> int:
         if before is not None and after == before:
             return version
@@ -451,7 +454,7 @@ class Reconciler:
             )
         else:
             log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
-        self._tell(before, after, reason, target or self.settings.target(after.target))
+        self._tell(before, after, reason, target)
         return new_version
 
     def _tell(
