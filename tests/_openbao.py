@@ -89,3 +89,87 @@ class OpenBao(devserver.OpenBaoDevServer):
     def read_metadata(self, path: str) -> dict[str, Any]:
         answer = self.admin().secrets.kv.v2.read_secret_metadata(path=path, mount_point="secret")
         return dict(answer["data"])
+
+
+class OpenBaoFileServer:
+    """A real (not dev-mode) OpenBao with raft storage: its data survives a stop and a start,
+    so tests can take Vault away mid-rotation and bring it back. Initialised with one unseal
+    key; ``start`` unseals; KV v2 is mounted at ``secret/``."""
+
+    def __init__(self, binary: str, directory: str) -> None:
+        import pathlib
+
+        self.binary = binary
+        self.dir = pathlib.Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.address = f"http://127.0.0.1:{self.port}"
+        self.root_token = ""
+        self._unseal_key = ""
+        self._process: Any = None
+        config = self.dir / "openbao.hcl"
+        (self.dir / "data").mkdir(exist_ok=True)
+        cluster = free_port()
+        # OpenBao 2 keeps only integrated (raft) and PostgreSQL storage: a one-node raft it is.
+        config.write_text(
+            f'storage "raft" {{\n  path = "{self.dir / "data"}"\n  node_id = "torture"\n}}\n'
+            f'listener "tcp" {{\n  address = "127.0.0.1:{self.port}"\n'
+            f'  cluster_address = "127.0.0.1:{cluster}"\n  tls_disable = true\n}}\n'
+            f'api_addr = "{self.address}"\ncluster_addr = "http://127.0.0.1:{cluster}"\n'
+            "ui = false\n"
+        )
+        self._config = config
+
+    def start(self) -> None:
+        import subprocess
+
+        import httpx
+
+        log = (self.dir / "openbao.log").open("ab")
+        self._process = subprocess.Popen(
+            [self.binary, "server", f"-config={self._config}"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        with httpx.Client(timeout=30) as http:  # raft's init and unseal take seconds
+            self._wait(http, lambda r: r.status_code in {200, 429, 472, 473, 501, 503})
+            if not self.root_token:
+                init = http.put(
+                    f"{self.address}/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}
+                ).json()
+                self._unseal_key, self.root_token = init["keys_base64"][0], init["root_token"]
+            http.put(f"{self.address}/v1/sys/unseal", json={"key": self._unseal_key})
+            self._wait(http, lambda r: r.status_code == 200)
+            headers = {"X-Vault-Token": self.root_token}
+            mounts = http.get(f"{self.address}/v1/sys/mounts", headers=headers).json()
+            if "secret/" not in mounts.get("data", mounts):
+                http.post(
+                    f"{self.address}/v1/sys/mounts/secret",
+                    headers=headers,
+                    json={"type": "kv", "options": {"version": "2"}},
+                ).raise_for_status()
+
+    def _wait(self, http: Any, ready: Any) -> None:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"OpenBao exited; see {self.dir / 'openbao.log'}")
+            try:
+                if ready(http.get(f"{self.address}/v1/sys/health")):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)  # waiting for a real server to start
+        raise RuntimeError("OpenBao did not become ready")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait(timeout=15)

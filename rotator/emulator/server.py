@@ -16,7 +16,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from rotator.emulator.app import EmulatorApp
 from rotator.emulator.faults import Faults, FaultSpec
-from rotator.emulator.state import Store, Token
+from rotator.emulator.state import Store, StoredSecret, Token
 
 #: Accepted when no token is configured: convenient for a first try, named so nobody ships it.
 DEFAULT_TOKEN = Token.parse("emulator-token:read,write")
@@ -52,8 +52,9 @@ class Emulator:
         state_file: Path | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        on_delete: Callable[[StoredSecret], None] | None = None,
     ) -> None:
-        self.store = Store(state_file, clock=clock)
+        self.store = Store(state_file, clock=clock, on_delete=on_delete)
         self.faults = Faults(faults)
         self.app = EmulatorApp(self.store, tokens, self.faults, clock=clock, sleep=sleep)
 

@@ -126,9 +126,16 @@ def user_hash(secret: str, user_id: str) -> str:
 class Store:
     """Thread-safe secrets of every workspace, optionally persisted to a JSON file."""
 
-    def __init__(self, path: Path | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        on_delete: Callable[[StoredSecret], None] | None = None,
+    ) -> None:
         self._path = path
         self._clock = clock
+        # Called just before a live secret is deleted (tests audit what was live elsewhere then).
+        self.on_delete = on_delete
         self._lock = threading.Lock()
         self._world = self._load(path) if path is not None and path.exists() else _World()
 
@@ -164,6 +171,11 @@ class Store:
 
     def delete(self, workspace: str, secret_id: str) -> bool:
         """Soft-delete; ``False`` when there is no such live secret in the workspace."""
+        hook = self.on_delete
+        if hook is not None:
+            target = self.get(secret_id)
+            if target is not None and target.workspace == workspace and target.deleted_at is None:
+                hook(target)
         with self._lock:
             secret = self._world.secrets.get(secret_id)
             if secret is None or secret.workspace != workspace or secret.deleted_at is not None:

@@ -1,0 +1,39 @@
+"""The torture suite's quick run, in CI: crashes at every failpoint, races, faults (see
+tests/torture/run.py). It runs the real `rotator` processes against OpenBao and the emulator."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).parent / "torture" / "run.py"
+
+
+@pytest.mark.timeout(600)
+def test_quick_torture_run_finds_no_violation(tmp_path):
+    """Every failpoint fires and recovers, races and faults complete their rotations, and no
+    invariant (I1-I6) is ever violated; consumers never see a failed signature."""
+    result = subprocess.run(
+        [sys.executable, str(RUN), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=590,
+        check=False,
+    )
+    print(result.stdout[-6000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    summary = result.stdout
+    assert re.search(r"invariant violations\s+0\n", summary)
+    assert re.search(r"consumer failures\s+0\n", summary)
+    assert re.search(r"stuck runs\s+0\n", summary)
+    fired = int(re.search(r"failpoints fired\s+(\d+) over (\d+) points", summary).group(2))
+    assert fired == 10, "every failpoint of rotator.failpoints.NAMES fired"
+    trials = int(re.search(r"crash trials\s+(\d+)", summary).group(1))
+    recoveries = int(re.search(r"recoveries\s+(\d+)", summary).group(1))
+    assert trials == recoveries > 0
+    assert int(re.search(r"rotations completed\s+(\d+)", summary).group(1)) >= 60
+    assert int(re.search(r"OpenBao restarts\s+(\d+)", summary).group(1)) >= 1

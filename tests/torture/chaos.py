@@ -1,0 +1,251 @@
+"""Races and faults: several daemons, a CronJob loop and rotate-now calls on the same targets,
+actors SIGKILLed and SIGSTOPped at random (a paused holder wakes up after its lease expired),
+Intercom misbehaving, Vault stopped and restarted, and consumers signing throughout."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from lab import Consumer, Lab, Target
+
+from rotator.devserver import free_port
+from rotator.emulator import FaultSpec
+
+
+@dataclass
+class Actor:
+    tag: str
+    argv: tuple[str, ...]
+    port: int | None = None
+    process: subprocess.Popen[str] | None = None
+    paused_until: float = 0.0
+
+    @property
+    def hook(self) -> str | None:
+        return f"http://127.0.0.1:{self.port}" if self.port else None
+
+
+@dataclass
+class Chaos:
+    """What to do to the actors, and how often (seconds between events)."""
+
+    daemons: int = 3
+    kill_every: float = 4.0
+    pause_every: float = 6.0
+    vault_restart_every: float | None = None
+    vault_down_for: float = 3.0
+    rotate_now_every: float = 2.0
+    extra: list[str] = field(default_factory=list)
+
+
+def rotations_done(lab: Lab, targets: list[Target], start: dict[str, int]) -> int:
+    total = 0
+    for target in targets:
+        try:
+            record = lab.record(target) or {}
+        except Exception:  # noqa: BLE001 - Vault may be down mid-restart: count later
+            return -1
+        total += record.get("generation", 0) - start.get(target.name, 0)
+    return total
+
+
+def run_chaos(
+    lab: Lab, targets: list[Target], chaos: Chaos, *, rotations: int, deadline: float
+) -> int:
+    """Run until ``rotations`` rotations completed (across targets) or ``deadline`` passes."""
+    storm = Storm(lab, targets, chaos)
+    storm.start()
+    try:
+        storm.rage(rotations, deadline)
+    finally:
+        storm.calm()
+    _settle(lab, targets, storm.cron_config)
+    lab.stats.consumer_checks += sum(c.checks for c in storm.consumers)
+    lab.stats.consumer_failures += sum(c.failures for c in storm.consumers)
+    final = rotations_done(lab, targets, storm.start_generations)
+    for target in targets:
+        lab.check(target, settled=True)
+        lab.count_posts(target, rotations=(lab.record(target) or {}).get("generation", 0))
+    lab.stats.rotations += final
+    if final < rotations:
+        lab.stats.stuck += 1
+        lab.violate(f"I5: only {final} of {rotations} rotations completed before the deadline")
+    return final
+
+
+class Storm:
+    """The actors of one chaos run, and what happens to them."""
+
+    def __init__(self, lab: Lab, targets: list[Target], chaos: Chaos) -> None:
+        self.lab = lab
+        self.targets = targets
+        self.chaos = chaos
+        self.configs: dict[str, Path] = {}
+        self.actors: list[Actor] = []
+        for i in range(chaos.daemons):
+            port = free_port()
+            tag = f"daemon{i}"
+            self.configs[tag] = lab.write_config(
+                lab.workdir / f"{tag}.toml", targets, schedule="2s", grace="30s", listen_port=port
+            )
+            self.actors.append(Actor(tag, ("run",), port=port))
+        self.cron_config = lab.write_config(
+            lab.workdir / "cron.toml", targets, schedule="2s", grace="30s"
+        )
+        hooks = [a.hook for a in self.actors if a.hook]
+        self.consumers = [Consumer(lab, t, hooks) for t in targets]
+        self.start_generations = {
+            t.name: (lab.record(t) or {}).get("generation", 0) for t in targets
+        }
+        self.stop = threading.Event()
+        self.loops = [
+            threading.Thread(
+                target=_cron_loop, args=(lab, self.cron_config, self.stop), daemon=True
+            ),
+            threading.Thread(
+                target=_rotate_now_loop,
+                args=(lab, self.cron_config, targets, chaos, self.stop),
+                daemon=True,
+            ),
+        ]
+
+    def start(self) -> None:
+        for actor in self.actors:
+            actor.process = self.lab.spawn(self.configs[actor.tag], *actor.argv, tag=actor.tag)
+        for thread in [*self.consumers, *self.loops]:
+            thread.start()
+
+    def rage(self, rotations: int, deadline: float) -> None:
+        lab, chaos = self.lab, self.chaos
+        now = time.monotonic()
+        next_kill, next_pause = now + chaos.kill_every, now + chaos.pause_every
+        next_vault = now + chaos.vault_restart_every if chaos.vault_restart_every else float("inf")
+        while time.monotonic() < deadline:
+            if rotations_done(lab, self.targets, self.start_generations) >= rotations:
+                return
+            now = time.monotonic()
+            if now >= next_kill:
+                _kill_one(lab, self.actors, self.configs)
+                next_kill = now + lab.rng.uniform(0.5, 1.5) * chaos.kill_every
+            if now >= next_pause:
+                _pause_one(lab, self.actors)
+                next_pause = now + lab.rng.uniform(0.5, 1.5) * chaos.pause_every
+            if now >= next_vault:
+                _restart_vault(lab, chaos.vault_down_for)
+                next_vault = now + lab.rng.uniform(0.5, 1.5) * (chaos.vault_restart_every or 0)
+            _wake_paused(lab, self.actors)
+            self._check()
+            self.stop.wait(0.2)
+
+    def _check(self) -> None:
+        for target in self.targets:
+            try:
+                self.lab.check(target, settled=False)
+            except httpx.HTTPError:
+                continue  # Vault restarting: check again shortly
+
+    def calm(self) -> None:
+        self.stop.set()
+        for actor in self.actors:
+            _end(actor)
+        for consumer in self.consumers:
+            consumer.stop.set()
+            consumer.join(timeout=5)
+        for loop in self.loops:
+            loop.join(timeout=30)
+
+
+def _settle(lab: Lab, targets: list[Target], config: Path) -> None:
+    """Chaos over (faults too): confirm what awaits rollout, as consumers would, and drive
+    unfinished rotations on (rotate-now joins them and skips any backoff) until all rest."""
+    lab.emulator.faults.set(FaultSpec())
+    for _ in range(10):
+        busy = False
+        for target in targets:
+            phase = (lab.record(target) or {}).get("phase")
+            if phase == "awaiting_rollout":
+                lab.run(config, "confirm", target.name)
+                phase = (lab.record(target) or {}).get("phase")
+            if phase not in {"idle", None}:
+                lab.run(config, "rotate-now", target.name)
+                busy = True
+        if not busy:
+            return
+    lab.violate(
+        "I5: targets did not come to rest after the chaos: "
+        + ", ".join(f"{t.name}={(lab.record(t) or {}).get('phase')}" for t in targets)
+    )
+
+
+def _cron_loop(lab: Lab, config: Path, stop: threading.Event) -> None:
+    while not stop.wait(lab.rng.uniform(0.5, 2.0)):
+        lab.run(config, "reconcile", timeout=120)
+
+
+def _rotate_now_loop(
+    lab: Lab, config: Path, targets: list[Target], chaos: Chaos, stop: threading.Event
+) -> None:
+    while not stop.wait(lab.rng.uniform(0.5, 1.5) * chaos.rotate_now_every):
+        lab.run(config, "rotate-now", lab.rng.choice(targets).name, timeout=120)
+
+
+def _kill_one(lab: Lab, actors: list[Actor], configs: dict[str, Path]) -> None:
+    actor = lab.rng.choice(actors)
+    if actor.process is None:
+        return
+    actor.process.send_signal(signal.SIGKILL)
+    actor.process.wait()
+    actor.paused_until = 0.0
+    lab.stats.kills += 1
+    lab.log(f"SIGKILL {actor.tag}")
+    actor.process = lab.spawn(configs[actor.tag], *actor.argv, tag=actor.tag)
+
+
+def _pause_one(lab: Lab, actors: list[Actor]) -> None:
+    running = [a for a in actors if a.process is not None and not a.paused_until]
+    if not running:
+        return
+    actor = lab.rng.choice(running)
+    assert actor.process is not None
+    actor.process.send_signal(signal.SIGSTOP)
+    # Often longer than the lease ttl (1 s): it wakes up to find its lease taken over.
+    actor.paused_until = time.monotonic() + lab.rng.uniform(0.5, 4.0)
+    lab.stats.pauses += 1
+    lab.log(f"SIGSTOP {actor.tag}")
+
+
+def _wake_paused(lab: Lab, actors: list[Actor]) -> None:
+    for actor in actors:
+        if actor.paused_until and time.monotonic() >= actor.paused_until and actor.process:
+            actor.process.send_signal(signal.SIGCONT)
+            actor.paused_until = 0.0
+            lab.log(f"SIGCONT {actor.tag}")
+
+
+def _restart_vault(lab: Lab, down_for: float) -> None:
+    lab.log("OpenBao stopping")
+    lab.bao.stop()
+    lab.stats.vault_restarts += 1
+    threading.Event().wait(down_for)
+    lab.bao.start()
+    lab.log("OpenBao back")
+
+
+def _end(actor: Actor) -> None:
+    process = actor.process
+    if process is None:
+        return
+    if actor.paused_until:
+        process.send_signal(signal.SIGCONT)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
