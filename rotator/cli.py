@@ -121,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--history", action="store_true", help="also list the last rotations of each target"
     )
     verb("check-config", "validate the configuration and report every error at once")
+    _add_adopt_and_doctor(verb)
     _add_emulate_intercom(verb)
     demo = verb(
         "demo",
@@ -138,6 +139,47 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--grace", default="10s", help="grace period (default: 10s)")
     demo.add_argument("--port", type=_port, default=0, help="emulator port (default: any free)")
     return parser
+
+
+def _add_adopt_and_doctor(
+    verb: Callable[[str, str, str | None], argparse.ArgumentParser],
+) -> None:
+    adopt = verb(
+        "adopt",
+        "take over an existing Intercom secret: its material comes on stdin, never as an argument",
+        "Take over a secret created before rotator (in Intercom's dashboard, by hand).\n"
+        "Reads the secret's material from stdin (one line; a pipe, not a terminal), checks\n"
+        "that --secret-id is live at Intercom, writes the consumers' Vault path with\n"
+        "check-and-set, reads it back, and records the secret as the target's current one,\n"
+        "so the next rotation retires it. Prints the id and a fingerprint, never the material.\n\n"
+        "  vault kv get -field=secret secret/legacy/web | rotator adopt web --secret-id 103\n\n"
+        "Exit 0 adopted, 1 Vault or Intercom failed, 2 refused (unknown target or id, no\n"
+        "material, a rotation in progress, or the path holds another secret: see --force).",
+    )
+    adopt.add_argument("target", metavar="TARGET", help="the target's name in the config")
+    adopt.add_argument(
+        "--secret-id", metavar="ID", required=True, help="the Intercom id of the secret to adopt"
+    )
+    adopt.add_argument(
+        "--force",
+        action="store_true",
+        help="replace what the consumers' path holds (another secret, or other material); a "
+        "secret this target owned is retired after the grace period",
+    )
+    doctor = verb(
+        "doctor",
+        "check each target's Vault access, Intercom token, drift and state; say how to fix it",
+        "Check, without changing anything, each target's health: Vault reachable and unsealed,\n"
+        "the token's read and write rights on the state and consumers' paths (asked of\n"
+        "sys/capabilities-self, not by writing), the Intercom token and its scopes, secrets\n"
+        "live at Intercom that rotator does not know, a consumers' secret deleted at\n"
+        "Intercom, and blocked, backing-off or overdue rotations. Each finding is ok, warning\n"
+        "or error, with the fix to apply. A target with rotate_on_drift = true whose\n"
+        "consumers hold a deleted secret is rotated at once (the one change doctor makes).\n\n"
+        "Exit 0 when no finding is an error, 1 otherwise, 2 bad usage or configuration.",
+    )
+    doctor.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
+    doctor.add_argument("--json", action="store_true", help="the findings as JSON")
 
 
 def _add_emulate_intercom(
@@ -239,7 +281,23 @@ def _engine(args: argparse.Namespace) -> int:
     return commands.run(ctx)
 
 
+def _adopt(args: argparse.Namespace) -> int:
+    from rotator import adoption_command, commands
+
+    ctx = commands.context(getattr(args, "config", None))
+    return adoption_command.adopt(ctx, args.target, secret_id=args.secret_id, force=args.force)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from rotator import adoption_command, commands
+
+    ctx = commands.context(getattr(args, "config", None))
+    return adoption_command.doctor(ctx, args.target, as_json=args.json)
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "adopt": _adopt,
+    "doctor": _doctor,
     "emulate-intercom": _emulate_intercom,
     "demo": _demo,
 }

@@ -11,21 +11,47 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from rotator.config import Settings, config_path, load_settings
+from rotator.config import Settings, TargetSettings, config_path, load_settings
 from rotator.errors import PermanentError
+from rotator.intercom import IntercomClient
 from rotator.observation import RotateNow
-from rotator.reconciler import Reconciler, Sleep, TargetReport, client_factory_with
+from rotator.reconciler import (
+    ClientFactory,
+    Reconciler,
+    RecordListener,
+    Sleep,
+    TargetReport,
+    client_factory_with,
+)
 from rotator.record import Phase
+from rotator.redaction import SecretValue
 
 EXIT_OK, EXIT_NEEDS_OPERATOR, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(PermanentError):
     """The command asked for something that cannot be done as asked (exit 2)."""
+
+
+class Observers(Protocol):
+    """What the daemon's metrics hear from the adapters (``rotator.metrics.Metrics``); named
+    here structurally so that the one-shot commands never import prometheus_client."""
+
+    def intercom_request(self, operation: str, status: str, seconds: float) -> None: ...
+    def vault_request(self, operation: str, status: str, seconds: float) -> None: ...
+    def vault_auth_failed(self) -> None: ...
+
+
+@runtime_checkable
+class _Flushed(Protocol):
+    """A listener with deliveries in flight (``rotator.notify.Notifier``)."""
+
+    def close(self, timeout: float | None = None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -37,15 +63,61 @@ class Context:
         return load_settings(config_path(self.config, dict(self.environ)))
 
     def reconciler(
-        self, settings: Settings | None = None, *, sleep: Sleep = time.sleep
+        self,
+        settings: Settings | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+        listeners: Sequence[RecordListener] = (),
+        observe: Observers | None = None,
     ) -> Reconciler:
+        """A reconciler for this configuration; with notifications whenever [notify] lists
+        webhooks (close it with ``close_reconciler``, which flushes them)."""
         from rotator.vault import Vault
 
         settings = settings or self.settings()
-        vault = Vault(settings.vault, environ=self.environ)
-        return Reconciler(
-            settings, vault, environ=self.environ, client_factory=client_factory_with(sleep)
+        vault = Vault(
+            settings.vault,
+            environ=self.environ,
+            observe=observe.vault_request if observe else None,
+            auth_failed=observe.vault_auth_failed if observe else None,
         )
+        told = list(listeners)
+        if settings.notify.webhooks:
+            from rotator.notify import Notifier
+
+            notifier = Notifier(settings.notify, environ=self.environ, read_secret=vault.read_value)
+            told.append(notifier)
+        clients = _clients(sleep, observe) if observe else client_factory_with(sleep)
+        return Reconciler(
+            settings, vault, environ=self.environ, client_factory=clients, listeners=told
+        )
+
+
+def _clients(sleep: Sleep, observe: Observers) -> ClientFactory:
+    """``client_factory_with(sleep)``, whose clients report each request to ``observe``."""
+
+    def wait(seconds: float) -> None:
+        sleep(seconds)
+
+    def make(target: TargetSettings, token: SecretValue) -> IntercomClient:
+        return IntercomClient(
+            token,
+            region=target.region,
+            base_url=target.base_url,
+            version=target.intercom_version,
+            sleep=wait,
+            observe=observe.intercom_request,
+        )
+
+    return make
+
+
+def close_reconciler(reconciler: Reconciler) -> None:
+    """Give queued notifications their bounded time to go out, then close the clients."""
+    for listener in reconciler.listeners:
+        if isinstance(listener, _Flushed):
+            listener.close()
+    reconciler.close()
 
 
 def check_config(ctx: Context) -> int:
@@ -88,6 +160,16 @@ def _missing_environment(settings: Settings, environ: Mapping[str, str]) -> list
         name = getattr(server, key)
         if name and not environ.get(name):
             problems.append(f"server.{key}: ${name} is not set")
+    return problems + _missing_for_notify(settings, environ)
+
+
+def _missing_for_notify(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    problems = []
+    for i, hook in enumerate(settings.notify.webhooks):
+        for key in ("url_env", "hmac_key_env"):
+            name = getattr(hook, key)
+            if name and not environ.get(name):
+                problems.append(f"notify.webhooks[{i}].{key}: ${name} is not set")
     return problems
 
 
@@ -96,7 +178,7 @@ def reconcile(ctx: Context) -> int:
     try:
         reports = reconciler.reconcile_all(wait_for_leases=True)
     finally:
-        reconciler.close()
+        close_reconciler(reconciler)
     for report in reports:
         print(_line(report))
     return EXIT_NEEDS_OPERATOR if any(r.needs_operator for r in reports) else EXIT_OK
@@ -128,7 +210,7 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
             target, RotateNow(emergency=emergency), wait_for_lease=True
         )
     finally:
-        reconciler.close()
+        close_reconciler(reconciler)
     print(_line(report))
     return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
 
@@ -148,9 +230,10 @@ def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
         print(f"{target}: {result.status}: {result.message}")
         if result.status not in {"confirmed", "already_confirmed"}:
             return EXIT_USAGE
-        report = reconciler.reconcile_target(target)
+        # Retire now; if a crashed process left its lease, wait it out rather than give up.
+        report = reconciler.reconcile_target(target, wait_for_lease=True)
     finally:
-        reconciler.close()
+        close_reconciler(reconciler)
     print(_line(report))
     return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
 
@@ -169,7 +252,7 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
             upcoming = reconciler.next_rotation_at(spec, record) if record else None
             statuses.append(target_status(spec, record, consumer, upcoming, history=history))
     finally:
-        reconciler.close()
+        close_reconciler(reconciler)
     use_json = as_json or not sys.stdout.isatty()
     print(render_json(statuses) if use_json else render_table(statuses))
     return EXIT_NEEDS_OPERATOR if any(s.phase == "blocked" for s in statuses) else EXIT_OK
@@ -177,16 +260,20 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
 
 def run(ctx: Context) -> int:
     from rotator.daemon import Daemon
+    from rotator.metrics import Metrics
 
     settings = ctx.settings()
     stopping = threading.Event()
+    metrics = Metrics()
     # Retry waits inside Intercom calls end at once when a signal asks the daemon to stop.
-    reconciler = ctx.reconciler(settings, sleep=stopping.wait)
+    reconciler = ctx.reconciler(settings, sleep=stopping.wait, listeners=[metrics], observe=metrics)
     try:
-        daemon = Daemon(settings, reconciler, environ=ctx.environ, stopping=stopping)
+        daemon = Daemon(
+            settings, reconciler, environ=ctx.environ, stopping=stopping, metrics=metrics
+        )
         return daemon.run_until_signalled()
     finally:
-        reconciler.close()
+        close_reconciler(reconciler)
 
 
 def _line(report: TargetReport) -> str:

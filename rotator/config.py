@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -179,6 +180,63 @@ class DaemonSettings(_Model):
     lease_ttl: Seconds = 60.0
 
 
+NotifyEvent = Literal["stored", "retired", "blocked"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked")
+
+
+class WebhookSettings(_Model):
+    """One receiver of transition notifications (``rotator.notify``)."""
+
+    #: Where to POST: inline, or from a variable (a Slack incoming-webhook URL is a secret).
+    url: str | None = None
+    url_env: str | None = None
+    #: HMAC-SHA256 key signing each body (as the confirm hook checks): a variable or Vault.
+    hmac_key_env: str | None = None
+    hmac_key_vault: str | None = None
+    #: ``json``: the event object; ``slack``: ``{"text": ...}`` for an incoming webhook.
+    format: Literal["json", "slack"] = "json"
+    events: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, value: tuple[NotifyEvent, ...]) -> tuple[NotifyEvent, ...]:
+        if not value:
+            raise ValueError(f"name at least one of {', '.join(NOTIFY_EVENTS)}")
+        return tuple(e for e in NOTIFY_EVENTS if e in value)
+
+    @model_validator(mode="after")
+    def _sources(self) -> Self:
+        if bool(self.url) == bool(self.url_env):
+            raise ValueError("give exactly one of url or url_env")
+        if self.hmac_key_env and self.hmac_key_vault:
+            raise ValueError("give at most one of hmac_key_env or hmac_key_vault")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How logs name this webhook: never a URL that came from a secret variable."""
+        return self.url or f"${self.url_env}"
+
+
+class NotifySettings(_Model):
+    """Outbound notifications on transitions; none unless webhooks are listed."""
+
+    webhooks: tuple[WebhookSettings, ...] = ()
+    #: Seconds to wait for one delivery attempt.
+    timeout: Seconds = 5.0
+    #: Delivery attempts per notification and webhook, the first included.
+    attempts: int = Field(default=3, ge=1, le=10)
+    #: Seconds a one-shot command waits for queued notifications before it exits.
+    flush_timeout: Seconds = 10.0
+
+
 class TargetSettings(_Model):
     """One Intercom secret lineage and the Vault path its consumers read."""
 
@@ -197,6 +255,10 @@ class TargetSettings(_Model):
     confirmation: Literal["hook-or-grace", "hook", "grace"] = "hook-or-grace"
     #: Ids of existing Intercom secrets this target owns and may retire.
     adopt: tuple[str, ...] = ()
+    #: Rotate at once when the consumers' secret is found deleted at Intercom, instead of at the
+    #: next scheduled rotation. Costs one Intercom list per pass of an idle target; ``rotator
+    #: doctor`` then rotates such a target too. A real TOML boolean (``true``), nothing else.
+    rotate_on_drift: StrictBool = False
     intercom_version: str = "Preview"
 
     @field_validator("name")
@@ -254,6 +316,7 @@ class Settings(_Model):
     vault: VaultSettings
     server: ServerSettings = ServerSettings()
     daemon: DaemonSettings = DaemonSettings()
+    notify: NotifySettings = NotifySettings()
     targets: tuple[TargetSettings, ...] = Field(default=(), validate_default=True)
 
     @field_validator("targets", mode="before")

@@ -1,5 +1,5 @@
 """``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; cheroot serves
-the rollout-confirmation hook, ``/healthz`` and ``/readyz``.
+the rollout-confirmation hook, ``/healthz``, ``/readyz`` and ``/metrics``.
 
 The scheduler holds nothing that matters: every decision is made from Vault state by the
 reconciler, so a restart loses nothing. It runs in UTC with ``coalesce=True`` (a backlog of
@@ -8,6 +8,11 @@ missed runs becomes one), ``max_instances=1`` (passes never overlap) and a real
 
 SIGTERM or SIGINT: the pass in progress finishes its current step and persists (each Intercom
 client's retry sleep wakes up at once), the server stops, and the process exits 0.
+
+Metrics (``rotator.metrics``) hear of every persisted record as a listener of the reconciler;
+the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
+each target's state before its next transition. ``commands.run`` also hands their request hooks
+to the Vault adapter and the Intercom clients.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
+from rotator.errors import RotatorError
 from rotator.hook_auth import HookCredentials
 from rotator.logs import get_logger
+from rotator.metrics import Metrics
 from rotator.reconciler import Reconciler
+from rotator.record import Record
 from rotator.redaction import SecretValue
 from rotator.server import ConfirmOutcome, ConfirmRequest, ConfirmStatus, HttpServer, make_app
 
@@ -46,9 +54,16 @@ class Daemon:
         clock: Callable[[], float] = time.time,
         listen: tuple[str, int] | None = None,
         stopping: threading.Event | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``metrics`` already listening to ``reconciler``; without, one is made and added."""
         self.settings = settings
         self.reconciler = reconciler
+        if metrics is None:
+            metrics = Metrics(clock=lambda: datetime.fromtimestamp(clock(), UTC))
+            reconciler.listeners.append(metrics)
+        self.metrics = metrics
+        self._seeded = False
         self.stopping = stopping or threading.Event()
         self._environ = environ
         self._clock = clock
@@ -62,6 +77,7 @@ class Daemon:
             credentials=self._credentials(),
             settings=settings.server,
             ready=self._ready,
+            metrics_app=metrics.wsgi_app(),
             clock=clock,
         )
         self.server = HttpServer(app, host, port)
@@ -112,9 +128,23 @@ class Daemon:
     def _pass(self) -> None:
         if self.stopping.is_set():
             return
+        if not self._seeded:
+            self._seeded = True
+            self._seed_metrics()
         reports = self.reconciler.reconcile_all(stop=self.stopping)
         blocked = [r.target for r in reports if r.needs_operator]
         log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
+
+    def _seed_metrics(self) -> None:
+        """One read per target, so /metrics shows each target before its next transition."""
+        for target in self.settings.targets:
+            try:
+                entry = self.reconciler.vault.read(self.reconciler.state_key(target.name))
+                record = Record.from_storage(entry.data) if entry.data else None
+            except RotatorError as e:  # the pass that follows reports it properly
+                log.warning("metrics.seed_failed", target=target.name, error=str(e))
+                continue
+            self.metrics.seed(target, record)
 
     def _reconcile_one(self, name: str) -> None:
         if not self.stopping.is_set():

@@ -295,8 +295,15 @@ class Reconciler:
         command = ask.command_for(record) if ask is not None else None
         due = self.is_due(target, record, consumer, now)
         listed, failure = None, None
-        if machine.needs_intercom(record, due=due, command=command, now=now):
+        # rotate_on_drift: an idle target lists Intercom on every pass, so that consumers holding
+        # a secret deleted there get a new one now, not at the next scheduled rotation.
+        watch = target.rotate_on_drift and record.phase is Phase.IDLE
+        if machine.needs_intercom(record, due=due or watch, command=command, now=now):
             listed, failure = self._list(target)
+            held = consumer.intercom_id
+            if watch and listed is not None and held and held not in {s.id for s in listed}:
+                log.warning("drift.consumer_secret_deleted", intercom_id=held)
+                due = True
         obs = Observation(
             policy=policy,
             consumer=consumer,
@@ -528,6 +535,25 @@ class Reconciler:
                 log.info("rotation.confirm_refused", target=name, status=status, reason=message)
             return ConfirmResult(status, message, record.rotation_id, record.pending_id)
         raise TemporaryError(f"target {name}: the record kept changing; confirm again")
+
+    def amend(
+        self, name: str, change: Callable[[Record | None], Record], *, reason: str
+    ) -> tuple[Record | None, Record]:
+        """Persist an operator's ``change`` to a record (``rotator adopt``), as passes persist
+        theirs: check-and-set, listeners told; on a conflict ``change`` sees the fresh record.
+        Returns (before, after); ``change`` may raise to refuse."""
+        target = self.settings.target(name)
+        key = self.state_key(name)
+        for _ in range(_RESTARTS):
+            entry = self.vault.read(key)
+            before = Record.from_storage(entry.data) if entry.data else None
+            after = change(before)
+            try:
+                self._persist(key, before, after, entry.version, reason=reason, target=target)
+            except CasConflict:
+                continue
+            return before, after
+        raise TemporaryError(f"target {name}: the record kept changing; try again")
 
     def record(self, name: str) -> tuple[Record | None, ConsumerView]:
         """The stored record (``None`` before the first pass) and the consumers' view."""

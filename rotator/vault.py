@@ -41,6 +41,7 @@ import builtins
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,14 @@ _NEEDS: Final = {
 
 log = get_logger()
 
+#: ``(operation, status, seconds)`` for one request to Vault; status is the HTTP status as text,
+#: or "error" when no answer came back.
+Observe = Callable[[str, str, float], None]
+
+# The HTTP status of the latest answer the adapter received, per thread: hvac hands the caller
+# a dict or an exception, not the status, and a read's 404 is folded into an empty entry.
+_answer = threading.local()
+
 
 class VaultUnavailable(TemporaryError):
     """Vault could not serve: unreachable, timed out, rate limited, 5xx, sealed or standby."""
@@ -155,6 +164,8 @@ class _Adapter(hvac.adapters.JSONAdapter):
     def request(self, *args: Any, **kwargs: Any) -> requests.Response | dict[Any, Any]:
         wants_errors = kwargs.pop("raise_exception", True) and not self.ignore_exceptions
         answer = super().request(*args, raise_exception=False, **kwargs)
+        # JSONAdapter turns exactly the 200s with a JSON body into a dict.
+        _answer.status = answer.status_code if isinstance(answer, requests.Response) else 200
         if wants_errors and isinstance(answer, requests.Response) and not answer.ok:
             raise _vault_error_from(answer)
         return answer
@@ -191,12 +202,17 @@ class Vault:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = 4,
+        observe: Observe | None = None,
+        auth_failed: Callable[[], None] | None = None,
     ) -> None:
+        """``observe`` hears of every request sent (operation, status, seconds; nothing secret);
+        ``auth_failed`` of every failed login and every token found dead."""
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         self.settings = settings
         self._mount = settings.mount
         self._sleep = sleep
+        self._observe = observe
         self._attempts = attempts
         self._mount_checked = False
         verify: bool | str = (settings.ca_cert or True) if settings.tls_verify else False
@@ -220,6 +236,7 @@ class Vault:
             run=self._retrying,
             monotonic=monotonic,
             address=settings.address,
+            failed=auth_failed,
         )
 
     def __repr__(self) -> str:
@@ -342,6 +359,27 @@ class Vault:
             ),
         )
 
+    def capabilities(self, paths: builtins.list[str]) -> dict[str, builtins.list[str]]:
+        """Our token's capabilities on each API path (``<mount>/data/<path>``, from the Vault
+        root), asked of ``sys/capabilities-self``: write access checked without writing."""
+        wanted = [p.strip("/") for p in paths]
+
+        def ask() -> dict[str, builtins.list[str]]:
+            answer = json_object(
+                self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": wanted})
+            )
+            inner = answer.get("data")
+            data = inner if isinstance(inner, dict) else answer
+            found = {}
+            for path in wanted:
+                caps = data.get(path, data.get("capabilities") if len(wanted) == 1 else None)
+                if not isinstance(caps, builtins.list):
+                    raise ValueError("no capabilities for a path asked about")
+                found[path] = sorted(str(c) for c in caps)
+            return found
+
+        return self._call("capabilities", "", ask)
+
     def healthy(self) -> tuple[bool, str]:
         """``(True, "ok")`` when Vault is reachable, unsealed and our token valid; never raises."""
         try:
@@ -426,7 +464,9 @@ class Vault:
 
     def _once(self, operation: str, path: str, request: Callable[[], T]) -> T:
         try:
-            return request()
+            if self._observe is None:
+                return request()
+            return _observed(self._observe, operation, request)
         except RotatorError:
             raise
         except hvac_errors.VaultError as e:
@@ -580,6 +620,21 @@ class Vault:
                 "[vault] mount.",
                 operation="check",
             )
+
+
+def _observed(observe: Observe, operation: str, request: Callable[[], T]) -> T:
+    """``request()``, reported to ``observe`` with its answer's status and its duration."""
+    _answer.status = None
+    started = time.monotonic()
+    try:
+        return request()
+    finally:
+        status = getattr(_answer, "status", None)
+        seconds = time.monotonic() - started
+        try:
+            observe(operation, "error" if status is None else str(status), seconds)
+        except Exception:  # a metrics bug must never cost a Vault operation
+            log.exception("vault.observe_failed", operation=operation)
 
 
 def _relative(path: str) -> str:

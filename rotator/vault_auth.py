@@ -175,12 +175,16 @@ class TokenKeeper:
         run: Runner,
         monotonic: Callable[[], float],
         address: str,
+        failed: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._source = source
         self._run = run
         self._monotonic = monotonic
         self._address = address
+        # Told of every failed login and every token found dead (the daemon counts them for
+        # the RotatorVaultAuthFailing alert); never of anything secret.
+        self._failed = failed
         # One login or renewal at a time; the other threads wait for its result.
         self._lock = threading.Lock()
         self._lease: TokenLease | None = None
@@ -218,6 +222,7 @@ class TokenKeeper:
         except PermanentError as e:
             if e.status != 403:
                 raise
+            self._tell_failed()
             raise VaultAuthError(
                 "The Vault token was rejected (revoked or expired), and rotator cannot replace "
                 "a static token: provide a valid one, or use AppRole or Kubernetes auth.",
@@ -237,6 +242,7 @@ class TokenKeeper:
                 renewed = self._run("renew", "", renew)
             except TemporaryError:
                 if lease.expired(self._monotonic()):
+                    self._tell_failed()
                     raise
                 log.warning("vault.renew_postponed", remaining_s=round(lease.remaining(now)))
                 return
@@ -250,6 +256,7 @@ class TokenKeeper:
             self._login("the token could not be renewed", again=True)
             return
         if lease.expired(now) or (refusal is not None and refusal.status == 403):
+            self._tell_failed()
             raise VaultAuthError(
                 "The Vault token has expired or was revoked, and rotator cannot replace a "
                 "static token: give it a longer TTL, make it renewable or periodic, or use "
@@ -261,7 +268,22 @@ class TokenKeeper:
             self._lease = dataclasses.replace(lease, final=True)
             log.warning("vault.token_expiring", remaining_s=round(lease.remaining(now)))
 
+    def _tell_failed(self) -> None:
+        if self._failed is not None:
+            try:
+                self._failed()
+            except Exception:  # a metrics bug must never cost a Vault operation
+                log.exception("vault.auth_failure_hook_failed")
+
     def _login(self, reason: str, *, again: bool = False) -> None:
+        try:
+            self._log_in(reason, again=again)
+        except RotatorError:
+            # Any failed login counts, an unreachable Vault included: either way we cannot act.
+            self._tell_failed()
+            raise
+
+    def _log_in(self, reason: str, *, again: bool) -> None:
         source, auth = self._source, self._client.auth
         if source.method == "token":
             token = source.token()

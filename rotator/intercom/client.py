@@ -56,6 +56,9 @@ DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=
 SECRETS_PATH: Final = "/secure_mode_secrets"
 
 Operation = Literal["list", "create", "delete"]
+#: ``(operation, status, seconds)`` for one HTTP attempt; status is the HTTP status as text, or
+#: "error" when no answer came back.
+Observe = Callable[[str, str, float], None]
 
 # Failures that happen before any byte of the request reaches the server: even a POST may be
 # repeated after them.
@@ -126,8 +129,11 @@ class IntercomClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        observe: Observe | None = None,
     ) -> None:
+        """``observe`` hears of every HTTP attempt (for metrics): never a token or material."""
         self.base_url = resolve_base_url(region, base_url)
+        self._observe = observe
         self.version = version
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -241,7 +247,9 @@ class IntercomClient:
         try:
             response = self._http.request(method, path, json=body)
         except _HTTPX_ERRORS as e:
+            self._observed(operation, "error", started)
             raise self._transport_failure(operation, e) from e
+        self._observed(operation, str(response.status_code), started)
         request_id = _request_id(response, None)
         log.debug(
             "intercom.request",
@@ -274,6 +282,14 @@ class IntercomClient:
                 )
             raise _Retryable(error, None)
         raise error
+
+    def _observed(self, operation: Operation, status: str, started: float) -> None:
+        if self._observe is None:
+            return
+        try:
+            self._observe(operation, status, time.monotonic() - started)
+        except Exception:  # a metrics bug must never cost a request
+            log.exception("intercom.observe_failed", operation=operation)
 
     def _transport_failure(self, operation: Operation, e: Exception) -> Exception:
         detail = scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)

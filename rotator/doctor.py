@@ -1,0 +1,397 @@
+"""``rotator doctor``: a read-only health check of every target, finding by finding.
+
+Theory of operation
+-------------------
+``gather`` reads one target's world through the adapters, each part on its own so one failure
+does not hide the others: the state record and the consumers' path (two KV reads), what our
+Vault token may do on them (``sys/capabilities-self``: write access is checked without writing,
+because a no-op write would still bump versions that consumers and fences rely on), and
+Intercom's live secrets (one list). The ``*_findings`` functions then turn those ``Facts`` into
+``Finding``s without any I/O: each carries a severity (ok, warning, error), what was found, and
+the fix to apply. ``examine`` runs the lot, and is the one place that may act: a target
+configured with ``rotate_on_drift`` whose consumers hold a secret deleted at Intercom is rotated
+at once (``Reconciler.reconcile_target(name, RotateNow())``), and the finding says what came of it.
+
+Nothing here prints, and no finding carries material: only ids, names, paths and messages that
+the adapters already wrote for operators.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from rotator.config import TargetSettings
+from rotator.errors import RotatorError, TemporaryError
+from rotator.intercom import IntercomAuthError, IntercomPermissionError, SecretInfo
+from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
+from rotator.observation import ConsumerView, RotateNow
+from rotator.reconciler import Reconciler, TargetReport, consumer_view
+from rotator.record import Phase, Record
+
+Severity = Literal["ok", "warning", "error"]
+_RANK: Mapping[str, int] = {"ok": 0, "warning": 1, "error": 2}
+#: How long past its deadline a rollout waiting for the hook may sit before doctor mentions it.
+OVERDUE = timedelta(hours=1)
+#: What rotator does on each path (see deploy/vault/rotator-policy.hcl).
+_DATA_NEEDS = ("create", "read", "update")
+_METADATA_NEEDS = ("create", "update")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing doctor checked; ``target`` is None for what all targets share (Vault)."""
+
+    target: str | None
+    check: str
+    severity: Severity
+    message: str
+    fix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What ``gather`` saw of one target; an ``*_error`` stands in for what it could not see."""
+
+    target: TargetSettings
+    mount: str
+    state_key: str
+    record: Record | None = None
+    record_error: str | None = None
+    consumer: ConsumerView | None = None
+    consumer_error: str | None = None
+    capabilities: Mapping[str, Sequence[str]] | None = None
+    capabilities_error: str | None = None
+    live: tuple[SecretInfo, ...] | None = None
+    intercom_error: RotatorError | None = None
+
+    def api_path(self, path: str, kind: str = "data") -> str:
+        return f"{self.mount}/{kind}/{path}"
+
+
+# --- gathering (I/O through the adapters) ---------------------------------------------------
+
+
+def gather(reconciler: Reconciler, target: TargetSettings) -> Facts:
+    vault = reconciler.vault
+    facts = Facts(target, vault.settings.mount, reconciler.state_key(target.name))
+    try:
+        entry = vault.read(facts.state_key)
+        facts = replace(facts, record=Record.from_storage(entry.data) if entry.data else None)
+    except RotatorError as e:
+        facts = replace(facts, record_error=str(e))
+    try:
+        facts = replace(facts, consumer=consumer_view(vault.read(target.vault_path)))
+    except RotatorError as e:
+        facts = replace(facts, consumer_error=str(e))
+    try:
+        facts = replace(facts, capabilities=vault.capabilities(_needs(facts)))
+    except RotatorError as e:
+        facts = replace(facts, capabilities_error=str(e))
+    try:
+        facts = replace(facts, live=tuple(reconciler.client(target).list_secrets()))
+    except RotatorError as e:
+        facts = replace(facts, intercom_error=e)
+    return facts
+
+
+def examine(
+    reconciler: Reconciler, names: Sequence[str], *, now: datetime, act: bool = True
+) -> list[Finding]:
+    """Every finding for ``names``; with ``act``, rotate_on_drift targets are rotated."""
+    healthy, detail = reconciler.vault.healthy()
+    address = reconciler.vault.settings.address
+    if not healthy:
+        return [
+            Finding(
+                None,
+                "vault.health",
+                "error",
+                detail,
+                f"make Vault at {address} reachable and unsealed, and give rotator a valid "
+                "token ([vault.auth]); every other check needs it",
+            )
+        ]
+    findings = [
+        Finding(
+            None, "vault.health", "ok", f"Vault at {address} is reachable and unsealed; token valid"
+        )
+    ]
+    for name in names:
+        target = reconciler.settings.target(name)
+        facts = gather(reconciler, target)
+        found = target_findings(facts, now)
+        if act and target.rotate_on_drift and consumer_secret_deleted(facts):
+            report = reconciler.reconcile_target(name, RotateNow())
+            found = [
+                remedied(f, report) if f.check == "drift.consumer_deleted" else f for f in found
+            ]
+        findings += found
+    return findings
+
+
+def _needs(facts: Facts) -> list[str]:
+    paths = [facts.api_path(facts.state_key), facts.api_path(facts.target.vault_path)]
+    if facts.record is None and facts.record_error is None:
+        paths.append(facts.api_path(facts.state_key, "metadata"))  # require_cas, first write
+    return paths
+
+
+# --- the checks (pure) -----------------------------------------------------------------------
+
+
+def target_findings(facts: Facts, now: datetime) -> list[Finding]:
+    return [
+        *vault_findings(facts),
+        *intercom_findings(facts),
+        *drift_findings(facts),
+        *record_findings(facts, now),
+    ]
+
+
+def vault_findings(facts: Facts) -> list[Finding]:
+    name = facts.target.name
+    found = [
+        Finding(
+            name,
+            "vault.kv_v2" if "not KV v2" in error else "vault.read",
+            "error",
+            f"cannot read the {what}: {error}",
+            _vault_fix(error),
+        )
+        for what, error in (
+            ("state record", facts.record_error),
+            ("consumers' path", facts.consumer_error),
+        )
+        if error is not None
+    ]
+    if not found:
+        # The adapter checks the mount's type before its first read and refuses anything else.
+        message = f"the state record and consumers' path are readable on KV v2 {facts.mount}/"
+        found = [Finding(name, "vault.read", "ok", message)]
+    if facts.capabilities_error is not None:
+        message = f"cannot ask Vault what our token may do: {facts.capabilities_error}"
+        fix = "allow update on sys/capabilities-self (Vault's default policy does)"
+        return [*found, Finding(name, "vault.capabilities", "error", message, fix)]
+    missing = []
+    for path, caps in (facts.capabilities or {}).items():
+        needs = _METADATA_NEEDS if "/metadata/" in path else _DATA_NEEDS
+        lacking = [] if "root" in caps else [c for c in needs if c not in caps or "deny" in caps]
+        if lacking:
+            message = (
+                f"the Vault token lacks {', '.join(lacking)} on {path} (it has: "
+                f"{', '.join(caps) or 'nothing'}); rotator writes there with check-and-set"
+            )
+            fix = (
+                f'grant it in rotator\'s Vault policy: path "{path}" {{ capabilities = '
+                f"{json.dumps(list(needs))} }} (see deploy/vault/rotator-policy.hcl)"
+            )
+            missing.append(Finding(name, "vault.capabilities", "error", message, fix))
+    fine = Finding(name, "vault.capabilities", "ok", "the token may read and write both paths")
+    return found + (missing or [fine])
+
+
+def intercom_findings(facts: Facts) -> list[Finding]:
+    name, target, error = facts.target.name, facts.target, facts.intercom_error
+    source = f"${target.token_env}" if target.token_env else f"Vault {target.token_vault}"
+    if error is None:
+        count = len(facts.live or ())
+        found = [Finding(name, "intercom.read", "ok", f"the token lists secrets ({count} live)")]
+    else:
+        if isinstance(error, IntercomAuthError):
+            message = f"token rejected: {error}"
+            fix = (
+                f"token rejected: issue a new one (Developer Hub, your app's Authentication), "
+                f"store it in {source}, then rotator rotate-now {name} if the target is blocked"
+            )
+        elif isinstance(error, IntercomPermissionError):
+            message = f"the token lacks the read scope {READ_SCOPE}: {error}"
+            fix = f"grant {READ_SCOPE} and {WRITE_SCOPE} (Developer Hub); refresh {source}"
+        elif isinstance(error, TemporaryError):
+            message = f"cannot list secrets: {error}"
+            fix = "run doctor again later; check Intercom's status page"
+        else:
+            message = f"cannot list secrets: {error}"
+            fix = f"fix the cause named here (base_url or region, the token in {source})"
+        found = [Finding(name, "intercom.read", "error", message, fix)]
+    record = facts.record
+    last = " ".join(filter(None, (record.last_error, record.blocked_reason))) if record else ""
+    if WRITE_SCOPE in last and "403" in last:
+        message = (
+            f"not verifiable without a create; rotator needs {WRITE_SCOPE}, and Intercom "
+            "refused the last create or delete for lack of it (403)"
+        )
+        fix = f"grant {WRITE_SCOPE} (Developer Hub), refresh {source}, rotator rotate-now {name}"
+        return [*found, Finding(name, "intercom.write_scope", "error", message, fix)]
+    assumed = f"{WRITE_SCOPE} assumed (not verifiable without a create)"
+    return [*found, Finding(name, "intercom.write_scope", "ok", assumed)]
+
+
+def consumer_secret_deleted(facts: Facts) -> bool:
+    """The consumers' path holds an id that is not live at Intercom (every session fails)."""
+    held = facts.consumer.intercom_id if facts.consumer else None
+    return held is not None and facts.live is not None and held not in {s.id for s in facts.live}
+
+
+def drift_findings(facts: Facts) -> list[Finding]:
+    if facts.live is None or facts.consumer is None:
+        return []  # the read findings already say why
+    name, record = facts.target.name, facts.record
+    found = []
+    if consumer_secret_deleted(facts):
+        found.append(
+            Finding(
+                name,
+                "drift.consumer_deleted",
+                "error",
+                f"consumers hold a deleted secret: {facts.consumer.intercom_id} at "
+                f"{facts.mount}/{facts.target.vault_path} is not live at Intercom, so every "
+                "signature made with it fails",
+                f"run rotator rotate-now {name} --emergency --yes (or rotate-now) now",
+            )
+        )
+    elif facts.consumer.intercom_id is None:
+        found.append(
+            Finding(
+                name,
+                "drift.consumer_empty",
+                "warning",
+                f"the consumers' path {facts.mount}/{facts.target.vault_path} holds no secret",
+                f"rotator reconcile provisions one (or rotator adopt {name} --secret-id ID)",
+            )
+        )
+    ours = {*facts.target.adopt}
+    names: set[str] = set()
+    if record is not None:
+        held = (record.current_id, record.pending_id)
+        ours |= {*record.known_ids, *record.old_ids, *filter(None, held)}
+        names = set(record.owned_names)
+    elif facts.consumer.intercom_id:
+        ours.add(facts.consumer.intercom_id)  # the first pass adopts it
+    for secret in facts.live:
+        if secret.name.startswith(facts.target.secret_name) and not (
+            secret.id in ours or secret.name in names
+        ):
+            found.append(
+                Finding(
+                    name,
+                    "drift.unknown",
+                    "warning",
+                    f"unknown secret {secret.id} ({secret.name!r}): live at Intercom under this "
+                    "target's secret_name, but neither created nor adopted by it",
+                    f"adopt it (rotator adopt {name} --secret-id {secret.id} / add it to adopt) "
+                    "or delete it in the Intercom dashboard",
+                )
+            )
+    return found or [Finding(name, "drift", "ok", "no drift between Vault and Intercom")]
+
+
+def record_findings(facts: Facts, now: datetime) -> list[Finding]:
+    name, record = facts.target.name, facts.record
+    if record is None:
+        if facts.record_error is not None:
+            return []
+        return [Finding(name, "record", "ok", "no state record yet: the next pass writes one")]
+    if record.phase is Phase.BLOCKED:
+        return [
+            Finding(
+                name,
+                "record.blocked",
+                "error",
+                f"blocked: {record.blocked_reason}",
+                f"fix the cause, then rotator rotate-now {name}",
+            )
+        ]
+    found = []
+    if record.retry_at is not None and now < record.retry_at:
+        found.append(
+            Finding(
+                name,
+                "record.backoff",
+                "warning",
+                f"backing off after {record.attempts} failed attempt(s) until "
+                f"{record.retry_at.isoformat()}: {record.last_error}",
+                "transient errors retry by themselves; if this one persists, fix its cause",
+            )
+        )
+    deadline = record.deadline
+    if (
+        record.phase is Phase.AWAITING_ROLLOUT
+        and facts.target.confirmation == "hook"
+        and record.confirmed_at is None
+        and deadline is not None
+        and now > deadline + OVERDUE
+    ):
+        found.append(
+            Finding(
+                name,
+                "record.awaiting_hook",
+                "warning",
+                f"secret {record.pending_id} has awaited its rollout confirmation since "
+                f"{deadline.isoformat()} (confirmation = hook: no grace period retires the "
+                "old one)",
+                f"once your services use it, confirm it: rotator confirm {name}",
+            )
+        )
+    if record.phase is Phase.AWAITING_ROLLOUT and deadline is not None:
+        summary = f"awaiting rollout of {record.pending_id}; deadline {deadline.isoformat()}"
+    else:
+        summary = f"{record.phase.value}, generation {record.generation}"
+    return found or [Finding(name, "record", "ok", summary)]
+
+
+def remedied(finding: Finding, report: TargetReport) -> Finding:
+    """The consumer-deleted finding after rotate_on_drift acted on it."""
+    outcome = report.error or report.reason
+    if report.needs_operator:
+        return replace(finding, message=f"{finding.message}; rotate_on_drift tried: {outcome}")
+    return replace(
+        finding,
+        severity="warning",
+        message=f"{finding.message}; rotate_on_drift rotated it: {report.phase} "
+        f"{report.rotation_id or ''}: {outcome}",
+        fix="services pick up the new secret from Vault; check them with rotator status",
+    )
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def worst(findings: Sequence[Finding]) -> Severity:
+    return max((f.severity for f in findings), key=_RANK.__getitem__, default="ok")
+
+
+def render_json(findings: Sequence[Finding]) -> str:
+    payload: dict[str, Any] = {
+        "severity": worst(findings),
+        "errors": sum(f.severity == "error" for f in findings),
+        "warnings": sum(f.severity == "warning" for f in findings),
+        "findings": [asdict(f) for f in findings],
+    }
+    return json.dumps(payload, indent=2)
+
+
+def render_text(findings: Sequence[Finding]) -> str:
+    width = max((len(f.target or "vault") for f in findings), default=5)
+    lines = []
+    for f in findings:
+        lines.append(
+            f"{(f.target or 'vault').ljust(width)}  {f.severity.upper():7}  {f.check}: {f.message}"
+        )
+        if f.fix and f.severity != "ok":
+            lines.append(f"{' ' * width}  {'':7}  fix: {f.fix}")
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = sum(f.severity == "warning" for f in findings)
+    lines.append(f"{errors} error(s), {warnings} warning(s)")
+    return "\n".join(lines)
+
+
+def _vault_fix(error: str) -> str:
+    if "not KV v2" in error:
+        return "point [vault] mount at a KV version 2 engine (vault secrets enable -version=2 kv)"
+    if "policy needs" in error:
+        return "grant the capability named here in rotator's Vault policy"
+    return "fix the cause named here, then run doctor again"

@@ -1,0 +1,279 @@
+"""Prometheus metrics for the daemon's ``/metrics``: what each target is doing, and how the
+outside systems answer.
+
+Theory of operation
+-------------------
+``Metrics`` is a ``RecordListener``: the reconciler tells it of every record it persisted, and
+it derives everything per target from the pair (before, after), so the metrics say exactly what
+Vault holds and nothing else:
+
+* counters of outcomes: a rotation completed (a history entry appeared; ``emergency`` when it
+  was one), a target became blocked, an attempt failed (``attempts`` grew);
+* gauges of state: the phase (all five, one of them 1), blocked, the last success, the next
+  scheduled rotation (only while idle and known), the rollout deadline (only while awaiting);
+* values that move with time (the age of the secret consumers hold, the backoff left, how long
+  the rollout has been awaited) are computed at scrape time from the last record, with the
+  injected clock, so they are right however long ago the last transition was.
+
+The Intercom client and the Vault adapter report each HTTP attempt through ``intercom_request``
+and ``vault_request`` (operation, status, seconds) and each failed Vault login through
+``vault_auth_failed``. The daemon seeds the gauges from every target's stored record at start.
+
+Labels hold only target names, phases, operations and HTTP statuses: never an id or a secret.
+Each instance has its own registry, so tests and several daemons in one process never clash.
+The metric names are the ones ``deploy/prometheus/alerts.yaml`` relies on.
+
+Only daemon code imports this module: ``prometheus_client`` stays out of the CLI's cold start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import rotator
+from rotator.config import TargetSettings
+from rotator.record import Phase, Record
+
+#: Seconds: quick API calls up to a read timeout.
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Seconds: an emergency's instant up to a month of waiting for a hook.
+_HOUR, _DAY = 3600.0, 86400.0
+ROLLOUT_BUCKETS: tuple[float, ...] = (1.0, 60.0, 300.0, 900.0, _HOUR, 4 * _HOUR, 12 * _HOUR)
+ROLLOUT_BUCKETS += (_DAY, 2 * _DAY, 3 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY)
+RESULTS = ("completed", "emergency", "blocked", "failed")
+KINDS = ("temporary", "permanent")
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """What the scrape-time values need from a target's last record."""
+
+    secret_since: datetime | None
+    retry_at: datetime | None
+    awaiting_since: datetime | None
+
+
+class Metrics:
+    """Every rotator metric, in its own registry; a ``RecordListener``."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        version: str = rotator.__version__,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._moments: dict[str, _Moment] = {}
+        r = self.registry
+        self.rotations = Counter(
+            "rotator_rotations", "Rotation outcomes", ["target", "result"], registry=r
+        )
+        self.failures = Counter(
+            "rotator_failures", "Failed attempts, by kind", ["target", "kind"], registry=r
+        )
+        self.phase = Gauge(
+            "rotator_target_phase", "1 for the target's phase", ["target", "phase"], registry=r
+        )
+        self.blocked = Gauge(
+            "rotator_target_blocked", "1 while the target needs an operator", ["target"], registry=r
+        )
+        self.last_success = Gauge(
+            "rotator_last_successful_rotation_timestamp_seconds",
+            "When the last rotation finished (unix seconds)",
+            ["target"],
+            registry=r,
+        )
+        self.next_rotation = Gauge(
+            "rotator_next_rotation_timestamp_seconds",
+            "When the next rotation is due (unix seconds; idle targets with a known schedule)",
+            ["target"],
+            registry=r,
+        )
+        self.deadline = Gauge(
+            "rotator_rollout_deadline_timestamp_seconds",
+            "When the rollout's grace ends (unix seconds; while awaiting rollout)",
+            ["target"],
+            registry=r,
+        )
+        self.awaited = Histogram(
+            "rotator_awaiting_rollout_seconds",
+            "How long completed rotations waited from stored to confirmed (or finished)",
+            ["target"],
+            buckets=ROLLOUT_BUCKETS,
+            registry=r,
+        )
+        self.intercom = Counter(
+            "rotator_intercom_requests",
+            "HTTP attempts at Intercom, by HTTP status ('error': no answer)",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.intercom_seconds = Histogram(
+            "rotator_intercom_request_duration_seconds",
+            "Duration of HTTP attempts at Intercom",
+            ["operation"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.vault = Counter(
+            "rotator_vault_requests",
+            "Requests to Vault, by HTTP status ('error': no answer)",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.vault_seconds = Histogram(
+            "rotator_vault_request_duration_seconds",
+            "Duration of requests to Vault",
+            ["operation"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.vault_auth_failures = Counter(
+            "rotator_vault_auth_failures", "Failed Vault logins and dead tokens", registry=r
+        )
+        build = Gauge("rotator_build_info", "rotator's version", ["version"], registry=r)
+        build.labels(version=version).set(1)
+        r.register(_ScrapeTime(self))
+
+    # --- the listener -------------------------------------------------------------------------
+
+    def on_record(
+        self, before: Record | None, after: Record, reason: str, target: TargetSettings
+    ) -> None:
+        """Count what changed between ``before`` and ``after``, then show ``after``."""
+        del reason  # a free-text reason would be an unbounded label
+        name = target.name
+        self._prepare(name)
+        entry = after.history[-1] if after.history else None
+        if entry is not None and (not before or not before.history or before.history[-1] != entry):
+            self.rotations.labels(name, "emergency" if entry.emergency else "completed").inc()
+            if entry.stored_at is not None:
+                waited = (entry.confirmed_at or entry.finished_at) - entry.stored_at
+                self.awaited.labels(name).observe(max(0.0, waited.total_seconds()))
+        if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
+            self.rotations.labels(name, "blocked").inc()
+            self.failures.labels(name, "permanent").inc()
+        if after.attempts > (before.attempts if before else 0):
+            self.rotations.labels(name, "failed").inc()
+            self.failures.labels(name, "temporary").inc()
+        with self._lock:
+            self._show(after, target)
+
+    def seed(self, target: TargetSettings, record: Record | None) -> None:
+        """Show a target's stored record at start, unless a transition already did."""
+        self._prepare(target.name)
+        with self._lock:
+            if record is not None and target.name not in self._moments:
+                self._show(record, target)
+
+    # --- the adapters' hooks --------------------------------------------------------------------
+
+    def intercom_request(self, operation: str, status: str, seconds: float) -> None:
+        self.intercom.labels(operation, status).inc()
+        self.intercom_seconds.labels(operation).observe(seconds)
+
+    def vault_request(self, operation: str, status: str, seconds: float) -> None:
+        self.vault.labels(operation, status).inc()
+        self.vault_seconds.labels(operation).observe(seconds)
+
+    def vault_auth_failed(self) -> None:
+        self.vault_auth_failures.inc()
+
+    def wsgi_app(self) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+        """The ``/metrics`` WSGI app for this registry (text format; OpenMetrics if asked)."""
+        app: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+        app = make_wsgi_app(self.registry)
+        return app
+
+    # --- inside ---------------------------------------------------------------------------------
+
+    def _prepare(self, name: str) -> None:
+        # Every outcome exists from the start at 0, so increase() and rate() see the first one.
+        for result in RESULTS:
+            self.rotations.labels(name, result)
+        for kind in KINDS:
+            self.failures.labels(name, kind)
+
+    def _show(self, record: Record, target: TargetSettings) -> None:
+        name = target.name
+        for phase in Phase:
+            self.phase.labels(name, phase.value).set(1 if record.phase is phase else 0)
+        self.blocked.labels(name).set(1 if record.phase is Phase.BLOCKED else 0)
+        last = record.history[-1] if record.history else None
+        _set_or_drop(self.last_success, name, last.finished_at if last else None)
+        upcoming = None
+        if record.phase is Phase.IDLE and record.last_rotation_at is not None:
+            upcoming = target.schedule.next_after(record.last_rotation_at)
+        _set_or_drop(self.next_rotation, name, upcoming)
+        awaiting = record.phase is Phase.AWAITING_ROLLOUT
+        _set_or_drop(self.deadline, name, record.deadline if awaiting else None)
+        self._moments[name] = _Moment(
+            secret_since=_secret_since(record),
+            retry_at=record.retry_at,
+            awaiting_since=record.stored_at if awaiting else None,
+        )
+
+
+def _secret_since(record: Record) -> datetime | None:
+    """Since when consumers hold their secret: a new one stored by this rotation, else the
+    last completed rotation's, else an adopted secret's creation."""
+    if record.pending_id is not None and record.stored_at is not None:
+        return record.stored_at
+    if record.history:
+        return record.history[-1].stored_at or record.history[-1].finished_at
+    return record.last_rotation_at
+
+
+def _set_or_drop(gauge: Gauge, name: str, when: datetime | None) -> None:
+    if when is not None:
+        gauge.labels(name).set(when.timestamp())
+        return
+    with contextlib.suppress(KeyError):  # older prometheus_client raise for an absent series
+        gauge.remove(name)
+
+
+class _ScrapeTime(Collector):
+    """The values that move with time, computed at each scrape from the last records."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        metrics = self._metrics
+        now = metrics._clock()  # noqa: SLF001 - a part of Metrics, split out for the registry
+        with metrics._lock:  # noqa: SLF001
+            moments = dict(metrics._moments)  # noqa: SLF001
+        age = GaugeMetricFamily(
+            "rotator_secret_age_seconds",
+            "Seconds since the secret consumers hold was stored",
+            labels=["target"],
+        )
+        backoff = GaugeMetricFamily(
+            "rotator_backoff_seconds",
+            "Seconds until the next attempt after failures (0: none pending)",
+            labels=["target"],
+        )
+        current = GaugeMetricFamily(
+            "rotator_awaiting_rollout_current_seconds",
+            "Seconds the rotation under way has awaited rollout (0: none)",
+            labels=["target"],
+        )
+        for name, moment in sorted(moments.items()):
+            if moment.secret_since is not None:
+                age.add_metric([name], max(0.0, (now - moment.secret_since).total_seconds()))
+            wait = (moment.retry_at - now).total_seconds() if moment.retry_at else 0.0
+            backoff.add_metric([name], max(0.0, wait))
+            since = moment.awaiting_since
+            current.add_metric([name], max(0.0, (now - since).total_seconds()) if since else 0.0)
+        return [age, backoff, current]
