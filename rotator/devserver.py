@@ -50,8 +50,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class OpenBaoDevServer:
     """Start with ``start()`` (or ``with``); ``address`` and ``root_token`` reach it."""
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, *, config: str | None = None) -> None:
+        """``config``: extra server configuration (HCL), e.g. a declarative audit device."""
         self.binary = binary or find_bao()
+        self._config = config
         # Registered for redaction: it must never show up in a log line either.
         self.root_token = SecretValue("dev-root-" + secrets.token_hex(16)).reveal()
         self.address = ""
@@ -62,6 +64,11 @@ class OpenBaoDevServer:
 
     def start(self) -> Self:
         # Another process may take the free port between our probe and bao's bind: retry.
+        extra = []
+        if self._config is not None:
+            config_path = self.log_path.with_suffix(".hcl")
+            config_path.write_text(self._config)
+            extra.append(f"-config={config_path}")
         for _ in range(3):
             port = free_port()
             self.address = f"http://127.0.0.1:{port}"
@@ -73,6 +80,7 @@ class OpenBaoDevServer:
                     "-dev",
                     f"-dev-root-token-id={self.root_token}",
                     f"-dev-listen-address=127.0.0.1:{port}",
+                    *extra,
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=self._log,
@@ -106,6 +114,7 @@ class OpenBaoDevServer:
         if not self._log.closed:
             self._log.close()
         self.log_path.unlink(missing_ok=True)
+        self.log_path.with_suffix(".hcl").unlink(missing_ok=True)
 
     def _terminate(self) -> None:
         process, self._process = self._process, None

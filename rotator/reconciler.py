@@ -171,6 +171,7 @@ class Reconciler:
         self._monotonic_now = monotonic
         # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
         self._target_locks = {t.name: threading.Lock() for t in settings.targets}
+        self._by_name = {t.name: t for t in settings.targets}
 
     def close(self) -> None:
         with self._clients_lock:
@@ -199,7 +200,7 @@ class Reconciler:
         self, name: str, command: RotateNow | None = None, *, wait_for_lease: bool = False
     ) -> TargetReport:
         """One pass over one target (``command`` from rotate-now)."""
-        self.settings.target(name)  # UnknownTargetError before anything else
+        self.target(name)  # UnknownTargetError before anything else
         ask = Ask(command) if command is not None else None
         reports = {name: self._guarded(name, ask, None)}
         if wait_for_lease:
@@ -246,7 +247,7 @@ class Reconciler:
         bind_context(target=name)
         try:
             with self._target_locks[name]:
-                return self._pass(self.settings.target(name), ask, stop)
+                return self._pass(self.target(name), ask, stop)
         except RotatorError as e:
             # Vault itself failing (we could not even persist a backoff): report and move on.
             log.error("reconcile.failed", error=str(e), kind=type(e).__name__)
@@ -282,17 +283,23 @@ class Reconciler:
         state_key = self.state_key(target.name)
         entry = self.vault.read(state_key)
         version = entry.version
+        now = self._clock()
+        stored = Record.from_storage(entry.data) if entry.data is not None else None
+        command = ask.command_for(stored) if ask is not None and stored is not None else None
+        if stored is not None and command is None and self._resting(target, stored, now):
+            # The common case of every pass: nothing to do, known from the record alone (one
+            # Vault read per idle target instead of two).
+            return TargetReport(target.name, stored.phase.value, "idle: not due")
         consumer = self._consumer(target)
         policy = self.policy(target)
-        now = self._clock()
-        if entry.data is None:
+        if stored is None:
             record = machine.initial_record(policy, consumer, now)
             version = self._persist(
                 state_key, None, record, version, reason="first seen", target=target
             )
+            command = ask.command_for(record) if ask is not None else None
         else:
-            record = Record.from_storage(entry.data)
-        command = ask.command_for(record) if ask is not None else None
+            record = stored
         due = self.is_due(target, record, consumer, now)
         listed, failure = None, None
         # rotate_on_drift: an idle target lists Intercom on every pass, so that consumers holding
@@ -382,6 +389,15 @@ class Reconciler:
             return True
         upcoming = self.next_rotation_at(target, record)
         return upcoming is None or now >= upcoming
+
+    def _resting(self, target: TargetSettings, record: Record, now: datetime) -> bool:
+        """Idle, holding a secret, not due, not watched for drift: nothing to look at."""
+        if record.phase is not Phase.IDLE or record.current_id is None or record.lease:
+            return False
+        if target.rotate_on_drift:
+            return False
+        upcoming = self.next_rotation_at(target, record)
+        return upcoming is not None and now < upcoming
 
     @staticmethod
     def next_rotation_at(target: TargetSettings, record: Record) -> datetime | None:
@@ -501,7 +517,7 @@ class Reconciler:
         self, name: str, *, secret_id: str | None, rotation_id: str | None, via: str
     ) -> ConfirmResult:
         """Record a rollout confirmation (check-and-set, retried on conflict)."""
-        target = self.settings.target(name)
+        target = self.target(name)
         key = self.state_key(name)
         for _ in range(_RESTARTS + 2):
             entry = self.vault.read(key)
@@ -542,7 +558,7 @@ class Reconciler:
         """Persist an operator's ``change`` to a record (``rotator adopt``), as passes persist
         theirs: check-and-set, listeners told; on a conflict ``change`` sees the fresh record.
         Returns (before, after); ``change`` may raise to refuse."""
-        target = self.settings.target(name)
+        target = self.target(name)
         key = self.state_key(name)
         for _ in range(_RESTARTS):
             entry = self.vault.read(key)
@@ -557,10 +573,15 @@ class Reconciler:
 
     def record(self, name: str) -> tuple[Record | None, ConsumerView]:
         """The stored record (``None`` before the first pass) and the consumers' view."""
-        target = self.settings.target(name)
+        target = self.target(name)
         entry = self.vault.read(self.state_key(name))
         consumer = self._consumer(target)
         return (Record.from_storage(entry.data) if entry.data else None), consumer
+
+    def target(self, name: str) -> TargetSettings:
+        """The target's settings by name (a dict lookup: passes ask per target, 1,000s of them)."""
+        found = self._by_name.get(name)
+        return found if found is not None else self.settings.target(name)  # raises with the list
 
     def state_key(self, name: str) -> str:
         return f"{self.settings.vault.state_path}/{name}"

@@ -204,6 +204,7 @@ class Vault:
         attempts: int = 4,
         observe: Observe | None = None,
         auth_failed: Callable[[], None] | None = None,
+        connections: int = 16,
     ) -> None:
         """``observe`` hears of every request sent (operation, status, seconds; nothing secret);
         ``auth_failed`` of every failed login and every token found dead."""
@@ -219,6 +220,10 @@ class Vault:
         self._session = requests.Session()
         # hvac prefers a session's own ``verify`` to its argument: keep the two equal.
         self._session.verify = verify
+        # Enough pooled connections for every reconcile worker, so none is opened per request.
+        pooled = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
+        self._session.mount("http://", pooled)
+        self._session.mount("https://", pooled)
         self._client = hvac.Client(
             url=settings.address,
             # Not None: hvac would then read $VAULT_TOKEN or ~/.vault-token behind our back.

@@ -568,3 +568,33 @@ def test_a_crashed_holders_lease_is_taken_over_after_its_ttl(
     assert report.phase == "awaiting_rollout"
     assert not report.held_off
     assert len(world.emulator.store.all()) == 2
+
+
+def test_an_idle_pass_costs_one_vault_read_and_no_intercom_call(world):
+    """A target that is idle and not due is settled from its record alone."""
+    bootstrap(world)
+    calls: list[tuple[str, str]] = []
+    requests_seen: list[str] = []
+    vault = Vault(
+        world.settings.vault,
+        environ=world.environ,
+        observe=lambda op, status, _s: calls.append((op, status)),
+    )
+    reconciler = Reconciler(
+        world.settings,
+        vault,
+        environ=world.environ,
+        clock=world.clock,
+        client_factory=lambda target, token: IntercomClient(
+            token,
+            base_url=target.base_url,
+            observe=lambda op, _status, _s: requests_seen.append(op),
+        ),
+    )
+    world.reconcilers.append(reconciler)
+    reconciler.reconcile_all()  # logs in, checks the mount
+    calls.clear()
+    [report] = reconciler.reconcile_all()
+    assert report.reason == "idle: not due"
+    assert [op for op, _ in calls] == ["read"]
+    assert requests_seen == []

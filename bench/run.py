@@ -1,0 +1,484 @@
+"""rotator's benchmarks: what a rotation costs, against a shell script doing the same by hand,
+cold starts, 1,000 targets, and the idle daemon. Prints a table; --write saves bench/RESULTS.md.
+
+    ./scripts/bench                 # everything (about 10 minutes)
+    ./scripts/bench --quick         # fewer repeats, no 60 s idle window (a smoke run)
+
+Everything runs on loopback: an OpenBao dev server (with a file audit device, which is how Vault
+calls are counted), the Intercom emulator in this process (its requests counted by a WSGI
+middleware), and the real `rotator` CLI and daemon as subprocesses. Each figure is the median of
+several runs. The emulator answers with 0 ms and with 20 ms of added latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rotator.devserver import OpenBaoDevServer, free_port
+from rotator.emulator import Emulator, FaultSpec, Token
+
+ROTATOR = [sys.executable, "-m", "rotator"]
+HERE = Path(__file__).resolve().parent
+
+
+class Counting:
+    """WSGI middleware counting the emulator's API requests."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO", "").startswith("/secure_mode_secrets"):
+            with self._lock:
+                self.count += 1
+        return self.app(environ, start_response)
+
+
+@dataclass
+class Bench:
+    workdir: Path
+    repeats: int
+    bao: OpenBaoDevServer = field(init=False)
+    emulator: Emulator = field(init=False)
+    counter: Counting = field(init=False)
+    url: str = field(init=False)
+    audit: Path = field(init=False)
+    tokens: dict[str, str] = field(default_factory=dict)
+    _serial: int = 0
+
+    def start(self) -> None:
+        self.audit = self.workdir / "audit.log"
+        # OpenBao takes audit devices only from its configuration, not from the API.
+        audit = (
+            f'audit "file" "bench" {{\n  options = {{\n    file_path = "{self.audit}"\n  }}\n}}\n'
+        )
+        self.bao = OpenBaoDevServer(config=audit).start()
+        self.emulator = Emulator(tokens=[])
+        self.running = self.emulator.serve(middleware=self._count)
+        self.url = self.running.url
+
+    def _count(self, app: Callable[..., Any]) -> Counting:
+        self.counter = Counting(app)
+        return self.counter
+
+    def stop(self) -> None:
+        self.running.stop()
+        self.bao.stop()
+
+    def _root(self) -> dict[str, str]:
+        return {"X-Vault-Token": self.bao.root_token}
+
+    def vault_calls(self) -> int:
+        if not self.audit.exists():
+            return 0
+        with self.audit.open() as f:
+            return sum(1 for line in f if '"type":"request"' in line)
+
+    def latency(self, ms: int) -> None:
+        self.emulator.faults.set(FaultSpec.parse(f"latency=1:{ms}ms") if ms else FaultSpec())
+
+    # --- targets -------------------------------------------------------------------------------
+
+    def config(
+        self,
+        n: int,
+        *,
+        schedule: str = "30d",
+        grace: str = "24h",
+        concurrency: int = 8,
+        listen: int = 0,
+    ) -> Path:
+        self._serial += 1
+        run = f"b{self._serial}"
+        lines = [
+            "[vault]",
+            f'address = "{self.bao.address}"',
+            f'state_path = "bench/{run}/state"',
+            "[server]",
+            f'listen = "127.0.0.1:{listen}"',
+            "[daemon]",
+            f"concurrency = {concurrency}",
+            'reconcile_interval = "60s"',
+        ]
+        for i in range(n):
+            name = f"t{i}"
+            token = f"bench-{run}-{i}-token"
+            self.emulator.add_token(Token.parse(f"{token}:read,write:{run}-{i}"))
+            self.tokens[f"TOK_{run}_{i}"] = token
+            lines += [
+                "[[targets]]",
+                f'name = "{name}"',
+                f'base_url = "{self.url}"',
+                f'token_env = "TOK_{run}_{i}"',
+                f'secret_name = "Bench {i}"',
+                f'vault_path = "bench/{run}/secrets/{name}"',
+                f'schedule = "{schedule}"',
+                f'grace_period = "{grace}"',
+            ]
+        path = self.workdir / f"{run}.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def env(self, config: Path) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.tokens,
+            "VAULT_TOKEN": self.bao.root_token,
+            "ROTATOR_CONFIG": str(config),
+            "ROTATOR_LOG_LEVEL": "warning",
+        }
+
+    def run(
+        self, config: Path, *args: str
+    ) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+        """(wall seconds, CPU seconds of the child, result)."""
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        result = subprocess.run(
+            [*ROTATOR, *args],
+            env=self.env(config),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"rotator {' '.join(args)} failed: {result.stdout}{result.stderr[-2000:]}"
+            )
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        return wall, cpu, result
+
+
+# --- the measurements ------------------------------------------------------------------------------
+
+
+def one_rotation(bench: Bench, latency_ms: int) -> dict[str, float]:
+    bench.latency(latency_ms)
+    config = bench.config(1)
+    bench.run(config, "reconcile")  # provision the first secret
+    walls, cpus, intercom, vault = [], [], [], []
+    for _ in range(bench.repeats):
+        i0, v0 = bench.counter.count, bench.vault_calls()
+        wall, cpu, _ = bench.run(config, "rotate-now", "t0", "--emergency", "--yes")
+        walls.append(wall)
+        cpus.append(cpu)
+        intercom.append(bench.counter.count - i0)
+        vault.append(bench.vault_calls() - v0)
+    start_wall, start_cpu = startup(bench, config)
+    return {
+        "wall": statistics.median(walls),
+        "cpu": statistics.median(cpus),
+        "cpu_beyond_start": statistics.median(cpus) - start_cpu,
+        "start_wall": start_wall,
+        "intercom_calls": statistics.median(intercom),
+        "vault_calls": statistics.median(vault),
+    }
+
+
+def startup(bench: Bench, config: Path) -> tuple[float, float]:
+    """The interpreter with rotator's CLI and the modules a rotation imports, doing nothing."""
+    walls, cpus = [], []
+    code = (
+        "import rotator.cli, rotator.commands, rotator.reconciler, rotator.vault, rotator.intercom"
+    )
+    for _ in range(bench.repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=bench.env(config))
+        walls.append(time.perf_counter() - started)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def in_process_rotation_cpu(bench: Bench) -> float:
+    """rotator's own CPU per rotation once started: warm reconciler, median over the repeats."""
+    from rotator.config import load_settings
+    from rotator.observation import RotateNow
+    from rotator.reconciler import Reconciler
+    from rotator.vault import Vault
+
+    bench.latency(0)
+    config = bench.config(1)
+    settings = load_settings(config)
+    env = bench.env(config)
+    reconciler = Reconciler(settings, Vault(settings.vault, environ=env), environ=env)
+    reconciler.reconcile_all()
+    cpus = []
+    for _ in range(max(5, bench.repeats)):
+        before = time.process_time()
+        reconciler.reconcile_target("t0", RotateNow(emergency=True))
+        cpus.append(time.process_time() - before)
+    reconciler.close()
+    reconciler.vault.close()
+    # process_time counts this whole process: the emulator's threads run here too, so this is
+    # an upper bound on rotator's share.
+    return statistics.median(cpus)
+
+
+def script_rotation(bench: Bench, latency_ms: int) -> dict[str, float]:
+    bench.latency(latency_ms)
+    run = f"script{latency_ms}"
+    token = f"bench-{run}-token"
+    bench.emulator.add_token(Token.parse(f"{token}:read,write:{run}"))
+    env = {
+        **os.environ,
+        "INTERCOM_URL": bench.url,
+        "INTERCOM_TOKEN": token,
+        "VAULT_ADDR": bench.bao.address,
+        "VAULT_TOKEN": bench.bao.root_token,
+        "SECRET_PATH": f"bench/{run}/web",
+        "BAO": shutil.which("bao") or str(Path(sys.executable).parent / "bao"),
+    }
+    subprocess.run(["bash", str(HERE / "rotate.sh")], env=env, check=True, capture_output=True)
+    walls, intercom, vault = [], [], []
+    for _ in range(bench.repeats):
+        i0, v0 = bench.counter.count, bench.vault_calls()
+        started = time.perf_counter()
+        subprocess.run(["bash", str(HERE / "rotate.sh")], env=env, check=True, capture_output=True)
+        walls.append(time.perf_counter() - started)
+        intercom.append(bench.counter.count - i0)
+        vault.append(bench.vault_calls() - v0)
+    return {
+        "wall": statistics.median(walls),
+        "intercom_calls": statistics.median(intercom),
+        "vault_calls": statistics.median(vault),
+    }
+
+
+def cold_start(bench: Bench, targets: int) -> float:
+    bench.latency(0)
+    config = bench.config(targets, concurrency=8)
+    bench.run(config, "reconcile")  # provision: nothing is due afterwards
+    return statistics.median(bench.run(config, "reconcile")[0] for _ in range(bench.repeats))
+
+
+def thousand(bench: Bench, latency_ms: int) -> dict[str, float]:
+    bench.latency(0)
+    config = bench.config(1000, schedule="1s", grace="0s", concurrency=16)
+    bench.run(config, "reconcile")  # provision 1,000 secrets
+    idle_config = config.with_name(config.stem + "-idle.toml")
+    idle_config.write_text(config.read_text().replace('schedule = "1s"', 'schedule = "30d"'))
+    idle = statistics.median(
+        bench.run(idle_config, "reconcile")[0] for _ in range(max(3, bench.repeats // 2))
+    )
+    bench.latency(latency_ms)
+    time.sleep(1.1)  # let the 1 s schedule come due for every target
+    wall, cpu, result = bench.run(config, "reconcile")
+    rotated = sum(1 for line in result.stdout.splitlines() if " complete: " in line)
+    return {"idle_pass": idle, "rotate_all": wall, "rotate_all_cpu": cpu, "rotated": rotated}
+
+
+def idle_daemon(bench: Bench, seconds: float) -> dict[str, float]:
+    bench.latency(0)
+    port = free_port()
+    config = bench.config(100, listen=port)
+    bench.run(config, "reconcile")
+    process = subprocess.Popen(
+        [*ROTATOR, "run"],
+        env=bench.env(config),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(timeout=1) as http:
+            for _ in range(200):
+                try:
+                    if http.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        time.sleep(5)  # the first pass over the 100 targets is done
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu0 = _cpu(process.pid, ticks)
+        peak = 0.0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            peak = max(peak, _rss_mb(process.pid))
+            time.sleep(1)
+        cpu = _cpu(process.pid, ticks) - cpu0
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    return {"rss_mb": peak, "cpu_s": cpu, "window_s": seconds}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _cpu(pid: int, ticks: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and a 10 s idle window")
+    parser.add_argument("--write", action="store_true", help="also write bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="rotator-bench-"))
+    bench = Bench(workdir, repeats=3 if args.quick else 7)
+    bench.start()
+    results: dict[str, Any] = {}
+    try:
+        for ms in (0, 20):
+            results[f"rotation_{ms}"] = one_rotation(bench, ms)
+            results[f"script_{ms}"] = script_rotation(bench, ms)
+            print(f"rotation at {ms} ms measured", file=sys.stderr, flush=True)
+        results["in_process_cpu"] = in_process_rotation_cpu(bench)
+        results["cold_1"] = cold_start(bench, 1)
+        results["cold_100"] = cold_start(bench, 100)
+        print("cold starts measured", file=sys.stderr, flush=True)
+        for ms in (0, 20):
+            results[f"thousand_{ms}"] = thousand(bench, ms)
+            print(f"1,000 targets at {ms} ms measured", file=sys.stderr, flush=True)
+        results["idle"] = idle_daemon(bench, 10 if args.quick else 60)
+    finally:
+        bench.stop()
+    table = render(results, repeats=bench.repeats)
+    print(table)
+    (workdir / "results.json").write_text(json.dumps(results, indent=2))
+    if args.write:
+        (HERE / "RESULTS.md").write_text(table + "\n")
+    return 0
+
+
+def render(r: dict[str, Any], *, repeats: int) -> str:
+    def ms(seconds: float) -> str:
+        return f"{seconds * 1000:.0f} ms"
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    rows = []
+    for lat in (0, 20):
+        rot, script = r[f"rotation_{lat}"], r[f"script_{lat}"]
+        ratio = rot["wall"] / script["wall"]
+        rows += [
+            (
+                f"a. full rotation (rotate-now --emergency --yes), Intercom +{lat} ms",
+                ms(rot["wall"]),
+                f"<= script ({ms(script['wall'])})",
+                verdict(ratio <= 1),
+            ),
+            (
+                f"b. same by shell script (curl + bao), +{lat} ms; ratio rotator/script",
+                f"{ms(script['wall'])}; {ratio:.2f}x",
+                "ratio <= 1",
+                verdict(ratio <= 1),
+            ),
+            (
+                f"   calls: Intercom / Vault (script: {script['intercom_calls']:.0f} / {script['vault_calls']:.0f})",
+                f"{rot['intercom_calls']:.0f} / {rot['vault_calls']:.0f}",
+                "<= 1.5x minimum (2 / 2)",
+                verdict(rot["intercom_calls"] <= 3 and rot["vault_calls"] <= 3),
+            ),
+        ]
+    rot0 = r["rotation_0"]
+    rows += [
+        ("   rotator CPU per rotation, whole CLI process", ms(rot0["cpu"]), "", ""),
+        (
+            "   ...beyond start-up (interpreter + imports)",
+            ms(rot0["cpu_beyond_start"]),
+            "<= 20 ms",
+            verdict(rot0["cpu_beyond_start"] <= 0.020),
+        ),
+        (
+            "   ...in a warm process (upper bound: includes the emulator)",
+            ms(r["in_process_cpu"]),
+            "<= 20 ms",
+            verdict(r["in_process_cpu"] <= 0.020),
+        ),
+        ("   start-up alone (interpreter + imports), wall", ms(rot0["start_wall"]), "", ""),
+        (
+            "c. reconcile cold start, nothing due, 1 target",
+            ms(r["cold_1"]),
+            "<= 400 ms",
+            verdict(r["cold_1"] <= 0.4),
+        ),
+        ("c. reconcile cold start, nothing due, 100 targets", ms(r["cold_100"]), "", ""),
+    ]
+    for lat in (0, 20):
+        t = r[f"thousand_{lat}"]
+        if lat == 0:
+            rows.append(
+                (
+                    "d. 1,000 targets: one idle reconcile pass",
+                    ms(t["idle_pass"]),
+                    "<= 2 s",
+                    verdict(t["idle_pass"] <= 2),
+                )
+            )
+        rows.append(
+            (
+                f"d. 1,000 targets: rotate all (concurrency 16), Intercom +{lat} ms",
+                f"{t['rotate_all']:.1f} s ({t['rotated']} rotated)",
+                "<= 60 s",
+                verdict(t["rotate_all"] <= 60 and t["rotated"] == 1000),
+            )
+        )
+    idle = r["idle"]
+    rows += [
+        (
+            f"e. daemon idle, 100 targets: peak RSS over {idle['window_s']:.0f} s",
+            f"{idle['rss_mb']:.1f} MB",
+            "<= 60 MB",
+            verdict(idle["rss_mb"] <= 60),
+        ),
+        (
+            f"e. daemon idle, 100 targets: CPU over {idle['window_s']:.0f} s",
+            f"{idle['cpu_s'] * 1000:.0f} ms",
+            "",
+            "",
+        ),
+    ]
+    width = max(len(row[0]) for row in rows)
+    machine = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()})"
+    lines = [
+        "# rotator benchmarks",
+        "",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine}; each figure the median of {repeats} runs.",
+        "OpenBao dev server and the Intercom emulator on loopback; the real `rotator` CLI/daemon.",
+        "",
+        f"| {'measure'.ljust(width)} | figure | goal | |",
+        f"|{'-' * (width + 2)}|---|---|---|",
+    ]
+    lines += [f"| {a.ljust(width)} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
