@@ -169,13 +169,14 @@ def _add_adopt_and_doctor(
     doctor = verb(
         "doctor",
         "check each target's Vault access, Intercom token, drift and state; say how to fix it",
-        "Check, without changing anything, each target's health: Vault reachable and unsealed,\n"
+        "Check each target's health: Vault reachable and unsealed,\n"
         "the token's read and write rights on the state and consumers' paths (asked of\n"
         "sys/capabilities-self, not by writing), the Intercom token and its scopes, secrets\n"
         "live at Intercom that rotator does not know, a consumers' secret deleted at\n"
         "Intercom, and blocked, backing-off or overdue rotations. Each finding is ok, warning\n"
         "or error, with the fix to apply. A target with rotate_on_drift = true whose\n"
-        "consumers hold a deleted secret is rotated at once (the one change doctor makes).\n\n"
+        "consumers hold a deleted secret is rotated at once: the only change doctor ever\n"
+        "makes; everything else it only reads.\n\n"
         "Exit 0 when no finding is an error, 1 otherwise, 2 bad usage or configuration.",
     )
     doctor.add_argument("target", metavar="TARGET", nargs="?", help="only this target")

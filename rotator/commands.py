@@ -14,11 +14,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from rotator.intercom.client import IntercomClient
 
 from rotator.config import Settings, TargetSettings, config_path, load_settings
 from rotator.errors import PermanentError
-from rotator.intercom import IntercomClient
 from rotator.observation import RotateNow
 from rotator.reconciler import (
     ClientFactory,
@@ -100,6 +102,8 @@ def _clients(sleep: Sleep, observe: Observers) -> ClientFactory:
         sleep(seconds)
 
     def make(target: TargetSettings, token: SecretValue) -> IntercomClient:
+        from rotator.intercom.client import IntercomClient
+
         return IntercomClient(
             token,
             region=target.region,

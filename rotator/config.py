@@ -141,10 +141,11 @@ class ServerSettings(_Model):
     """The daemon's HTTP server: confirmation hook, health and metrics."""
 
     listen: str = "0.0.0.0:8080"
-    #: Bearer token for the hook: from this variable, or ``path#key`` in Vault.
+    #: Bearer token for the hook: from this variable, or ``path#key`` in Vault (key: token).
     hook_token_env: str | None = None
     hook_token_vault: str | None = None
-    #: HMAC-SHA256 key for signed hook calls (timestamp + body): variable or Vault.
+    #: HMAC-SHA256 key for signed hook calls (timestamp + body): a variable, or ``path#key``
+    #: in Vault (key: ``key`` by default, as in [notify], never the bearer token's ``token``).
     hook_hmac_key_env: str | None = None
     hook_hmac_key_vault: str | None = None
     #: Seconds a signed call stays valid.
@@ -159,6 +160,17 @@ class ServerSettings(_Model):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be HOST:PORT, e.g. 0.0.0.0:8080, not {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> Self:
+        both = [
+            f"give at most one of {what}_env or {what}_vault"
+            for what in ("hook_token", "hook_hmac_key")
+            if getattr(self, f"{what}_env") and getattr(self, f"{what}_vault")
+        ]
+        if both:
+            raise ValueError("; ".join(both))
+        return self
 
     @property
     def host(self) -> str:

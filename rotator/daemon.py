@@ -28,7 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
-from rotator.errors import RotatorError
+from rotator.errors import RotatorError, TemporaryError
 from rotator.hook_auth import HookCredentials
 from rotator.logs import get_logger
 from rotator.metrics import Metrics
@@ -72,9 +72,10 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         )
         host, port = listen or (settings.server.host, settings.server.port)
+        self._hook_credentials = self._first_credentials()
         app = make_app(
             confirm=self._confirm,
-            credentials=self._credentials(),
+            credentials=lambda: self._hook_credentials,
             settings=settings.server,
             ready=self._ready,
             metrics_app=metrics.wsgi_app(),
@@ -171,16 +172,54 @@ class Daemon:
     def _ready(self) -> tuple[bool, str]:
         if not self._scheduler.running:
             return False, "scheduler not running"
+        if self._credentials_pending:
+            return False, "hook credentials not loaded from Vault yet"
         return self.reconciler.vault.healthy()
+
+    def _first_credentials(self) -> HookCredentials:
+        """The hook's credentials now; if Vault is away at start, none for the moment and a
+        background retry, rather than a crash loop while Vault restarts."""
+        self._credentials_pending = False
+        try:
+            return self._credentials()
+        except TemporaryError as e:
+            log.warning("daemon.hook_credentials_pending", error=str(e))
+            self._credentials_pending = True
+            threading.Thread(
+                target=self._load_credentials, daemon=True, name="hook-credentials"
+            ).start()
+            return HookCredentials(bearer_token=None, hmac_key=None)
+
+    #: Seconds between attempts to load the hook's credentials when Vault was away at start.
+    credentials_retry = 5.0
+
+    def _load_credentials(self) -> None:
+        while not self.stopping.wait(self.credentials_retry):
+            try:
+                self._hook_credentials = self._credentials()
+            except TemporaryError:
+                continue
+            except RotatorError as e:  # a permission or a missing key: say so, keep trying
+                log.error("daemon.hook_credentials_failed", error=str(e))
+                continue
+            self._credentials_pending = False
+            log.info("daemon.hook_credentials_loaded")
+            return
 
     def _credentials(self) -> HookCredentials:
         server = self.settings.server
         return HookCredentials(
-            bearer_token=self._secret(server.hook_token_env, server.hook_token_vault, "hook token"),
-            hmac_key=self._secret(server.hook_hmac_key_env, server.hook_hmac_key_vault, "HMAC key"),
+            bearer_token=self._secret(
+                server.hook_token_env, server.hook_token_vault, "hook token", "token"
+            ),
+            hmac_key=self._secret(
+                server.hook_hmac_key_env, server.hook_hmac_key_vault, "HMAC key", "key"
+            ),
         )
 
-    def _secret(self, env: str | None, vault_ref: str | None, what: str) -> SecretValue | None:
+    def _secret(
+        self, env: str | None, vault_ref: str | None, what: str, default_key: str
+    ) -> SecretValue | None:
         if env:
             value = self._environ.get(env)
             if not value:
@@ -188,5 +227,5 @@ class Daemon:
             return SecretValue(value)
         if vault_ref:
             path, _, key = vault_ref.partition("#")
-            return self.reconciler.vault.read_value(path, key or "token")
+            return self.reconciler.vault.read_value(path, key or default_key)
         return None

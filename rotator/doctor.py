@@ -260,7 +260,8 @@ def drift_findings(facts: Facts) -> list[Finding]:
                 "drift.consumer_empty",
                 "warning",
                 f"the consumers' path {facts.mount}/{facts.target.vault_path} holds no secret",
-                f"rotator reconcile provisions one (or rotator adopt {name} --secret-id ID)",
+                f"rotator rotate-now {name} provisions one (or rotator adopt {name} --secret-id "
+                "ID); a pass does so by itself only when the rotation is due",
             )
         )
     ours = {*facts.target.adopt}
@@ -271,6 +272,25 @@ def drift_findings(facts: Facts) -> list[Finding]:
         names = set(record.owned_names)
     elif facts.consumer.intercom_id:
         ours.add(facts.consumer.intercom_id)  # the first pass adopts it
+    held_by_consumers = facts.consumer.intercom_id
+    if (
+        record is not None
+        and held_by_consumers
+        and held_by_consumers not in {record.current_id, record.pending_id, *ours}
+        and not consumer_secret_deleted(facts)
+    ):
+        found.append(
+            Finding(
+                name,
+                "drift.consumer_foreign",
+                "error",
+                f"the consumers' path holds secret {held_by_consumers}, which this target neither "
+                f"created nor adopted (its current secret is {record.current_id}); the next "
+                "rotation blocks on it",
+                f"restore {record.current_id} at {facts.mount}/{facts.target.vault_path}, or take "
+                f"the new one over: rotator adopt {name} --secret-id {held_by_consumers} --force",
+            )
+        )
     for secret in facts.live:
         if secret.name.startswith(facts.target.secret_name) and not (
             secret.id in ours or secret.name in names

@@ -123,16 +123,23 @@ class HookAuthenticator:
 
     def __init__(
         self,
-        credentials: HookCredentials,
+        credentials: HookCredentials | Callable[[], HookCredentials],
         *,
         window: float,
         clock: Callable[[], float],
         replay: ReplayCache | None = None,
     ) -> None:
-        self.credentials = credentials
+        # A callable is asked at every request: the daemon can start before Vault answers and
+        # load the credentials from it later.
+        self._credentials = credentials
         self.window = window
         self._clock = clock
         self.replay = replay if replay is not None else ReplayCache()
+
+    @property
+    def credentials(self) -> HookCredentials:
+        given = self._credentials
+        return given if isinstance(given, HookCredentials) else given()
 
     def check_bearer(self, authorization: str) -> None:
         """Accept ``Authorization: Bearer <token>`` with the configured token, else raise."""

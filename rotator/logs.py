@@ -1,6 +1,6 @@
 """Logging: structlog configured once, JSON off a TTY, console on one, secrets redacted.
 
-Events have dotted names (``intercom.retry``, ``rotation.stored``); ``target`` and
+Events have dotted names (``intercom.retry``, ``rotation.transition``); ``target`` and
 ``rotation_id`` are bound through contextvars by the reconciler. Every event, and every record
 from a standard-library logger (werkzeug, hvac's urllib3, APScheduler), runs through the same
 chain, whose last step before rendering is ``redact``: by key (``secret``, ``token``, ...) and by

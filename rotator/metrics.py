@@ -75,6 +75,9 @@ class Metrics:
         self._clock = clock
         self._lock = threading.Lock()
         self._moments: dict[str, _Moment] = {}
+        # The last record each target was shown with: what another process changed is counted
+        # against it when a pass next reads the record (on_seen).
+        self._last: dict[str, Record] = {}
         r = self.registry
         self.rotations = Counter(
             "rotator_rotations", "Rotation outcomes", ["target", "result"], registry=r
@@ -87,6 +90,13 @@ class Metrics:
         )
         self.blocked = Gauge(
             "rotator_target_blocked", "1 while the target needs an operator", ["target"], registry=r
+        )
+        self.pass_failing = Gauge(
+            "rotator_target_pass_failing",
+            "1 while the target's passes fail before deciding (Vault unreachable or refusing, "
+            "a damaged record): nothing can be recorded, not even 'blocked'",
+            ["target"],
+            registry=r,
         )
         self.last_success = Gauge(
             "rotator_last_successful_rotation_timestamp_seconds",
@@ -169,6 +179,23 @@ class Metrics:
             self.failures.labels(name, "temporary").inc()
         with self._lock:
             self._show(after, target)
+            self._last[name] = after
+        self.pass_failing.labels(name).set(0)
+
+    def on_seen(self, record: Record | None, target: TargetSettings, error: str | None) -> None:
+        """A pass read ``record`` (or failed with ``error``): count and show what changed since
+        this process last showed it, whoever changed it."""
+        name = target.name
+        self._prepare(name)
+        if error is not None or record is None:
+            self.pass_failing.labels(name).set(1 if error is not None else 0)
+            return
+        previous = self._last.get(name)
+        if previous is None:
+            self.seed(target, record)  # first sight: show it, count nothing from its past
+        elif previous != record:
+            self.on_record(previous, record, "observed", target)
+        self.pass_failing.labels(name).set(0)
 
     def seed(self, target: TargetSettings, record: Record | None) -> None:
         """Show a target's stored record at start, unless a transition already did."""
@@ -176,6 +203,7 @@ class Metrics:
         with self._lock:
             if record is not None and target.name not in self._moments:
                 self._show(record, target)
+                self._last[target.name] = record
 
     # --- the adapters' hooks --------------------------------------------------------------------
 
@@ -204,6 +232,7 @@ class Metrics:
             self.rotations.labels(name, result)
         for kind in KINDS:
             self.failures.labels(name, kind)
+        self.pass_failing.labels(name)
 
     def _show(self, record: Record, target: TargetSettings) -> None:
         name = target.name

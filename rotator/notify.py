@@ -270,8 +270,6 @@ class Notifier:
             "User-Agent": f"rotator/{rotator.__version__}",
             EVENT_HEADER: notification.event,
         }
-        if key is not None:
-            headers |= signature_headers(key.reveal(), body, self._clock().timestamp())
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.attempts),
             wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
@@ -282,7 +280,12 @@ class Notifier:
         try:
             for attempt in retrying:
                 with attempt:
-                    status = self._post(url, body, headers)
+                    # Signed afresh for every attempt: a receiver that refuses replays (as
+                    # rotator's own hook does) must accept a retry after its own 5xx.
+                    sent = dict(headers)
+                    if key is not None:
+                        sent |= signature_headers(key.reveal(), body, self._clock().timestamp())
+                    status = self._post(url, body, sent)
         except (_Retry, ValueError) as e:
             log.error("notify.failed", error=str(e), attempts=self._attempts(retrying), **where)
             return

@@ -21,14 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rotator import machine
 from rotator.config import Settings, TargetSettings
 from rotator.confirmation import confirm as confirm_rollout
 from rotator.errors import PermanentError, RotatorError, TemporaryError
 from rotator.failpoints import FailpointError, failpoint
-from rotator.intercom import CreateOutcomeUnknown, IntercomClient
+from rotator.intercom.errors import CreateOutcomeUnknown
 from rotator.intercom.models import SecretInfo
 from rotator.lease import LeaseWatch
 from rotator.logs import bind_context, clear_context, get_logger
@@ -53,9 +53,12 @@ from rotator.record import Phase, Record
 from rotator.redaction import SecretValue
 from rotator.vault import CasConflict, KVEntry, Vault
 
+if TYPE_CHECKING:
+    from rotator.intercom.client import IntercomClient
+
 log = get_logger()
 
-ClientFactory = Callable[[TargetSettings, SecretValue], IntercomClient]
+ClientFactory = Callable[[TargetSettings, SecretValue], "IntercomClient"]
 
 
 class RecordListener(Protocol):
@@ -130,6 +133,8 @@ def client_factory_with(sleep: Sleep) -> ClientFactory:
         sleep(seconds)
 
     def make(target: TargetSettings, token: SecretValue) -> IntercomClient:
+        from rotator.intercom.client import IntercomClient
+
         return IntercomClient(
             token,
             region=target.region,
@@ -251,6 +256,7 @@ class Reconciler:
         except RotatorError as e:
             # Vault itself failing (we could not even persist a backoff): report and move on.
             log.error("reconcile.failed", error=str(e), kind=type(e).__name__)
+            self._tell_seen(None, self.target(name), str(e))
             return TargetReport(name, "unknown", "pass failed", error=str(e))
         except FailpointError:
             raise
@@ -280,11 +286,23 @@ class Reconciler:
     def _attempt(
         self, target: TargetSettings, ask: Ask | None, stop: threading.Event | None
     ) -> TargetReport:
+        gathered = self._gather(target, ask)
+        if isinstance(gathered, TargetReport):
+            return gathered
+        record, version, obs = gathered
+        return self._drive(target, record, version, obs, stop)
+
+    def _gather(
+        self, target: TargetSettings, ask: Ask | None
+    ) -> TargetReport | tuple[Record, int, Observation]:
+        """Read the world into one observation (or settle a resting target from its record)."""
         state_key = self.state_key(target.name)
         entry = self.vault.read(state_key)
         version = entry.version
         now = self._clock()
         stored = Record.from_storage(entry.data) if entry.data is not None else None
+        if stored is not None:
+            self._tell_seen(stored, target, None)
         command = ask.command_for(stored) if ask is not None and stored is not None else None
         if stored is not None and command is None and self._resting(target, stored, now):
             # The common case of every pass: nothing to do, known from the record alone (one
@@ -322,7 +340,19 @@ class Reconciler:
             result=failure,
             lease_free=self.leases.free(target.name, record.lease),
         )
-        decision = machine.step(record, obs, now)
+        return record, version, obs
+
+    def _drive(
+        self,
+        target: TargetSettings,
+        record: Record,
+        version: int,
+        obs: Observation,
+        stop: threading.Event | None,
+    ) -> TargetReport:
+        """Decide, persist, act, absorb the result; again until a decision has no action."""
+        state_key = self.state_key(target.name)
+        decision = machine.step(record, obs, self._clock())
         unknown_creates = 0
         for _ in range(_MAX_STEPS):
             if decision.action is not None and stop is not None and stop.is_set():
@@ -368,6 +398,7 @@ class Reconciler:
         try:
             return tuple(self.client(target).list_secrets()), None
         except RotatorError as e:
+            self._forget_client_after(target, e)
             return None, _failure(e)
 
     def policy(self, target: TargetSettings) -> Policy:
@@ -431,6 +462,7 @@ class Reconciler:
         except CasConflict:
             raise
         except RotatorError as e:
+            self._forget_client_after(target, e)
             return _failure(e)
 
     def _store(self, target: TargetSettings, record: Record, cas: int) -> Stored:
@@ -489,6 +521,28 @@ class Reconciler:
                 listener.on_record(before, after, reason, target)
             except Exception:  # a listener's bug must never cost a rotation
                 log.exception("listener.failed", listener=type(listener).__name__)
+
+    def _tell_seen(self, record: Record | None, target: TargetSettings, error: str | None) -> None:
+        """Listeners that want it also hear what each pass found, whoever wrote it (another
+        process's rotation, a CLI confirm), and when a pass could not even read or write."""
+        for listener in self.listeners:
+            seen = getattr(listener, "on_seen", None)
+            if seen is None:
+                continue
+            try:
+                seen(record, target, error)
+            except Exception:
+                log.exception("listener.failed", listener=type(listener).__name__)
+
+    def _forget_client_after(self, target: TargetSettings, error: RotatorError) -> None:
+        """After Intercom refused the token (401/403), drop the client: the next pass reads the
+        token again, so one replaced in Vault is picked up without restarting the daemon."""
+        if error.status not in {401, 403}:
+            return
+        with self._clients_lock:
+            client = self._clients.pop(target.name, None)
+        if client is not None:
+            client.close()
 
     def client(self, target: TargetSettings) -> IntercomClient:
         with self._clients_lock:

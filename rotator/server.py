@@ -117,7 +117,7 @@ class _Answer(Exception):
 def make_app(
     *,
     confirm: ConfirmFn,
-    credentials: HookCredentials,
+    credentials: HookCredentials | Callable[[], HookCredentials],
     settings: ServerSettings,
     ready: Callable[[], tuple[bool, str]],
     metrics_app: WSGIApp | None = None,

@@ -278,8 +278,9 @@ class TokenKeeper:
     def _login(self, reason: str, *, again: bool = False) -> None:
         try:
             self._log_in(reason, again=again)
-        except RotatorError:
-            # Any failed login counts, an unreachable Vault included: either way we cannot act.
+        except PermanentError:
+            # Vault refused the login (an unreachable Vault is a TemporaryError, not counted:
+            # the RotatorVaultAuthFailing alert is about credentials, not outages).
             self._tell_failed()
             raise
 

@@ -164,3 +164,21 @@ def test_a_sunday_cron_fires_on_sunday():
     assert Schedule.parse("0 0 * * 0").next_after(datetime(2026, 11, 24, tzinfo=UTC)) == datetime(
         2026, 11, 29, tzinfo=UTC
     )
+
+
+def test_a_hook_credential_has_one_source():
+    """Both hook_token_env and hook_token_vault (or the HMAC pair) is an error, not a guess."""
+    found = problems(
+        {
+            "vault": VAULT,
+            "server": {
+                "hook_token_env": "A",
+                "hook_token_vault": "p#k",
+                "hook_hmac_key_env": "B",
+                "hook_hmac_key_vault": "q",
+            },
+            "targets": [TARGET],
+        }
+    )
+    assert any("at most one of hook_token_env or hook_token_vault" in p for p in found)
+    assert any("at most one of hook_hmac_key_env or hook_hmac_key_vault" in p for p in found)

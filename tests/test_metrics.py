@@ -245,7 +245,7 @@ def test_vault_requests_failed_logins_and_transport_errors_are_counted(
     world, metrics, openbao, vault_settings
 ):
     """Vault statuses as answered (a missing path is 404), a refused token counts as an auth
-    failure, and an unreachable server is status "error"."""
+    failure, and an unreachable server is status "error" but not an auth failure."""
     vault = Vault(
         vault_settings,
         environ=world.environ,
@@ -291,7 +291,8 @@ def test_vault_requests_failed_logins_and_transport_errors_are_counted(
     assert value(samples, "rotator_vault_requests_total", operation="read", status="404") == 1
     assert value(samples, "rotator_vault_requests_total", operation="login", status="403") == 1
     assert value(samples, "rotator_vault_requests_total", operation="login", status="error") == 1
-    assert value(samples, "rotator_vault_auth_failures_total") == 2
+    # Only the refusal: an outage is not a credentials problem (RotatorVaultAuthFailing).
+    assert value(samples, "rotator_vault_auth_failures_total") == 1
     assert value(samples, "rotator_intercom_requests_total", operation="list", status="error") == 2
 
 
@@ -337,3 +338,24 @@ def test_one_shot_commands_never_import_prometheus_client(setup):
     assert "rotator.commands" in result.stderr  # the import log is really there
     assert "prometheus_client" not in result.stderr
     assert "rotator.metrics" not in result.stderr
+
+
+def test_metrics_follow_what_other_processes_did(world, metrics):
+    """A rotation done by another process (a CLI rotate-now) shows in the daemon's metrics once
+    its next pass reads the record; a pass that cannot read raises the pass-failing gauge."""
+    bootstrap(world)
+    daemon_side = world.reconciler(listeners=[metrics])
+    daemon_side.reconcile_all()
+    world.reconciler(me="cli").reconcile_target("web", RotateNow())  # not the daemon
+    daemon_side.reconcile_all()
+    samples = registry_samples(metrics)
+    assert value(samples, "rotator_target_phase", target="web", phase="awaiting_rollout") == 1
+    world.clock.advance(days=2)
+    world.reconciler(me="cli").reconcile_all()
+    daemon_side.reconcile_all()
+    samples = registry_samples(metrics)
+    assert value(samples, "rotator_target_phase", target="web", phase="idle") == 1
+    assert value(samples, "rotator_rotations_total", target="web", result="completed") == 1
+    assert value(samples, "rotator_target_pass_failing", target="web") == 0
+    metrics.on_seen(None, world.target, "Vault refused the state path")
+    assert value(registry_samples(metrics), "rotator_target_pass_failing", target="web") == 1

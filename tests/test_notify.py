@@ -6,6 +6,7 @@ receiver is werkzeug's server in a thread, recording what arrives and answering 
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import threading
@@ -286,3 +287,27 @@ def test_notify_config_errors_are_reported_at_once_with_their_keys():
     [hook] = settings.notify.webhooks
     assert hook.events == ("stored", "retired", "blocked")
     assert hook.format == "json"
+
+
+def test_each_retry_is_signed_afresh(world, receiver):
+    """A retry after the receiver's own 5xx carries a new timestamp and signature, so a receiver
+    that refuses replays (as rotator's hook does) accepts it; each signature is valid."""
+    receiver.status = 500
+    world.environ["HOOK_URL"] = receiver.url
+    told = notifier(
+        world,
+        {"url_env": "HOOK_URL", "events": ["retired"], "hmac_key_env": "NOTIFY_HMAC"},
+        attempts=3,
+        sleep=lambda seconds: world.clock.advance(seconds=max(1.0, seconds)),
+    )
+    rotate_and_retire(world, told)
+    assert told.close(timeout=10)
+    stamps = [a.headers["X-Rotator-Timestamp"] for a in receiver.arrivals]
+    signatures = [a.headers["X-Rotator-Signature"] for a in receiver.arrivals]
+    assert len(set(stamps)) == len(set(signatures)) == 3
+    for arrival in receiver.arrivals:
+        timestamp = arrival.headers["X-Rotator-Timestamp"]
+        expected = hmac.new(
+            HMAC_KEY.encode(), f"{timestamp}.".encode() + arrival.body, hashlib.sha256
+        ).hexdigest()
+        assert arrival.headers["X-Rotator-Signature"] == f"sha256={expected}"

@@ -26,7 +26,7 @@ from rotator.intercom import IntercomClient, RetryPolicy
 from rotator.observation import RotateNow
 from rotator.reconciler import Reconciler
 from rotator.record import Phase
-from rotator.vault import Vault
+from rotator.vault import Vault, VaultUnavailable
 
 HOOK_TOKEN = "hook-token-for-tests-0123456789"
 HMAC_KEY = "hmac-key-for-tests-0123456789abc"
@@ -598,3 +598,67 @@ def test_an_idle_pass_costs_one_vault_read_and_no_intercom_call(world):
     assert report.reason == "idle: not due"
     assert [op for op, _ in calls] == ["read"]
     assert requests_seen == []
+
+
+def test_a_token_replaced_in_vault_is_picked_up_without_a_restart(
+    world, openbao, emulator, vault_settings
+):
+    """After Intercom refuses the token, the long-lived reconciler (a daemon) reads it again:
+    replacing it in Vault and running rotate-now is enough, no restart."""
+    token_path = vault_settings.state_path.replace("/state", "/intercom-api")
+    vault = Vault(world.settings.vault, environ=world.environ)
+    version = vault.write(token_path, {"token": "revoked-token-0123456789"}, cas=0)
+    world.settings = make_settings(
+        openbao, emulator, vault_settings, token_env=None, token_vault=f"{token_path}#token"
+    )
+    daemon_like = world.reconciler()
+    assert daemon_like.reconcile_all()[0].phase == "blocked"
+    vault.write(token_path, {"token": INTERCOM_EMULATOR_TOKEN}, cas=version)
+    vault.close()
+    assert daemon_like.reconcile_target("web", RotateNow()).phase == "idle"
+    assert len(world.live()) == 1
+
+
+def test_the_daemon_starts_while_vault_is_away_and_loads_hook_credentials_later(
+    world, openbao, emulator, vault_settings, monkeypatch
+):
+    """With the hook token in Vault and Vault away at start, the daemon serves (not ready, hook
+    503) instead of crash-looping, and takes the token once Vault answers."""
+    token_path = vault_settings.state_path.replace("/state", "/hook")
+    vault = Vault(world.settings.vault, environ=world.environ)
+    vault.write(token_path, {"token": HOOK_TOKEN}, cas=0)
+    vault.close()
+    settings = make_settings(openbao, emulator, vault_settings)
+    world.settings = settings.model_copy(
+        update={
+            "server": settings.server.model_copy(
+                update={
+                    "hook_token_env": None,
+                    "hook_token_vault": token_path,
+                    "hook_hmac_key_env": None,
+                }
+            )
+        }
+    )
+    reconciler = world.reconciler()
+    away = {"times": 2}
+    real_read_value = reconciler.vault.read_value
+
+    def read_value(path: str, key: str):
+        if away["times"]:
+            away["times"] -= 1
+            raise VaultUnavailable("Vault is restarting (injected)")
+        return real_read_value(path, key)
+
+    monkeypatch.setattr(reconciler.vault, "read_value", read_value)
+    monkeypatch.setattr(Daemon, "credentials_retry", 0.05)
+    daemon = Daemon(world.settings, reconciler, environ=world.environ)
+    daemon.start()
+    try:
+        url = f"{daemon.server.url}/v1/targets/web/confirm"
+        headers = {"Authorization": f"Bearer {HOOK_TOKEN}"}
+        _wait(lambda: httpx.post(url, json={"secret_id": "1"}, headers=headers).status_code != 503)
+        assert httpx.post(url, json={"secret_id": "1"}, headers=headers).status_code == 409
+        assert httpx.get(f"{daemon.server.url}/readyz").status_code == 200
+    finally:
+        daemon.stop()

@@ -1,6 +1,11 @@
-"""Intercom's identity-verification-secret API: the client, its models and its errors."""
+"""Intercom's identity-verification-secret API: the client, its models and its errors.
 
-from rotator.intercom.client import DEFAULT_TIMEOUT, IntercomClient, RetryPolicy, resolve_base_url
+The client (and with it httpx) is imported on first use, not with the package: a reconcile pass
+with nothing due never talks to Intercom and should not pay for loading an HTTP stack.
+"""
+
+from typing import TYPE_CHECKING, Any
+
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
     IntercomAuthError,
@@ -20,6 +25,25 @@ from rotator.intercom.models import (
     Platforms,
     SecretInfo,
 )
+
+if TYPE_CHECKING:
+    from rotator.intercom.client import (
+        DEFAULT_TIMEOUT,
+        IntercomClient,
+        RetryPolicy,
+        resolve_base_url,
+    )
+
+_FROM_CLIENT = frozenset({"DEFAULT_TIMEOUT", "IntercomClient", "RetryPolicy", "resolve_base_url"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_CLIENT:
+        from rotator.intercom import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_TIMEOUT",
