@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from rotator.config import TargetSettings
+from rotator.durations import format_duration
 from rotator.observation import ConsumerView
 from rotator.record import Phase, Record
 
@@ -94,10 +95,16 @@ def render_table(statuses: list[TargetStatus]) -> str:
         elif s.last_error:
             lines.append(f"{s.name}: last error: {s.last_error}")
         for entry in s.history:
+            took = entry["seconds"]
+            phases = ", ".join(
+                f"{phase} {format_duration(seconds)}"
+                for phase, seconds in took.items()
+                if seconds is not None
+            )
             lines.append(
                 f"{s.name}: {entry['finished_at']} {entry['rotation_id']} new {entry['new_id']} "
                 f"retired {','.join(entry['retired_ids']) or '-'} "
-                f"confirmed by {entry['confirmed_by'] or '-'}"
+                f"confirmed by {entry['confirmed_by'] or '-'} ({phases})"
             )
     return "\n".join(lines)
 
@@ -110,7 +117,24 @@ def _public(status: TargetStatus) -> dict[str, Any]:
 
 
 def _history_row(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+    row = {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+    # How long each phase took, in seconds: creating (to stored), awaiting rollout (to the
+    # confirmation or the grace), retiring (to the end).
+    started, stored = entry["started_at"], entry["stored_at"]
+    confirmed, finished = entry["confirmed_at"], entry["finished_at"]
+    awaited_until = confirmed if confirmed is not None and stored is not None else finished
+    row["seconds"] = {
+        "creating": _seconds(started, stored),
+        "awaiting_rollout": _seconds(stored, awaited_until),
+        "retiring": _seconds(awaited_until if stored is not None else None, finished),
+    }
+    return row
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(0.0, (end - start).total_seconds()), 3)
 
 
 def _iso(value: datetime | None) -> str | None:

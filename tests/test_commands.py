@@ -193,7 +193,37 @@ def test_reconcile_rotate_now_confirm_status(setup, emulator):
     assert "web: idle" in done.stdout
     assert [s.id for s in emulator.store.live("default")] == [entry["pending_secret_id"]]
     history = run(env, "status", "web", "--json", "--history")
-    assert json.loads(history.stdout)[0]["history"][-1]["confirmed_by"] == "cli"
+    last = json.loads(history.stdout)[0]["history"][-1]
+    assert last["confirmed_by"] == "cli"
+    assert set(last["seconds"]) == {"creating", "awaiting_rollout", "retiring"}
+    assert all(v is not None and v >= 0 for v in last["seconds"].values())
+    table = on_a_terminal(env, "status", "web", "--history")
+    assert "TARGET" in table
+    assert "PHASE" in table
+    assert "confirmed by cli (creating" in table
+
+
+def on_a_terminal(env, *args: str) -> str:
+    """Run rotator with its stdout on a pseudo-terminal, as a person at a shell would."""
+    import pty
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [*ROTATOR, *args], env=env, stdout=follower, stderr=subprocess.DEVNULL
+    ) as process:
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=30)
+    os.close(leader)
+    return b"".join(chunks).decode()
 
 
 def test_reconcile_exits_1_when_a_target_is_blocked(setup, emulator):
