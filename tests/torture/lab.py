@@ -301,9 +301,12 @@ class Lab:
     def count_posts(self, target: Target, rotations: int) -> None:
         made = self.secrets(target)
         data = self.consumer_data(target) or {}
-        used = {h.get("new_id") for h in (self.record(target) or {}).get("history", [])} | {
-            data.get("intercom_id")
-        }
+        # Every secret that ever reached the consumers' path (the record's history keeps only
+        # the last 20 rotations, so it cannot tell on its own).
+        with self._lock:
+            used = {i for (name, _), i in self.adopted.items() if name == target.name}
+        used |= {h.get("new_id") for h in (self.record(target) or {}).get("history", [])}
+        used.add(data.get("intercom_id"))
         self.stats.orphans_swept += sum(
             1 for s in made if s.id not in used and s.deleted_at is not None
         )
