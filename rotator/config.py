@@ -19,6 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+# pydantic scans every installed package's entry points for plugins on first use (tens of
+# milliseconds at each start); rotator uses none, and its cold start has a budget.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 from pydantic import (
     BaseModel,
     BeforeValidator,

@@ -7,11 +7,39 @@
 Or from the command line: ``rotator emulate-intercom --port 4010``. For pytest, enable the plugin
 with ``pytest_plugins = ["rotator.emulator.pytest_plugin"]`` and use the ``intercom_emulator``
 fixture.
+
+Names are loaded on first use: ``rotator --help`` reads the fault syntax from this package and
+must not pay for starting an HTTP server stack it will not run.
 """
 
-from rotator.emulator.faults import Faults, FaultSpec, FaultSpecError
-from rotator.emulator.server import DEFAULT_TOKEN, Emulator, RunningEmulator
-from rotator.emulator.state import Store, StoredSecret, Token, user_hash
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rotator.emulator.faults import Faults, FaultSpec, FaultSpecError
+    from rotator.emulator.server import DEFAULT_TOKEN, Emulator, RunningEmulator
+    from rotator.emulator.state import Store, StoredSecret, Token, user_hash
+
+_WHERE = {
+    "Faults": "faults",
+    "FaultSpec": "faults",
+    "FaultSpecError": "faults",
+    "DEFAULT_TOKEN": "server",
+    "Emulator": "server",
+    "RunningEmulator": "server",
+    "StoredSecret": "state",
+    "Store": "state",
+    "Token": "state",
+    "user_hash": "state",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"rotator.emulator.{module}"), name)
+
 
 __all__ = [
     "DEFAULT_TOKEN",
