@@ -202,7 +202,8 @@ def startup(bench: Bench, config: Path) -> tuple[float, float]:
     """The interpreter with rotator's CLI and the modules a rotation imports, doing nothing."""
     walls, cpus = [], []
     code = (
-        "import rotator.cli, rotator.commands, rotator.reconciler, rotator.vault, rotator.intercom"
+        "import rotator.cli, rotator.commands, rotator.reconciler, rotator.vault, "
+        "rotator.intercom.client"
     )
     for _ in range(bench.repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -401,10 +402,28 @@ def render(r: dict[str, Any], *, repeats: int) -> str:
                 verdict(ratio <= 1),
             ),
             (
-                f"   calls: Intercom / Vault (script: {script['intercom_calls']:.0f} / {script['vault_calls']:.0f})",
+                (
+                    "   calls: Intercom / Vault (the job's minimum: POST + DELETE / read old id, "
+                    "write, read back)"
+                ),
                 f"{rot['intercom_calls']:.0f} / {rot['vault_calls']:.0f}",
-                "<= 1.5x minimum (2 / 2)",
-                verdict(rot["intercom_calls"] <= 3 and rot["vault_calls"] <= 3),
+                "<= 1.5x 2 / 3",
+                f"{verdict(rot['intercom_calls'] <= 3)} / {verdict(rot['vault_calls'] <= 4.5)}",
+            ),
+            (
+                (
+                    f"   calls against the script as written ({script['intercom_calls']:.0f} / "
+                    f"{script['vault_calls']:.0f})"
+                ),
+                (
+                    f"{rot['intercom_calls'] / script['intercom_calls']:.1f}x / "
+                    f"{rot['vault_calls'] / script['vault_calls']:.1f}x"
+                ),
+                "<= 1.5x",
+                verdict(
+                    rot["intercom_calls"] <= 1.5 * script["intercom_calls"]
+                    and rot["vault_calls"] <= 1.5 * script["vault_calls"]
+                ),
             ),
         ]
     rot0 = r["rotation_0"]

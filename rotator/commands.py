@@ -30,7 +30,6 @@ from rotator.reconciler import (
     TargetReport,
     client_factory_with,
 )
-from rotator.record import Phase
 from rotator.redaction import SecretValue
 
 EXIT_OK, EXIT_NEEDS_OPERATOR, EXIT_USAGE = 0, 1, 2
@@ -71,6 +70,7 @@ class Context:
         sleep: Sleep = time.sleep,
         listeners: Sequence[RecordListener] = (),
         observe: Observers | None = None,
+        long_running: bool = False,
     ) -> Reconciler:
         """A reconciler for this configuration; with notifications whenever [notify] lists
         webhooks (close it with ``close_reconciler``, which flushes them)."""
@@ -82,6 +82,8 @@ class Context:
             environ=self.environ,
             observe=observe.vault_request if observe else None,
             auth_failed=observe.vault_auth_failed if observe else None,
+            # A one-shot command outlives no token: asking Vault for its TTL is a wasted call.
+            renew=long_running,
         )
         told = list(listeners)
         if settings.notify.webhooks:
@@ -204,15 +206,11 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
             return EXIT_USAGE
     reconciler = ctx.reconciler(settings)
     try:
-        before, _ = reconciler.record(target)
-        if before is not None and before.phase not in {Phase.IDLE, Phase.BLOCKED}:
-            print(
-                f"{target}: rotation {before.rotation_id} is already under way "
-                f"({before.phase.value}); joining it"
-            )
         report = reconciler.reconcile_target(
             target, RotateNow(emergency=emergency), wait_for_lease=True
         )
+        if report.joined:
+            print(f"{target}: rotation {report.rotation_id} was already under way; joined it")
     finally:
         close_reconciler(reconciler)
     print(_line(report))
@@ -270,7 +268,9 @@ def run(ctx: Context) -> int:
     stopping = threading.Event()
     metrics = Metrics()
     # Retry waits inside Intercom calls end at once when a signal asks the daemon to stop.
-    reconciler = ctx.reconciler(settings, sleep=stopping.wait, listeners=[metrics], observe=metrics)
+    reconciler = ctx.reconciler(
+        settings, sleep=stopping.wait, listeners=[metrics], observe=metrics, long_running=True
+    )
     try:
         daemon = Daemon(
             settings, reconciler, environ=ctx.environ, stopping=stopping, metrics=metrics

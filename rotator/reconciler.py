@@ -89,6 +89,8 @@ class TargetReport:
     error: str | None = None
     #: Another process's live lease kept this pass from acting.
     held_off: bool = False
+    #: A rotate-now found a rotation under way and joined it instead of starting one.
+    joined: bool = False
 
     @property
     def needs_operator(self) -> bool:
@@ -106,10 +108,12 @@ class Ask:
 
     command: RotateNow
     seen_generation: int | None = None
+    joined: bool = False
 
     def command_for(self, record: Record) -> RotateNow | None:
         if self.seen_generation is None:
             self.seen_generation = record.generation
+            self.joined = record.phase not in {Phase.IDLE, Phase.BLOCKED}
             return self.command
         if record.generation != self.seen_generation:
             in_progress = record.phase not in {Phase.IDLE, Phase.BLOCKED}
@@ -210,6 +214,8 @@ class Reconciler:
         reports = {name: self._guarded(name, ask, None)}
         if wait_for_lease:
             self._retry_held(reports, {name: ask} if ask else {}, None)
+        if ask is not None and ask.joined:
+            return replace(reports[name], joined=True)
         return reports[name]
 
     def _many(

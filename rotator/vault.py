@@ -206,6 +206,7 @@ class Vault:
         observe: Observe | None = None,
         auth_failed: Callable[[], None] | None = None,
         connections: int = 16,
+        renew: bool = True,
     ) -> None:
         """``observe`` hears of every request sent (operation, status, seconds; nothing secret);
         ``auth_failed`` of every failed login and every token found dead."""
@@ -247,6 +248,7 @@ class Vault:
             monotonic=monotonic,
             address=settings.address,
             failed=auth_failed,
+            look_up=renew,
         )
 
     def __repr__(self) -> str:

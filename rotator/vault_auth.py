@@ -176,6 +176,7 @@ class TokenKeeper:
         monotonic: Callable[[], float],
         address: str,
         failed: Callable[[], None] | None = None,
+        look_up: bool = True,
     ) -> None:
         self._client = client
         self._source = source
@@ -187,6 +188,9 @@ class TokenKeeper:
         self._failed = failed
         # One login or renewal at a time; the other threads wait for its result.
         self._lock = threading.Lock()
+        # Asking a static token's TTL (lookup-self) only matters to a process that lives long
+        # enough to renew it; a bad token still shows up at the first refused call (``blame``).
+        self._look_up = look_up
         self._lease: TokenLease | None = None
         self._generation = 0
 
@@ -296,6 +300,8 @@ class TokenKeeper:
         def login() -> TokenLease:
             if source.method == "token":
                 self._client.token = token.reveal()
+                if not self._look_up:
+                    return TokenLease(0.0, renewable=False, started=self._monotonic())
                 data = json_object(auth.token.lookup_self())["data"]
                 return TokenLease.from_lookup(data, self._monotonic())
             if source.method == "approle":

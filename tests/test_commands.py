@@ -169,7 +169,7 @@ def test_reconcile_rotate_now_confirm_status(setup, emulator):
     assert started.returncode == 0, started.stderr
     assert "web: awaiting_rollout" in started.stdout
     joined = run(env, "rotate-now", "web")
-    assert "already under way (awaiting_rollout); joining it" in joined.stdout
+    assert "was already under way; joined it" in joined.stdout
     assert len(emulator.store.all()) == 2
     status = run(env, "status", "--json")
     [entry] = json.loads(status.stdout)

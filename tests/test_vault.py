@@ -1104,3 +1104,24 @@ def test_an_unreadable_secret_file_does_not_chain_its_content(make_vault, approl
         vault.read(path)
     assert "secret-bytes" not in error_text(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_a_one_shot_vault_does_not_look_up_its_static_token(openbao, vault_settings):
+    """Without renewal (one-shot commands) a static token is used as given, no lookup-self:
+    that call only serves renewing a token, which a short process never does. A renewing
+    Vault does look it up and learns its TTL."""
+    token = openbao.create_token(["default"], ttl="1h", renewable=True)
+    policy = f"test-oneshot-{token[-6:]}"
+    openbao.kv_policy(policy, vault_settings.state_path, '"read"')
+    token = openbao.create_token([policy], ttl="1h", renewable=True)
+    one_shot = Vault(vault_settings, environ={"VAULT_TOKEN": token}, renew=False)
+    long_lived = Vault(vault_settings, environ={"VAULT_TOKEN": token}, renew=True)
+    try:
+        one_shot.read(f"{vault_settings.state_path}/nothing")
+        long_lived.read(f"{vault_settings.state_path}/nothing")
+        assert one_shot._token._lease.ttl == 0  # never asked
+        assert long_lived._token._lease.ttl > 0  # asked: about an hour
+        assert openbao.lookup_token(token)["num_uses"] == 0
+    finally:
+        one_shot.close()
+        long_lived.close()
