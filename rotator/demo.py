@@ -13,6 +13,7 @@ Secret material is never printed: only Intercom ids and fingerprints.
 from __future__ import annotations
 
 import secrets
+import signal
 import tempfile
 import threading
 import time
@@ -81,10 +82,11 @@ def run_demo(
             daemon=True,
         )
         try:
+            _stop_on_signals(stop)
             daemon.start()
             consumer.start()
             _watch(reconciler, rotations, stop)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
             print("\nCtrl-C: stopping", flush=True)
         finally:
             stop.set()
@@ -185,6 +187,19 @@ def _consume(
                     json={"secret_id": current},
                     headers={"Authorization": f"Bearer {hook_token.reveal()}"},
                 )
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """Ctrl-C (SIGINT) and SIGTERM stop everything cleanly, even where a shell started the demo
+    with SIGINT ignored (a background job), which would leave Python's own handler out."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            print(f"\n{signal.Signals(signum).name}: stopping", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
 
 
 def _watch(reconciler: Reconciler, rotations: int | None, stop: threading.Event) -> None:

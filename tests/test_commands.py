@@ -326,3 +326,23 @@ def test_repo_root_is_the_cwd_for_relative_config(tmp_path, setup):
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_demo_stops_cleanly_on_a_signal():
+    """Ctrl-C (SIGINT, here sent by the test) or SIGTERM stops the demo, its OpenBao and its
+    emulator cleanly, with exit 0 and the summary."""
+    with subprocess.Popen(
+        [*ROTATOR, "demo", "--schedule", "2s", "--grace", "1s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as demo:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "consumer: reloaded secret" in line:
+                break
+        demo.send_signal(signal.SIGINT)
+        rest = demo.stdout.read()
+        assert demo.wait(timeout=30) == 0
+    assert "SIGINT: stopping" in rest
+    assert "with 0 failure(s)" in rest
