@@ -111,9 +111,17 @@ def adopted(
         return Adoption(
             base.evolve(current_id=secret_id, known_ids=known, last_rotation_at=now, lease=None)
         )
-    waiting = base.evolve(
+    return Adoption(over_live(base, secret_id, now, grace_period, fresh), retires=old)
+
+
+def over_live(
+    record: Record, secret_id: str, now: datetime, grace_period: timedelta, fresh: str
+) -> Record:
+    """Adopt ``secret_id`` while the current secret is live: the current one is retired like a
+    rotation's old secret, after the grace period or a confirmation (never at once)."""
+    return record.evolve(
         phase=Phase.AWAITING_ROLLOUT,
-        generation=base.generation + 1,
+        generation=record.generation + 1,
         rotation_id=f"adopt-{fresh[:8]}",
         planned_name=None,
         pending_id=secret_id,
@@ -126,7 +134,6 @@ def adopted(
         confirmed_at=None,
         confirmed_by=None,
         emergency=False,
-        known_ids=known,
+        known_ids=record.remember_id(secret_id),
         lease=None,
     )
-    return Adoption(waiting, retires=old)

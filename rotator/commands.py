@@ -14,23 +14,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from rotator.intercom.client import IntercomClient
-
-from rotator.config import Settings, TargetSettings, config_path, load_settings
+from rotator.config import Settings, config_path, load_settings
 from rotator.errors import PermanentError
 from rotator.observation import RotateNow
 from rotator.reconciler import (
-    ClientFactory,
     Reconciler,
     RecordListener,
     Sleep,
     TargetReport,
     client_factory_with,
 )
-from rotator.redaction import SecretValue
 
 EXIT_OK, EXIT_NEEDS_OPERATOR, EXIT_USAGE = 0, 1, 2
 
@@ -91,31 +86,10 @@ class Context:
 
             notifier = Notifier(settings.notify, environ=self.environ, read_secret=vault.read_value)
             told.append(notifier)
-        clients = _clients(sleep, observe) if observe else client_factory_with(sleep)
+        clients = client_factory_with(sleep, observe.intercom_request if observe else None)
         return Reconciler(
             settings, vault, environ=self.environ, client_factory=clients, listeners=told
         )
-
-
-def _clients(sleep: Sleep, observe: Observers) -> ClientFactory:
-    """``client_factory_with(sleep)``, whose clients report each request to ``observe``."""
-
-    def wait(seconds: float) -> None:
-        sleep(seconds)
-
-    def make(target: TargetSettings, token: SecretValue) -> IntercomClient:
-        from rotator.intercom.client import IntercomClient
-
-        return IntercomClient(
-            token,
-            region=target.region,
-            base_url=target.base_url,
-            version=target.intercom_version,
-            sleep=wait,
-            observe=observe.intercom_request,
-        )
-
-    return make
 
 
 def close_reconciler(reconciler: Reconciler) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from rotator.adoption import over_live
 from rotator.observation import (
     ConsumerView,
     Create,
@@ -205,20 +206,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
     if record.current_id is None or record.current_id not in live_ids(obs):
         adopted = record.evolve(current_id=held, known_ids=record.remember_id(held))
         return _rest(adopted, f"adopted secret {held} from the consumers' path")
-    # Adopting over a live current secret: retire that one like a rotation would, after grace.
-    adopting = record.evolve(
-        phase=Phase.AWAITING_ROLLOUT,
-        generation=record.generation + 1,
-        rotation_id=f"adopt-{obs.fresh[:8]}",
-        pending_id=held,
-        pending_secret=None,
-        started_at=now,
-        stored_at=now,
-        deadline=now + obs.policy.grace_period,
-        confirmed_at=None,
-        confirmed_by=None,
-        known_ids=record.remember_id(held),
-    )
+    adopting = over_live(record, held, now, obs.policy.grace_period, obs.fresh)
     return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
 
 

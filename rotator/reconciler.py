@@ -130,8 +130,11 @@ class ConfirmResult:
     secret_id: str | None = None
 
 
-def client_factory_with(sleep: Sleep) -> ClientFactory:
-    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible)."""
+def client_factory_with(
+    sleep: Sleep, observe: Callable[[str, str, float], None] | None = None
+) -> ClientFactory:
+    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible) and
+    which report every request to ``observe`` (metrics)."""
 
     def wait(seconds: float) -> None:
         sleep(seconds)
@@ -145,6 +148,7 @@ def client_factory_with(sleep: Sleep) -> ClientFactory:
             base_url=target.base_url,
             version=target.intercom_version,
             sleep=wait,
+            observe=observe,
         )
 
     return make
