@@ -530,21 +530,7 @@ def test_doctor_names_a_foreign_secret_at_the_consumers_path(world):
     """A secret someone wrote by hand at the consumers' path (neither created nor adopted) is an
     error naming both ways out, before the next rotation blocks on it."""
     bootstrap(world)
-    foreign_id, foreign_secret = legacy(world, "Somebody's hand-made secret")
-    vault = Vault(world.settings.vault, environ=world.environ)
-    entry = vault.read(world.target.vault_path)
-    vault.write(
-        world.target.vault_path,
-        {
-            "secret": foreign_secret.reveal(),
-            "intercom_id": foreign_id,
-            "name": "by hand",
-            "created_at": 1,
-            "rotation_id": None,
-        },
-        cas=entry.version,
-    )
-    vault.close()
+    foreign_id = world.hand_made_secret("Somebody's hand-made secret", created_at=1)
     [finding] = by_check(findings(world), "drift.consumer_foreign")
     assert finding.severity == "error"
     assert f"rotator adopt web --secret-id {foreign_id} --force" in finding.fix

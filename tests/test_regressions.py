@@ -266,23 +266,8 @@ def test_a_created_at_in_milliseconds_is_ignored(world):
     """A created_at in milliseconds at the consumers' path is ignored, not a crash. Scenario: The documented consumer shape has ``created_at``; a user pre-populating it (adoption) with
     JavaScript's Date.now() (ms) makes ``machine.initial_record`` call
     ``datetime.fromtimestamp(1.7e12)`` -> ValueError 'year ... out of range' on every pass."""
-    client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=world.emulator.url)
-    legacy = client.create_secret("Legacy Web", world.target.platform_flags)
-    client.close()
-    vault = Vault(world.settings.vault, environ=world.environ)
-    vault.write(
-        world.target.vault_path,
-        {
-            "secret": legacy.secret.reveal(),
-            "intercom_id": legacy.info.id,
-            "name": "Legacy Web",
-            "created_at": int(world.clock().timestamp() * 1000),
-            "rotation_id": None,
-        },
-        cas=0,
-    )
-    vault.close()
-    [report] = world.reconciler().reconcile_all()  # ValueError escapes here
+    world.hand_made_secret(created_at=int(world.clock().timestamp() * 1000))
+    [report] = world.reconciler().reconcile_all()
     assert report.error is None or "created_at" in report.error
 
 

@@ -87,6 +87,32 @@ class World:
         assert data is not None
         return data
 
+    def hand_made_secret(self, name: str = "Legacy Web", created_at: int | None = None) -> str:
+        """Create a secret at Intercom outside rotator and write it at the consumers' path, as
+        an operator would by hand; returns its id."""
+        client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=self.emulator.url)
+        try:
+            made = client.create_secret(name, self.target.platform_flags)
+        finally:
+            client.close()
+        stamp = int(self.clock().timestamp()) if created_at is None else created_at
+        vault = Vault(self.settings.vault, environ=self.environ)
+        try:
+            vault.write(
+                self.target.vault_path,
+                {
+                    "secret": made.secret.reveal(),
+                    "intercom_id": made.info.id,
+                    "name": name,
+                    "created_at": stamp,
+                    "rotation_id": None,
+                },
+                cas=vault.read(self.target.vault_path).version,
+            )
+        finally:
+            vault.close()
+        return made.info.id
+
     def live(self) -> list[str]:
         return [s.id for s in self.emulator.store.live("default")]
 
@@ -474,31 +500,16 @@ def _wait(condition, timeout: float = 20.0) -> None:
 
 def test_an_existing_secret_is_adopted_then_retired_by_the_first_rotation(world):
     """A consumers' path already holding an intercom_id is taken as the current secret."""
-    legacy_client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=world.emulator.url)
-    legacy = legacy_client.create_secret("Legacy Web", world.target.platform_flags)
-    legacy_client.close()
-    vault = Vault(world.settings.vault, environ=world.environ)
-    vault.write(
-        world.target.vault_path,
-        {
-            "secret": legacy.secret.reveal(),
-            "intercom_id": legacy.info.id,
-            "name": "Legacy Web",
-            "created_at": int(world.clock().timestamp()),
-            "rotation_id": None,
-        },
-        cas=0,
-    )
-    vault.close()
+    legacy_id = world.hand_made_secret()
     reconciler = world.reconciler()
     assert reconciler.reconcile_all()[0].phase == "idle"
-    assert world.record().current_id == legacy.info.id
-    assert world.live() == [legacy.info.id], "adoption alone creates nothing"
+    assert world.record().current_id == legacy_id
+    assert world.live() == [legacy_id], "adoption alone creates nothing"
     world.clock.advance(days=31)
     reconciler.reconcile_all()
     world.clock.advance(days=2)
     reconciler.reconcile_all()
-    assert world.emulator.store.get(legacy.info.id).deleted_at is not None
+    assert world.emulator.store.get(legacy_id).deleted_at is not None
     assert world.live() == [world.consumer()["intercom_id"]]
 
 
