@@ -331,6 +331,34 @@ def test_latency_fault_uses_the_injected_sleep():
     assert waited == [0.02]
 
 
+def test_list_lag_shows_the_workspace_as_it_was():
+    """list_lag=RATE:DURATION: a lagging list misses secrets created within DURATION and still
+    shows secrets deleted within it; the secrets themselves are created and deleted at once."""
+    now = [1000.0]
+    emulator = Emulator(tokens=[Token.parse("t-123456:read,write")], clock=lambda: now[0])
+    headers = {"Authorization": "Bearer t-123456"}
+    with emulator.serve() as running:
+        old = running.store.create("default", "old", web=True, ios=False, android=False)
+        now[0] += 60
+        running.set_faults("list_lag=1:30s")
+        fresh = post(running, {"name": "fresh", "supports_web": True}, headers).json()
+
+        def listed() -> list[str]:
+            answer = HTTP.get(f"{running.url}/secure_mode_secrets", headers=headers)
+            return [s["id"] for s in answer.json()["data"]]
+
+        assert listed() == [old.id], "a secret created 0 s ago shows in a 30 s-old view"
+        assert (
+            HTTP.delete(f"{running.url}/secure_mode_secrets/{old.id}", headers=headers).status_code
+            == 204
+        )
+        assert listed() == [old.id], "a secret deleted 0 s ago is still listed"
+        now[0] += 31
+        assert listed() == [fresh["id"]]
+        running.set_faults("list_lag=0:1h")
+        assert listed() == [fresh["id"]]
+
+
 def test_faults_are_reproducible_with_a_seed(emulator):
     """The same seed gives the same sequence of faults."""
 
@@ -364,6 +392,7 @@ def test_test_endpoints_are_not_subject_to_faults(emulator):
         ("429=lots", "must be a number"),
         ("5xx=0.1:404", "from 500 to 599"),
         ("latency=1", "latency needs a duration"),
+        ("list_lag=0.5", "list_lag needs a duration"),
         ("latency=1:soon", "invalid duration"),
         ("post_drop=0.1:x", "post_drop TIMES must be an integer"),
         ("429=0.1,429=0.2", "given twice"),
@@ -378,7 +407,9 @@ def test_bad_fault_specs_are_explained(spec, message):
 
 def test_fault_spec_round_trips():
     """describe() writes a spec back in the syntax parse() reads."""
-    spec = FaultSpec.parse("429=0.2:3, 5xx=0.1:503, latency=0.5:20ms, post_drop=0.05:2, seed=7")
+    spec = FaultSpec.parse(
+        "429=0.2:3, 5xx=0.1:503, latency=0.5:20ms, post_drop=0.05:2, list_lag=0.5:3s, seed=7"
+    )
     assert FaultSpec.parse(spec.describe()) == spec
     assert FaultSpec().describe() == "none"
 

@@ -136,7 +136,8 @@ class EmulatorApp:
     # --- the operations ---------------------------------------------------------------------
 
     def _list(self, token: Token) -> Response:
-        data = [s.public() for s in self.store.live(token.workspace)]
+        listed = self.store.live_ago(token.workspace, self.faults.list_lag())
+        data = [s.public() for s in listed]
         return _json(200, {"type": "list", "data": data})
 
     def _create(self, request: Request, token: Token, request_id: str) -> Response:

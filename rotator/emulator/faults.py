@@ -23,9 +23,12 @@ drawn independently for every API request:
     latency=RATE:DURATION   wait DURATION (e.g. 20ms, 1.5s) before answering
     post_drop=RATE[:TIMES]  create the secret, then drop the connection without an answer
                             (at most TIMES times, when given)
+    list_lag=RATE:DURATION  a list answer shows the workspace as it was DURATION ago: secrets
+                            created since are missing, secrets deleted since still listed
+                            (legal: lists may lag behind creates and deletes)
     seed=N                  make the draws reproducible
 
-Example: 429=0.2,5xx=0.1:503,latency=1:20ms,post_drop=0.05,seed=7.
+Example: 429=0.2,5xx=0.1:503,latency=1:20ms,post_drop=0.05,list_lag=0.5:3s,seed=7.
 """
 
 
@@ -45,6 +48,8 @@ class FaultSpec:
     latency_seconds: float = 0.0
     post_drop: float = 0.0
     post_drop_times: int | None = None
+    list_lag: float = 0.0
+    list_lag_seconds: float = 0.0
     seed: int | None = None
 
     @classmethod
@@ -69,8 +74,10 @@ class FaultSpec:
             values[rate_field] = _rate(rate_text, kind)
             if param:
                 values[param_field] = _PARAMS[kind](param)
-            elif kind == "latency":
-                raise FaultSpecError("latency needs a duration: latency=RATE:DURATION, e.g. 1:20ms")
+            elif kind in _NEEDS_PARAM:
+                raise FaultSpecError(
+                    f"{kind} needs a duration: {kind}=RATE:DURATION, e.g. {_NEEDS_PARAM[kind]}"
+                )
         return cls(**values)  # type: ignore[arg-type]  # keys come from _KINDS, checked above
 
     def describe(self) -> str:
@@ -86,6 +93,8 @@ class FaultSpec:
         if self.post_drop:
             times = f":{self.post_drop_times}" if self.post_drop_times is not None else ""
             parts.append(f"post_drop={self.post_drop:g}{times}")
+        if self.list_lag:
+            parts.append(f"list_lag={self.list_lag:g}:{self.list_lag_seconds * 1000:g}ms")
         if self.seed is not None:
             parts.append(f"seed={self.seed}")
         return ",".join(parts) or "none"
@@ -130,7 +139,10 @@ _KINDS: dict[str, tuple[str, str]] = {
     "5xx": ("server_error", "server_status"),
     "latency": ("latency", "latency_seconds"),
     "post_drop": ("post_drop", "post_drop_times"),
+    "list_lag": ("list_lag", "list_lag_seconds"),
 }
+# Kinds whose parameter is required, with an example.
+_NEEDS_PARAM = {"latency": "1:20ms", "list_lag": "0.5:3s"}
 
 
 def _times(text: str) -> int:
@@ -142,6 +154,7 @@ _PARAMS: dict[str, Callable[[str], float | int]] = {
     "5xx": _status,
     "latency": _seconds,
     "post_drop": _times,
+    "list_lag": _seconds,
 }
 
 
@@ -175,6 +188,11 @@ class Faults:
                 return False
             self._post_drops += 1
             return True
+
+    def list_lag(self) -> float:
+        """Seconds this list answer lags behind the workspace (0: it is current)."""
+        spec = self._spec
+        return spec.list_lag_seconds if self.roll(spec.list_lag) else 0.0
 
     def roll(self, rate: float) -> bool:
         if rate <= 0.0:

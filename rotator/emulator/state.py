@@ -83,6 +83,10 @@ class StoredSecret:
     supports_android: bool
     created_at: int
     deleted_at: int | None = None
+    #: The same two moments to the fraction of a second (the store's clock), so that a list
+    #: answer can show the workspace as it was at any past instant (``list_lag``).
+    born: float = 0.0
+    died: float | None = None
 
     def __repr__(self) -> str:
         return f"StoredSecret(id={self.id!r}, name={self.name!r}, deleted_at={self.deleted_at})"
@@ -105,6 +109,10 @@ class StoredSecret:
 
     def signs_for(self, platform: str | None) -> bool:
         return platform is None or bool(getattr(self, f"supports_{platform}", False))
+
+    def live_at(self, instant: float) -> bool:
+        """Whether the secret existed, not yet deleted, at ``instant`` (the store's clock)."""
+        return self.born <= instant and (self.died is None or self.died > instant)
 
 
 @dataclass
@@ -145,6 +153,7 @@ class Store:
         self, workspace: str, name: str, *, web: bool, ios: bool, android: bool
     ) -> StoredSecret:
         with self._lock:
+            now = self._clock()
             secret = StoredSecret(
                 id=str(self._world.next_id),
                 workspace=workspace,
@@ -153,7 +162,8 @@ class Store:
                 supports_web=web,
                 supports_ios=ios,
                 supports_android=android,
-                created_at=int(self._clock()),
+                created_at=int(now),
+                born=now,
             )
             self._world.next_id += 1
             self._world.secrets[secret.id] = secret
@@ -169,6 +179,18 @@ class Store:
                 if s.workspace == workspace and s.deleted_at is None
             ]
 
+    def live_ago(self, workspace: str, seconds: float) -> list[StoredSecret]:
+        """The workspace's live secrets as they were ``seconds`` ago: what a list answer that
+        lags behind creates and deletes shows (secrets created since are missing, secrets
+        deleted since are still there)."""
+        instant = self._clock() - seconds
+        with self._lock:
+            return [
+                s
+                for s in self._world.secrets.values()
+                if s.workspace == workspace and s.live_at(instant)
+            ]
+
     def delete(self, workspace: str, secret_id: str) -> bool:
         """Soft-delete; ``False`` when there is no such live secret in the workspace."""
         hook = self.on_delete
@@ -180,7 +202,8 @@ class Store:
             secret = self._world.secrets.get(secret_id)
             if secret is None or secret.workspace != workspace or secret.deleted_at is not None:
                 return False
-            self._world.secrets[secret_id] = replace(secret, deleted_at=int(self._clock()))
+            now = self._clock()
+            self._world.secrets[secret_id] = replace(secret, deleted_at=int(now), died=now)
             self._save()
             return True
 
@@ -244,13 +267,21 @@ class Store:
         try:
             payload = json.loads(path.read_text())
             version = payload.get("version")
-            stored = [StoredSecret(**item) for item in payload.get("secrets", [])]
+            stored = [_stored(item) for item in payload.get("secrets", [])]
             next_id = int(payload.get("next_id", 100))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise StateFileError(f"cannot read emulator state file {path}: {e}") from e
         if version != _STATE_VERSION:
             raise StateFileError(f"{path}: unsupported state version {version!r}")
         return _World(secrets={s.id: s for s in stored}, next_id=next_id)
+
+
+def _stored(item: dict[str, Any]) -> StoredSecret:
+    # Files written before list lag existed carry whole seconds only.
+    item.setdefault("born", float(item["created_at"]))
+    if item.get("deleted_at") is not None:
+        item.setdefault("died", float(item["deleted_at"]))
+    return StoredSecret(**item)
 
 
 class StateFileError(Exception):
