@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from rotator.devserver import OpenBaoDevServer, free_port
+from rotator.demo.openbao import OpenBaoDevServer, free_port
 from rotator.emulator import Emulator, FaultSpec, Token
 
 ROTATOR = [sys.executable, "-m", "rotator"]
@@ -202,7 +202,7 @@ def startup(bench: Bench, config: Path) -> tuple[float, float]:
     """The interpreter with rotator's CLI and the modules a rotation imports, doing nothing."""
     walls, cpus = [], []
     code = (
-        "import rotator.cli, rotator.commands, rotator.reconciler, rotator.vault, "
+        "import rotator.cli, rotator.cli.verbs, rotator.reconciler, rotator.vault, "
         "rotator.intercom.client"
     )
     for _ in range(bench.repeats):
@@ -218,7 +218,7 @@ def startup(bench: Bench, config: Path) -> tuple[float, float]:
 def in_process_rotation_cpu(bench: Bench) -> float:
     """rotator's own CPU per rotation once started: warm reconciler, median over the repeats."""
     from rotator.config import load_settings
-    from rotator.observation import RotateNow
+    from rotator.core.observation import RotateNow
     from rotator.reconciler import Reconciler
     from rotator.vault import Vault
 

@@ -19,7 +19,7 @@ logged as ``notify.failed``. One-shot commands ``flush`` with a bounded wait bef
 
 The payload carries the event, target, rotation id, phase, Intercom secret ids (new and old),
 the reason and a timestamp: never material. JSON bodies may be signed exactly as the confirm
-hook checks them (``rotator.hook_auth``): HMAC-SHA256 over ``f"{timestamp}."`` + body in
+hook checks them (``rotator.signing``): HMAC-SHA256 over ``f"{timestamp}."`` + body in
 ``X-Rotator-Timestamp`` and ``X-Rotator-Signature: sha256=<hex>``. A URL from a variable is
 treated as a secret (Slack's are): it is registered for redaction and logs name the variable.
 """
@@ -40,10 +40,10 @@ import tenacity
 
 import rotator
 from rotator.config import NotifyEvent, NotifySettings, TargetSettings, WebhookSettings
-from rotator.hook_auth import signature_headers
+from rotator.core.record import Phase, Record
 from rotator.logs import get_logger
-from rotator.record import Phase, Record
 from rotator.redaction import SecretValue, redact_text, scrub, truncate
+from rotator.signing import signature_headers
 
 #: Notifications waiting for delivery; past that, new ones are dropped (and logged).
 QUEUE_SIZE = 256

@@ -12,7 +12,7 @@ from typing import Any
 
 import hvac
 
-from rotator import devserver
+from rotator.demo import openbao as devserver
 
 
 def find_bao() -> str | None:
@@ -26,7 +26,7 @@ free_port = devserver.free_port
 
 
 class OpenBao(devserver.OpenBaoDevServer):
-    """The dev server (``rotator.devserver``) plus the admin chores tests need, as root."""
+    """The dev server (``rotator.demo.openbao``) plus the admin chores tests need, as root."""
 
     _root: hvac.Client | None = None
 

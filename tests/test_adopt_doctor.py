@@ -17,16 +17,16 @@ import pytest
 from test_rotation import bootstrap, make_settings
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
-from rotator import doctor
-from rotator.adoption import AdoptionRefused, adopted
-from rotator.adoption_command import adopt_secret
-from rotator.commands import UsageError
+from rotator.cli import doctor_checks as doctor
+from rotator.cli.adopt import adopt_secret
+from rotator.cli.verbs import UsageError
 from rotator.config import ConfigError, parse_settings
+from rotator.core.adoption import AdoptionRefused, adopted
+from rotator.core.observation import RotateNow
+from rotator.core.record import Phase, Record
 from rotator.emulator import Token
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 from rotator.intercom import IntercomClient, Platforms
-from rotator.observation import RotateNow
-from rotator.record import Phase, Record
 from rotator.redaction import SecretValue
 from rotator.vault import Vault
 
@@ -52,7 +52,7 @@ def legacy(world, name: str = "Production Web (legacy)"):
     """A secret created by hand at Intercom, before rotator: its id and material."""
     client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=world.emulator.url)
     try:
-        created = client.create_secret(name, world.target.platform_flags)
+        created = client.create_secret(name, Platforms.from_names(world.target.platforms))
     finally:
         client.close()
     return created.info.id, created.secret

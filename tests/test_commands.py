@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rotator.devserver import free_port
+from rotator.demo.openbao import free_port
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 
 ROTATOR = [sys.executable, "-m", "rotator"]

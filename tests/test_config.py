@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from rotator.config import ConfigError, config_path, load_settings, parse_settings
-from rotator.schedule import Schedule
+from rotator.config.schedule import Schedule
 
 VAULT = {"address": "http://127.0.0.1:8200"}
 TARGET = {"name": "web", "token_env": "T", "secret_name": "Production Web", "vault_path": "a/b"}
@@ -154,7 +154,7 @@ def test_cron_schedules_fire_strictly_after_the_last_rotation():
 )
 def test_crontab_weekday_numbers_follow_cron_not_apscheduler(weekday, expected):
     """Cron's 0/7 = Sunday, 1 = Monday; APScheduler 3.x would shift numbers by a day."""
-    from rotator.schedule import crontab_weekdays
+    from rotator.config.schedule import crontab_weekdays
 
     assert crontab_weekdays(weekday) == expected
 

@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotator import machine
-from rotator.confirmation import confirm
-from rotator.intercom.models import SecretInfo
-from rotator.observation import (
+from rotator.core import machine
+from rotator.core.confirmation import confirm
+from rotator.core.observation import (
     ConsumerView,
     Create,
     Created,
     Delete,
     Deleted,
     Failed,
+    LiveSecret,
     Observation,
     Policy,
     RotateNow,
@@ -24,7 +24,7 @@ from rotator.observation import (
     Stored,
     absorb,
 )
-from rotator.record import Lease, Phase, Record, RecordError
+from rotator.core.record import Lease, Phase, Record, RecordError
 from rotator.redaction import SecretValue
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -34,7 +34,7 @@ POLICY = Policy(
     grace_period=timedelta(hours=1),
     confirmation="hook-or-grace",
 )
-OLD = SecretInfo("100", "Production Web", True, False, False, 1_700_000_000)
+OLD = LiveSecret("100", "Production Web")
 NEW_SECRET = SecretValue("new-material-0123456789abcdefghijklmnopq")
 
 
@@ -73,8 +73,8 @@ def stored_view(record: Record) -> ConsumerView:
     )
 
 
-def live_new(record: Record) -> tuple[SecretInfo, ...]:
-    return (OLD, SecretInfo("101", record.planned_name or "", True, False, False, 1_800_000_000))
+def live_new(record: Record) -> tuple[LiveSecret, ...]:
+    return (OLD, LiveSecret("101", record.planned_name or ""))
 
 
 def awaiting(**policy_changes) -> Record:
@@ -232,7 +232,7 @@ def test_bootstrap_with_nothing_to_retire_completes_at_once():
 def test_an_orphan_is_deleted_then_a_fresh_name_created():
     """A secret under a recorded name, whose material never reached the record, is an orphan."""
     record, name = started()
-    orphan = SecretInfo("150", name, True, False, False, 1)
+    orphan = LiveSecret("150", name)
     decision = machine.step(record, observe(record, intercom=(OLD, orphan)), NOW)
     assert decision.action == Delete("150")
     assert "orphan" in decision.reason
@@ -251,7 +251,7 @@ def test_an_orphan_is_deleted_then_a_fresh_name_created():
 def test_an_unnamed_stranger_is_never_an_orphan():
     """A live secret whose name this target never recorded is left alone."""
     record, _ = started()
-    stranger = SecretInfo("151", "Production Web · rotator g1 zzzzzz", True, False, False, 1)
+    stranger = LiveSecret("151", "Production Web · rotator g1 zzzzzz")
     decision = machine.step(record, observe(record, intercom=(OLD, stranger)), NOW)
     assert isinstance(decision.action, Create)
 
@@ -305,7 +305,7 @@ def test_a_secret_it_does_not_own_is_never_deleted():
     record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
-    foreign = SecretInfo("999", "Somebody else's", True, False, False, 1)
+    foreign = LiveSecret("999", "Somebody else's")
     retiring = record.evolve(phase=Phase.RETIRING, old_ids=("999",))
     obs = replace(in_flight(retiring), intercom=(*live_new(retiring), foreign))
     decision = machine.step(retiring, obs, NOW)
@@ -318,7 +318,7 @@ def test_an_adopted_secret_may_be_retired():
     record, _, _ = confirm(
         awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
     )
-    adopted = SecretInfo("77", "Legacy", True, False, False, 1)
+    adopted = LiveSecret("77", "Legacy")
     retiring = record.evolve(phase=Phase.RETIRING, old_ids=("77",))
     obs = replace(
         in_flight(retiring),

@@ -28,11 +28,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from rotator import machine
-from rotator.confirmation import confirm
-from rotator.intercom.models import SecretInfo
-from rotator.lease import LeaseWatch
-from rotator.observation import (
+from rotator.core import machine
+from rotator.core.confirmation import confirm
+from rotator.core.lease import LeaseWatch
+from rotator.core.observation import (
     ConsumerView,
     Create,
     Created,
@@ -40,6 +39,7 @@ from rotator.observation import (
     Delete,
     Deleted,
     Failed,
+    LiveSecret,
     Observation,
     Policy,
     RotateNow,
@@ -47,7 +47,7 @@ from rotator.observation import (
     Stored,
     absorb,
 )
-from rotator.record import Record
+from rotator.core.record import Record
 from rotator.redaction import SecretValue
 
 POLICY = Policy(
@@ -111,12 +111,8 @@ class World:
         entry["live"] = False
         return False
 
-    def listing(self) -> tuple[SecretInfo, ...]:
-        return tuple(
-            SecretInfo(i, s["name"], True, False, False, 1)
-            for i, s in self.secrets.items()
-            if s["live"]
-        )
+    def listing(self) -> tuple[LiveSecret, ...]:
+        return tuple(LiveSecret(i, s["name"]) for i, s in self.secrets.items() if s["live"])
 
     # --- Vault KV v2 ---
     def read(self, path: str) -> tuple[object, int]:

@@ -21,13 +21,13 @@ from test_rotation import HMAC_KEY, HOOK_TOKEN, START, _wait, bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
 from rotator.config import VaultAuthSettings, VaultSettings
+from rotator.core.observation import RotateNow
 from rotator.daemon import Daemon
-from rotator.devserver import free_port
+from rotator.daemon.metrics import Metrics
+from rotator.demo.openbao import free_port
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 from rotator.errors import RotatorError
 from rotator.intercom import IntercomClient, RetryPolicy
-from rotator.metrics import Metrics
-from rotator.observation import RotateNow
 from rotator.reconciler import Reconciler
 from rotator.vault import Vault, VaultAuthError
 
@@ -335,9 +335,9 @@ def test_one_shot_commands_never_import_prometheus_client(setup):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "web: idle" in result.stdout
-    assert "rotator.commands" in result.stderr  # the import log is really there
+    assert "rotator.cli.verbs" in result.stderr  # the import log is really there
     assert "prometheus_client" not in result.stderr
-    assert "rotator.metrics" not in result.stderr
+    assert "rotator.daemon.metrics" not in result.stderr
 
 
 def test_metrics_follow_what_other_processes_did(world, metrics):

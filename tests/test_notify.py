@@ -23,11 +23,11 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from rotator.config import ConfigError, NotifySettings, parse_settings
-from rotator.devserver import free_port
+from rotator.core.observation import RotateNow
+from rotator.demo.openbao import free_port
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
-from rotator.hook_auth import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from rotator.notify import Notifier
-from rotator.observation import RotateNow
+from rotator.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 SLACK_PATH = "/services/T000/B000/slack-webhook-path-0123456789"
 

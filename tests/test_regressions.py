@@ -17,13 +17,13 @@ import pytest
 from test_rotation import START, World, bootstrap, make_settings
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
-from rotator import machine
 from rotator.config import ConfigError
+from rotator.core import machine
+from rotator.core.observation import ConsumerView, Failed, Observation, Policy, RotateNow
+from rotator.core.record import Phase, Record
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
-from rotator.intercom import IntercomClient, IntercomUnavailable, RetryPolicy
-from rotator.observation import ConsumerView, Failed, Observation, Policy, RotateNow
+from rotator.intercom import IntercomClient, IntercomUnavailable, Platforms, RetryPolicy
 from rotator.reconciler import Reconciler
-from rotator.record import Phase, Record
 from rotator.vault import Vault
 
 
@@ -127,7 +127,7 @@ def _plant_orphan(world: World) -> str:
     then its POST of N finally landed. N is in owned_names; the secret is live; nothing uses it."""
     name = "Production Web · rotator g1 0ff1ce"
     client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=world.emulator.url)
-    orphan = client.create_secret(name, world.target.platform_flags)
+    orphan = client.create_secret(name, Platforms.from_names(world.target.platforms))
     client.close()
     vault = Vault(world.settings.vault, environ=world.environ)
     key = f"{world.settings.vault.state_path}/{world.target.name}"
@@ -163,7 +163,7 @@ def test_a_foreign_consumer_secret_blocks_instead_of_deleting_the_previous(world
     the same pass: no confirmation, no grace, while services still sign with it."""
     previous = bootstrap(world)
     client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=world.emulator.url)
-    manual = client.create_secret("Hand made", world.target.platform_flags)
+    manual = client.create_secret("Hand made", Platforms.from_names(world.target.platforms))
     client.close()
     vault = Vault(world.settings.vault, environ=world.environ)
     current = vault.read(world.target.vault_path)
@@ -302,7 +302,7 @@ def test_a_confirmation_right_after_the_store_is_kept(world, monkeypatch):
         vault_path=world.target.vault_path,
     )
     bootstrap(world)
-    import rotator.reconciler as reconciler_module
+    import rotator.reconciler.reconciler as reconciler_module
 
     def crash_after_store(name: str) -> None:
         if name == "vault.after_store":
@@ -342,7 +342,7 @@ def test_confirm_with_an_empty_secret_id_is_refused(world, monkeypatch, capsys):
     """confirm --secret-id "" is a usage error that changes nothing. Scenario: A deploy script runs ``rotator confirm web --secret-id "$NEW_ID"`` with $NEW_ID unset.
     ``commands.confirm`` does ``secret_id or record.pending_id``: the empty id silently becomes
     "whatever is pending now", the rotation is confirmed and the old secret deleted at once."""
-    from rotator import commands
+    from rotator.cli import verbs as commands
 
     old = bootstrap(world)
     world.clock.advance(days=31)
@@ -392,7 +392,7 @@ def test_first_provisioning_with_a_late_orphan_completes(world, monkeypatch):
     refuses ("neither confirmed nor past its grace period", which can never become true in
     retiring) -> blocked; rotate-now resumes 'retiring' and blocks again. S1 never reached Vault
     and is safe to delete (rule 3 says: delete it)."""
-    import rotator.reconciler as reconciler_module
+    import rotator.reconciler.reconciler as reconciler_module
 
     gates_a = {"entered_create": threading.Event(), "release_create": threading.Event()}
     a = gated_reconciler(world, "paused-A", gates_a)

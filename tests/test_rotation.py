@@ -18,14 +18,14 @@ import pytest
 
 from rotator import failpoints
 from rotator.config import Settings, parse_settings
+from rotator.core.observation import RotateNow
+from rotator.core.record import Phase
 from rotator.daemon import Daemon
 from rotator.emulator import Token, user_hash
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
-from rotator.hook_auth import signature_headers
-from rotator.intercom import IntercomClient, RetryPolicy
-from rotator.observation import RotateNow
+from rotator.intercom import IntercomClient, Platforms, RetryPolicy
 from rotator.reconciler import Reconciler
-from rotator.record import Phase
+from rotator.signing import signature_headers
 from rotator.vault import Vault, VaultUnavailable
 
 HOOK_TOKEN = "hook-token-for-tests-0123456789"
@@ -92,7 +92,7 @@ class World:
         an operator would by hand; returns its id."""
         client = IntercomClient(INTERCOM_EMULATOR_TOKEN, base_url=self.emulator.url)
         try:
-            made = client.create_secret(name, self.target.platform_flags)
+            made = client.create_secret(name, Platforms.from_names(self.target.platforms))
         finally:
             client.close()
         stamp = int(self.clock().timestamp()) if created_at is None else created_at
@@ -481,7 +481,9 @@ def test_workspace_isolation_is_respected(world):
     """A target never deletes a secret of another workspace, even under its own name."""
     world.emulator.emulator.add_token(Token.parse("other-ws-token:read,write:other"))
     other = IntercomClient("other-ws-token", base_url=world.emulator.url)
-    foreign = other.create_secret("Production Web · rotator g1 abcdef", world.target.platform_flags)
+    foreign = other.create_secret(
+        "Production Web · rotator g1 abcdef", Platforms.from_names(world.target.platforms)
+    )
     other.close()
     bootstrap(world)
     world.reconciler().reconcile_target("web", RotateNow(emergency=True))

@@ -21,10 +21,10 @@ from test_regressions import gated_reconciler
 from test_rotation import bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
+from rotator.core.observation import RotateNow
 from rotator.emulator import Emulator, Token
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 from rotator.intercom import IntercomClient, Platforms
-from rotator.observation import RotateNow
 from rotator.vault import Vault
 
 ROTATOR = [sys.executable, "-m", "rotator"]

@@ -22,16 +22,17 @@ import pytest
 
 from rotator.config import ServerSettings
 from rotator.errors import PermanentError, TemporaryError
-from rotator.hook_auth import Rejected, ReplayCache, signature_headers
-from rotator.redaction import REDACTED, SecretValue
-from rotator.server import (
+from rotator.hook.app import (
     ConfirmOutcome,
     ConfirmRequest,
     ConfirmStatus,
     HookCredentials,
-    HttpServer,
     make_app,
 )
+from rotator.hook.auth import Rejected, ReplayCache
+from rotator.hook.server import HttpServer
+from rotator.redaction import REDACTED, SecretValue
+from rotator.signing import signature_headers
 
 TOKEN = "hook-bearer-token-5f2c9a7e1b3d"
 KEY = "hook-hmac-key-8d3e6b0a4c71f9"

@@ -45,7 +45,7 @@ from rotator.vault import (
     VaultRequestError,
     VaultUnavailable,
 )
-from rotator.vault_auth import TokenLease
+from rotator.vault.auth import TokenLease
 
 ALL_CAPS = '"create", "read", "update", "delete", "list"'
 # OpenBao insists on a CA for the Kubernetes API even when it is reached over plain HTTP, as our

@@ -6,6 +6,7 @@ with nothing due never talks to Intercom and should not pay for loading an HTTP 
 
 from typing import TYPE_CHECKING, Any
 
+from rotator.core.endpoints import resolve_base_url
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
     IntercomAuthError,
@@ -27,14 +28,9 @@ from rotator.intercom.models import (
 )
 
 if TYPE_CHECKING:
-    from rotator.intercom.client import (
-        DEFAULT_TIMEOUT,
-        IntercomClient,
-        RetryPolicy,
-        resolve_base_url,
-    )
+    from rotator.intercom.client import DEFAULT_TIMEOUT, IntercomClient, RetryPolicy
 
-_FROM_CLIENT = frozenset({"DEFAULT_TIMEOUT", "IntercomClient", "RetryPolicy", "resolve_base_url"})
+_FROM_CLIENT = frozenset({"DEFAULT_TIMEOUT", "IntercomClient", "RetryPolicy"})
 
 
 def __getattr__(name: str) -> Any:

@@ -34,6 +34,7 @@ import httpx
 import tenacity
 
 import rotator
+from rotator.core.endpoints import resolve_base_url
 from rotator.errors import RotatorError
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
@@ -43,7 +44,6 @@ from rotator.intercom.errors import (
     error_for_status,
 )
 from rotator.intercom.models import (
-    REGION_BASE_URLS,
     CreatedSecret,
     DeleteOutcome,
     Platforms,
@@ -380,24 +380,6 @@ def _tls_context() -> ssl.SSLContext:
     """One TLS context (the system's CA bundle, via httpx's defaults) for every client: building
     one loads the whole bundle, tens of milliseconds, which 1,000 targets would pay 1,000 times."""
     return httpx.create_ssl_context()
-
-
-def resolve_base_url(region: str, base_url: str | None) -> str:
-    """The API root for ``region``, or ``base_url`` when given (it wins)."""
-    if base_url:
-        url = httpx.URL(base_url)
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError(f"base_url must be an http(s) URL with a host, not {base_url!r}")
-        if url.query or url.fragment:
-            raise ValueError("base_url must not carry a query or fragment")
-        return str(url).rstrip("/")
-    try:
-        return REGION_BASE_URLS[region]
-    except KeyError:
-        raise ValueError(
-            f"unknown Intercom region {region!r}; choose from {sorted(REGION_BASE_URLS)} "
-            "or set base_url"
-        ) from None
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -11,25 +11,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, Region
 from rotator.redaction import SecretValue
 
-Region = Literal["us", "eu", "au"]
-
-#: The API host of each Intercom region (the contract's ``servers``).
-REGION_BASE_URLS: Mapping[str, str] = {
-    "us": "https://api.intercom.io",
-    "eu": "https://api.eu.intercom.io",
-    "au": "https://api.au.intercom.io",
-}
+__all__ = ["PLATFORM_NAMES", "REGION_BASE_URLS", "Region"]
 
 #: Scope Intercom requires to list secrets.
 READ_SCOPE = "read_secure_mode_secret"
 #: Scope Intercom requires to create or delete secrets.
 WRITE_SCOPE = "write_secure_mode_secret"
-
-PLATFORM_NAMES = ("web", "ios", "android")
 
 
 @dataclass(frozen=True, slots=True)

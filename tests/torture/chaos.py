@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from lab import Consumer, Lab, Target
 
-from rotator.devserver import free_port
+from rotator.demo.openbao import free_port
 from rotator.emulator import FaultSpec
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rotator.observation import Policy
-from rotator.record import Phase, Record
+from rotator.core.observation import Policy
+from rotator.core.record import Phase, Record
 
 
 def confirm(

@@ -1,6 +1,6 @@
 """Adopting an existing Intercom secret into a target's record: pure rules, no I/O.
 
-``rotator adopt`` (``rotator.adoption_command``) gathers the facts, writes the consumers' path,
+``rotator adopt`` (``rotator.cli.adopt``) gathers the facts, writes the consumers' path,
 then asks ``adopted`` for the record to persist with check-and-set. The rules:
 
 1. Never during a rotation: a record in ``creating``, ``awaiting_rollout`` or ``retiring`` (or
@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from rotator.record import Phase, Record
+from rotator.core.record import Phase, Record
 
 #: What Intercom issues: 256 random bits, base64url without padding.
 _MATERIAL = re.compile(r"[A-Za-z0-9_-]{43}")

@@ -9,7 +9,7 @@ missed runs becomes one), ``max_instances=1`` (passes never overlap) and a real
 SIGTERM or SIGINT: the pass in progress finishes its current step and persists (each Intercom
 client's retry sleep wakes up at once), the server stops, and the process exits 0.
 
-Metrics (``rotator.metrics``) hear of every persisted record as a listener of the reconciler;
+Metrics (``rotator.daemon.metrics``) hear of every persisted record as a listener of the reconciler;
 the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
 each target's state before its next transition. ``commands.run`` also hands their request hooks
 to the Vault adapter and the Intercom clients.
@@ -28,14 +28,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
+from rotator.core.record import Record
+from rotator.daemon.metrics import Metrics
 from rotator.errors import RotatorError, TemporaryError
-from rotator.hook_auth import HookCredentials
+from rotator.hook.app import ConfirmOutcome, ConfirmRequest, ConfirmStatus, make_app
+from rotator.hook.auth import HookCredentials
+from rotator.hook.server import HttpServer
 from rotator.logs import get_logger
-from rotator.metrics import Metrics
 from rotator.reconciler import Reconciler
-from rotator.record import Record
 from rotator.redaction import SecretValue
-from rotator.server import ConfirmOutcome, ConfirmRequest, ConfirmStatus, HttpServer, make_app
 
 log = get_logger()
 

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from rotator.config import TargetSettings
+from rotator.core.observation import ConsumerView
+from rotator.core.record import Phase, Record
 from rotator.durations import format_duration
-from rotator.observation import ConsumerView
-from rotator.record import Phase, Record
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ Two ways in, either one enough:
   is HMAC-SHA256(key, ``f"{timestamp}."`` + body). The signature is checked first, so only a
   holder of the key learns anything more specific than "invalid"; then the timestamp must be
   within ``window`` seconds of our clock, in either direction; then the signature must not have
-  been used already (a replay). Senders use ``sign`` or ``signature_headers``.
+  been used already (a replay). Senders use ``rotator.signing``.
 
 A request with an ``Authorization`` header is judged by that header alone: a wrong token is not
 forgiven by a signature beside it, which would double the guesses per request.
@@ -33,10 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from rotator.redaction import SecretValue
+from rotator.signing import SIGNATURE_HEADER, SIGNATURE_PREFIX, TIMESTAMP_HEADER, sign
 
-TIMESTAMP_HEADER = "X-Rotator-Timestamp"
-SIGNATURE_HEADER = "X-Rotator-Signature"
-SIGNATURE_PREFIX = "sha256="
 #: Enough for a burst of retries from many senders inside one 5-minute window.
 REPLAY_CAPACITY = 10_000
 
@@ -65,19 +63,6 @@ class Rejected(Exception):
         self.reason = reason
         self.message = message
         self.status = status
-
-
-def sign(key: str | bytes, timestamp: int, body: bytes) -> str:
-    """The ``X-Rotator-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
-    raw_key = key.encode() if isinstance(key, str) else key
-    digest = hmac.new(raw_key, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return SIGNATURE_PREFIX + digest
-
-
-def signature_headers(key: str | bytes, body: bytes, now: float) -> dict[str, str]:
-    """Both headers a sender adds to sign ``body`` at ``now``."""
-    timestamp = int(now)
-    return {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: sign(key, timestamp, body)}
 
 
 class ReplayCache:
@@ -198,12 +183,9 @@ def _invalid() -> Rejected:
 __all__ = [
     "REPLAY_CAPACITY",
     "SIGNATURE_HEADER",
-    "SIGNATURE_PREFIX",
     "TIMESTAMP_HEADER",
     "HookAuthenticator",
     "HookCredentials",
     "Rejected",
     "ReplayCache",
-    "sign",
-    "signature_headers",
 ]

@@ -266,7 +266,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from rotator import commands
+    from rotator.cli import verbs as commands
 
     ctx = commands.context(getattr(args, "config", None))
     if args.verb == "check-config":
@@ -283,14 +283,16 @@ def _engine(args: argparse.Namespace) -> int:
 
 
 def _adopt(args: argparse.Namespace) -> int:
-    from rotator import adoption_command, commands
+    from rotator.cli import adopt as adoption_command
+    from rotator.cli import verbs as commands
 
     ctx = commands.context(getattr(args, "config", None))
     return adoption_command.adopt(ctx, args.target, secret_id=args.secret_id, force=args.force)
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from rotator import adoption_command, commands
+    from rotator.cli import adopt as adoption_command
+    from rotator.cli import verbs as commands
 
     ctx = commands.context(getattr(args, "config", None))
     return adoption_command.doctor(ctx, args.target, as_json=args.json)

@@ -1,7 +1,8 @@
 """What the rotation machine is told (``Observation``) and what it answers (``Decision``).
 
 Plain frozen values, no behaviour beyond ``absorb``, which folds an action's result into the
-observation so the next step sees the world as it now is. See ``rotator.machine`` for the rules.
+observation so the next step sees the world as it now is. See ``rotator.core.machine`` for the
+rules.
 """
 
 from __future__ import annotations
@@ -9,11 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from rotator.intercom.models import SecretInfo
-from rotator.record import Record
+from rotator.core.record import Record
 from rotator.redaction import SecretValue
 
 # --- what the machine is told ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSecret:
+    """A secret an Intercom list answer showed: its id and name, all a decision needs."""
+
+    id: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,7 @@ class Observation:
     policy: Policy
     consumer: ConsumerView
     #: Intercom's live secrets; ``None`` when not gathered (see ``needs_intercom``).
-    intercom: tuple[SecretInfo, ...] | None
+    intercom: tuple[LiveSecret, ...] | None
     due: bool
     me: str
     #: Fresh random hex (>= 16 chars) for ids and name suffixes; the machine stays deterministic.
@@ -134,14 +142,7 @@ def absorb(obs: Observation, result: Result) -> Observation:
     """Fold an action's result into the observation, so the next step sees the world as it is
     now (a created secret is live, a deleted one is gone, the consumers' path was rewritten)."""
     if isinstance(result, Created):
-        info = SecretInfo(
-            id=result.secret_id,
-            name=result.name,
-            supports_web=False,
-            supports_ios=False,
-            supports_android=False,
-            created_at=result.created_at,
-        )
+        info = LiveSecret(id=result.secret_id, name=result.name)
         listed = None if obs.intercom is None else (*obs.intercom, info)
         return replace(obs, intercom=listed, result=result)
     if isinstance(result, Deleted):

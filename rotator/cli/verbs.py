@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from rotator.config import Settings, config_path, load_settings
+from rotator.core.observation import RotateNow
 from rotator.errors import PermanentError
-from rotator.observation import RotateNow
 from rotator.reconciler import (
     Reconciler,
     RecordListener,
@@ -35,7 +35,7 @@ class UsageError(PermanentError):
 
 
 class Observers(Protocol):
-    """What the daemon's metrics hear from the adapters (``rotator.metrics.Metrics``); named
+    """What the daemon's metrics hear from the adapters (``rotator.daemon.metrics.Metrics``); named
     here structurally so that the one-shot commands never import prometheus_client."""
 
     def intercom_request(self, operation: str, status: str, seconds: float) -> None: ...
@@ -215,7 +215,7 @@ def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
-    from rotator.status import render_json, render_table, target_status
+    from rotator.cli.status import render_json, render_table, target_status
 
     settings = ctx.settings()
     names = [target] if target else [t.name for t in settings.targets]
@@ -236,7 +236,7 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
 
 def run(ctx: Context) -> int:
     from rotator.daemon import Daemon
-    from rotator.metrics import Metrics
+    from rotator.daemon.metrics import Metrics
 
     settings = ctx.settings()
     stopping = threading.Event()

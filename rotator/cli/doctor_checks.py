@@ -25,12 +25,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from rotator.config import TargetSettings
+from rotator.core.observation import ConsumerView, RotateNow
+from rotator.core.record import Phase, Record
 from rotator.errors import RotatorError, TemporaryError
 from rotator.intercom import IntercomAuthError, IntercomPermissionError, SecretInfo
 from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
-from rotator.observation import ConsumerView, RotateNow
 from rotator.reconciler import Reconciler, TargetReport, consumer_view
-from rotator.record import Phase, Record
 
 Severity = Literal["ok", "warning", "error"]
 _RANK: Mapping[str, int] = {"ok": 0, "warning": 1, "error": 2}

@@ -24,7 +24,7 @@ import httpx
 
 from rotator.config import Settings, load_settings
 from rotator.daemon import Daemon
-from rotator.devserver import OpenBaoDevServer, free_port
+from rotator.demo.openbao import OpenBaoDevServer, free_port
 from rotator.emulator import Emulator, Token, user_hash
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler, client_factory_with

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from rotator.record import Lease
+from rotator.core.record import Lease
 
 
 class LeaseWatch:

@@ -41,7 +41,7 @@ from prometheus_client.registry import Collector
 
 import rotator
 from rotator.config import TargetSettings
-from rotator.record import Phase, Record
+from rotator.core.record import Phase, Record
 
 #: Seconds: quick API calls up to a read timeout.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

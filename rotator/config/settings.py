@@ -1,22 +1,19 @@
-"""rotator's configuration: a TOML file loaded into frozen, validated settings.
+"""rotator's configuration: frozen, validated settings (``rotator.config.loading`` reads them).
 
-The file is found at ``--config PATH``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``.
 Validation (pydantic) reports every error at once, each with the TOML key that caused it;
 unknown keys are errors, so a typo never silently falls back to a default. Secrets never sit in
 the file: Intercom tokens come from an environment variable (``token_env``) or a Vault path
 (``token_vault = "path#key"`` on the configured KV v2 mount).
 
 Durations are written as in ``rotator.durations`` (``30d``, ``24h``, ``90s``) and held as
-seconds; schedules as an interval or a 5-field cron line (``rotator.schedule``).
+seconds; schedules as an interval or a 5-field cron line (``rotator.config.schedule``).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 # pydantic scans every installed package's entry points for plugins on first use (tens of
@@ -29,19 +26,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
+from rotator.config.schedule import Schedule
+from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
 from rotator.durations import parse_duration
 from rotator.errors import PermanentError
-from rotator.intercom.models import PLATFORM_NAMES, REGION_BASE_URLS, Platforms
-from rotator.schedule import Schedule
 
-DEFAULT_PATH = Path("rotator.toml")
 _TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-CONFIG_ENV = "ROTATOR_CONFIG"
 
 
 class ConfigError(PermanentError):
@@ -290,7 +284,11 @@ class TargetSettings(_Model):
     @field_validator("platforms")
     @classmethod
     def _platforms(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        Platforms.from_names(value)  # raises with the reason
+        unknown = sorted(set(value) - set(PLATFORM_NAMES))
+        if unknown:
+            raise ValueError(f"unknown platform(s) {unknown}; choose from {list(PLATFORM_NAMES)}")
+        if not value:
+            raise ValueError("at least one platform (web, ios, android) must be enabled")
         return tuple(p for p in PLATFORM_NAMES if p in value)
 
     @field_validator("vault_path")
@@ -304,8 +302,6 @@ class TargetSettings(_Model):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
-        from rotator.intercom.client import resolve_base_url
-
         return None if value is None else resolve_base_url("us", value)
 
     @model_validator(mode="after")
@@ -316,10 +312,6 @@ class TargetSettings(_Model):
                 "(path#key in Vault); tokens are never written in the file"
             )
         return self
-
-    @property
-    def platform_flags(self) -> Platforms:
-        return Platforms.from_names(self.platforms)
 
     @property
     def endpoint(self) -> str:
@@ -393,63 +385,3 @@ def _paths_that_collide(settings: Settings) -> list[str]:
         if t.vault_path in tokens:
             problems.append(f"target {t.name}: vault_path {t.vault_path!r} holds a token")
     return problems
-
-
-def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path:
-    """``explicit``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``."""
-    env = os.environ if environ is None else environ
-    return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_PATH)
-
-
-def load_settings(path: Path) -> Settings:
-    """Read and validate ``path``; raises ``ConfigError`` listing every problem."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(
-            str(path),
-            [f"file not found (pass --config PATH or set ${CONFIG_ENV})"],
-        ) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(str(path), [f"cannot read the file: {e}"]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
-    return parse_settings(raw, source=str(path))
-
-
-def parse_settings(raw: dict[str, Any], source: str = "<config>") -> Settings:
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(source, [_describe(error, raw) for error in e.errors()]) from None
-
-
-def _describe(error: Any, raw: dict[str, Any]) -> str:
-    key = _key(error["loc"], raw)
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling and its [section])"
-    elif error["type"] == "missing":
-        message = "required"
-    return f"{key}: {message}" if key else message
-
-
-def _key(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
-    """``("targets", 0, "schedule")`` -> ``targets[0] (web).schedule``, the TOML way."""
-    parts: list[str] = []
-    node: Any = raw
-    for item in loc:
-        if isinstance(item, int):
-            label = f"[{item}]"
-            if isinstance(node, list) and item < len(node) and isinstance(node[item], dict):
-                name = node[item].get("name")
-                if isinstance(name, str):
-                    label += f" ({name})"
-            parts.append(label)
-            node = node[item] if isinstance(node, list) and item < len(node) else None
-        else:
-            if str(item).startswith(("function-", "function_")):
-                continue
-            parts.append(("." if parts else "") + str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return "".join(parts)

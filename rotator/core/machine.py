@@ -17,7 +17,7 @@ clock; fresh randomness (rotation ids, name suffixes) arrives in the observation
 The rules of PRODUCT.md, as this module keeps them:
 1. Nothing consumers may use is deleted unless the consumers' path holds the newer secret (read
    back, same fingerprint), it is live at Intercom, and it was confirmed, its grace elapsed, or
-   the rotation is an emergency (``rotator.safety.unsafe_to_delete``, before every delete).
+   the rotation is an emergency (``rotator.core.safety.unsafe_to_delete``, before every delete).
 2. Only what this target created (names recorded before the POST), adopted, or held as current
    is ever deleted; never the consumers' secret, never the last one. A secret someone else put
    at the consumers' path blocks the target instead of being guessed about.
@@ -33,8 +33,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from rotator.adoption import over_live
-from rotator.observation import (
+from rotator.core.adoption import over_live
+from rotator.core.observation import (
     ConsumerView,
     Create,
     Created,
@@ -49,8 +49,8 @@ from rotator.observation import (
     Store,
     Stored,
 )
-from rotator.record import HistoryEntry, Lease, Phase, Record
-from rotator.safety import live_ids, orphans, unsafe_to_delete
+from rotator.core.record import HistoryEntry, Lease, Phase, Record
+from rotator.core.safety import live_ids, orphans, unsafe_to_delete
 
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(hours=1)

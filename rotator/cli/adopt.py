@@ -9,7 +9,7 @@ know, which the next pass refuses with an explanation (run adopt again); the oth
 leave a record whose current secret consumers never received. The material is never printed:
 output names the id and its fingerprint.
 
-``doctor`` prints ``rotator.doctor``'s findings and exits 1 when any is an error.
+``doctor`` prints ``rotator.cli.doctor_checks``'s findings and exits 1 when any is an error.
 """
 
 from __future__ import annotations
@@ -20,14 +20,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
-from rotator.adoption import (
-    AdoptionRefused,
-    adopted,
-    in_progress,
-    material_warning,
-    valid_secret_id,
-)
-from rotator.commands import (
+from rotator.cli.verbs import (
     EXIT_NEEDS_OPERATOR,
     EXIT_OK,
     Context,
@@ -35,11 +28,18 @@ from rotator.commands import (
     close_reconciler,
 )
 from rotator.config import TargetSettings
+from rotator.core.adoption import (
+    AdoptionRefused,
+    adopted,
+    in_progress,
+    material_warning,
+    valid_secret_id,
+)
+from rotator.core.record import Record
 from rotator.errors import TemporaryError
 from rotator.intercom import SecretInfo
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler, consumer_view
-from rotator.record import Record
 from rotator.redaction import SecretValue
 from rotator.vault import CasConflict
 
@@ -250,7 +250,7 @@ def _record(
 
 
 def doctor(ctx: Context, name: str | None, *, as_json: bool) -> int:
-    from rotator import doctor as checks
+    from rotator.cli import doctor_checks as checks
 
     settings = ctx.settings()
     names = [settings.target(name).name] if name else [t.name for t in settings.targets]

@@ -1,14 +1,14 @@
 """The rules that guard every delete (PRODUCT.md rules 1 and 2), as pure functions.
 
-``rotator.machine`` asks ``unsafe_to_delete`` before each ``Delete`` it decides, and only ever
+``rotator.core.machine`` asks ``unsafe_to_delete`` before each ``Delete`` it decides, and only ever
 puts on ``old_ids`` what ``owned`` accepts. Orphans are the narrowest class of all: a secret
 under a name this target recorded before a create, whose material never reached Vault.
 """
 
 from __future__ import annotations
 
-from rotator.observation import Observation
-from rotator.record import Record
+from rotator.core.observation import Observation
+from rotator.core.record import Record
 
 
 def live_ids(obs: Observation) -> set[str]:

@@ -40,16 +40,13 @@ from rotator.config import VaultAuthSettings
 from rotator.errors import PermanentError, RotatorError, TemporaryError
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue
+from rotator.vault.errors import VaultAuthError
 
 T = TypeVar("T")
 
 DEFAULT_MOUNT_POINTS: Final = {"token": "token", "approle": "approle", "kubernetes": "kubernetes"}
 
 log = get_logger()
-
-
-class VaultAuthError(PermanentError):
-    """rotator cannot log in to Vault, or its static token is no longer valid."""
 
 
 class Runner(Protocol):

@@ -23,16 +23,11 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from rotator import machine
 from rotator.config import Settings, TargetSettings
-from rotator.confirmation import confirm as confirm_rollout
-from rotator.errors import PermanentError, RotatorError, TemporaryError
-from rotator.failpoints import FailpointError, failpoint
-from rotator.intercom.errors import CreateOutcomeUnknown
-from rotator.intercom.models import SecretInfo
-from rotator.lease import LeaseWatch
-from rotator.logs import bind_context, clear_context, get_logger
-from rotator.observation import (
+from rotator.core import machine
+from rotator.core.confirmation import confirm as confirm_rollout
+from rotator.core.lease import LeaseWatch
+from rotator.core.observation import (
     Action,
     ConsumerView,
     Create,
@@ -41,6 +36,7 @@ from rotator.observation import (
     Delete,
     Deleted,
     Failed,
+    LiveSecret,
     Observation,
     Policy,
     Result,
@@ -49,7 +45,12 @@ from rotator.observation import (
     Stored,
     absorb,
 )
-from rotator.record import Phase, Record
+from rotator.core.record import Phase, Record
+from rotator.errors import PermanentError, RotatorError, TemporaryError
+from rotator.failpoints import FailpointError, failpoint
+from rotator.intercom.errors import CreateOutcomeUnknown
+from rotator.intercom.models import Platforms
+from rotator.logs import bind_context, clear_context, get_logger
 from rotator.redaction import SecretValue
 from rotator.vault import CasConflict, KVEntry, Vault
 
@@ -124,7 +125,7 @@ class Ask:
 
 @dataclass(frozen=True, slots=True)
 class ConfirmResult:
-    status: str  # rotator.confirmation's statuses
+    status: str  # rotator.core.confirmation's statuses
     message: str
     rotation_id: str | None = None
     secret_id: str | None = None
@@ -404,9 +405,10 @@ class Reconciler:
         entry = self.vault.read(target.vault_path)
         return consumer_view(entry)
 
-    def _list(self, target: TargetSettings) -> tuple[tuple[SecretInfo, ...] | None, Failed | None]:
+    def _list(self, target: TargetSettings) -> tuple[tuple[LiveSecret, ...] | None, Failed | None]:
         try:
-            return tuple(self.client(target).list_secrets()), None
+            listed = self.client(target).list_secrets()
+            return tuple(LiveSecret(s.id, s.name) for s in listed), None
         except RotatorError as e:
             self._forget_client_after(target, e)
             return None, _failure(e)
@@ -452,7 +454,9 @@ class Reconciler:
         try:
             if isinstance(action, Create):
                 failpoint("intercom.before_create")
-                created = self.client(target).create_secret(action.name, target.platform_flags)
+                created = self.client(target).create_secret(
+                    action.name, Platforms.from_names(target.platforms)
+                )
                 failpoint("intercom.after_create")
                 return Created(
                     secret_id=created.info.id,

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 Every public method is one logical operation on ``<mount>/<path>``, run by ``_call``:
 
-1. The ``TokenKeeper`` (``rotator.vault_auth``) logs in on first use, renews the token once
+1. The ``TokenKeeper`` (``rotator.vault.auth``) logs in on first use, renews the token once
    less than a third of its TTL remains, and logs in again when renewal is impossible.
 2. The request runs under a tenacity loop (``attempts`` in all, exponential backoff with full
    jitter, injected sleep) that repeats only what may pass: connection errors and timeouts, 429,
@@ -20,7 +20,7 @@ version ``cas + 1`` holding exactly our data means it happened; version ``cas`` 
 and it is sent again (at most ``attempts`` sends); anything else means another writer won, which
 is a ``CasConflict`` like any other.
 
-This module and its credential half, ``rotator.vault_auth``, are the only ones in rotator that
+This module and its credential half, ``rotator.vault.auth``, are the only ones in rotator that
 import hvac or requests. Their exceptions never leave; each is wrapped ``from`` the original::
 
     RotatorError
@@ -56,20 +56,17 @@ import requests.exceptions
 import tenacity
 
 from rotator.config import VaultSettings
-from rotator.errors import PermanentError, RotatorError, TemporaryError
+from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, scrub
-from rotator.vault_auth import LoginSource, TokenKeeper, VaultAuthError, json_object
-
-__all__ = [
-    "CasConflict",
-    "KVEntry",
-    "Vault",
-    "VaultAuthError",
-    "VaultPermissionError",
-    "VaultRequestError",
-    "VaultUnavailable",
-]
+from rotator.vault.auth import LoginSource, TokenKeeper, json_object
+from rotator.vault.errors import (
+    CasConflict,
+    VaultAuthError,
+    VaultPermissionError,
+    VaultRequestError,
+    VaultUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -122,26 +119,6 @@ Observe = Callable[[str, str, float], None]
 # The HTTP status of the latest answer the adapter received, per thread: hvac hands the caller
 # a dict or an exception, not the status, and a read's 404 is folded into an empty entry.
 _answer = threading.local()
-
-
-class VaultUnavailable(TemporaryError):
-    """Vault could not serve: unreachable, timed out, rate limited, 5xx, sealed or standby."""
-
-
-class VaultPermissionError(PermanentError):
-    """Vault refused an operation on a path even with a fresh token."""
-
-
-class VaultRequestError(PermanentError):
-    """Vault refused a request for another reason, or answered what Vault would not."""
-
-
-class CasConflict(RotatorError):
-    """A check-and-set write lost: another writer changed ``path`` first. Re-read, decide again."""
-
-    def __init__(self, message: str, *, path: str) -> None:
-        super().__init__(message, status=400, operation="write")
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,47 @@
+"""rotator's configuration: the TOML file, its validated settings, and schedules.
+
+``settings`` holds the frozen models with their rules, ``loading`` finds and reads the file,
+``schedule`` computes due times.
+"""
+
+from rotator.config.loading import (
+    CONFIG_ENV,
+    DEFAULT_PATH,
+    config_path,
+    load_settings,
+    parse_settings,
+)
+from rotator.config.settings import (
+    NOTIFY_EVENTS,
+    ConfigError,
+    DaemonSettings,
+    NotifyEvent,
+    NotifySettings,
+    ServerSettings,
+    Settings,
+    TargetSettings,
+    UnknownTargetError,
+    VaultAuthSettings,
+    VaultSettings,
+    WebhookSettings,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_PATH",
+    "NOTIFY_EVENTS",
+    "ConfigError",
+    "DaemonSettings",
+    "NotifyEvent",
+    "NotifySettings",
+    "ServerSettings",
+    "Settings",
+    "TargetSettings",
+    "UnknownTargetError",
+    "VaultAuthSettings",
+    "VaultSettings",
+    "WebhookSettings",
+    "config_path",
+    "load_settings",
+    "parse_settings",
+]
