@@ -8,6 +8,8 @@ Every failure that crosses a module boundary is one of these; the libraries' own
     ├── OutcomeUnknownError           a side effect may or may not have happened: observe the
     │                                 world (e.g. list secrets) before doing anything else
     └── PermanentError                retrying will not help: an operator must act
+        └── LocalError                only this process is wrong (a missing variable, another
+                                      workspace's token): it fails, the shared record is untouched
 
 Adapters subclass these (``rotator.intercom.errors`` for Intercom). Messages are written for
 the operator who reads them in ``status`` or a log line: what happened and what to do. They never
@@ -68,3 +70,9 @@ class OutcomeUnknownError(RotatorError):
 
 class PermanentError(RotatorError):
     """A failure that retrying will not fix."""
+
+
+class LocalError(PermanentError):
+    """A problem of this process alone: a missing variable, an unreadable file, a token that
+    reaches another workspace. It fails this process (an exit code, a log line, not ready) and
+    never changes the shared record, where it would stop every other process too."""

@@ -197,6 +197,9 @@ class Notifier:
                 if notification.event in hook.events:
                     self._enqueue(_Delivery(index, notification))
 
+    def on_seen(self, record: Record | None, target: TargetSettings, error: str | None) -> None:
+        """What passes read tells nothing new: notifications follow persisted transitions."""
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued was delivered or given up; False if time ran out."""
         wait = self.settings.flush_timeout if timeout is None else timeout

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from rotator.core import machine
+from rotator.core import machine, transitions
 from rotator.core.confirmation import confirm
 from rotator.core.observation import (
+    LIST_LAG_TOLERANCE,
     ConsumerView,
     Create,
     Created,
@@ -24,7 +25,7 @@ from rotator.core.observation import (
     Stored,
     absorb,
 )
-from rotator.core.record import Lease, Phase, Record, RecordError
+from rotator.core.record import Binding, Lease, Phase, Record, RecordError, Request
 from rotator.redaction import SecretValue
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -89,6 +90,12 @@ def in_flight(record: Record, **changes) -> Observation:
     return observe(record, consumer=stored_view(record), intercom=live_new(record), **changes)
 
 
+def confirmed(record: Record, policy: Policy = POLICY, **kwargs):
+    """``confirm`` as the hook or CLI runs it, the consumers' path holding the new secret."""
+    args = {"secret_id": "101", "rotation_id": None, "via": "cli", "now": NOW, **kwargs}
+    return confirm(record, policy, stored_view(record), **args)
+
+
 # --- the happy path --------------------------------------------------------------------------
 
 
@@ -146,9 +153,7 @@ def test_a_read_back_that_does_not_match_is_retried_later():
 @pytest.mark.parametrize("via", ["hook:bearer", "cli"])
 def test_confirmation_retires_the_old_secret(via):
     """A confirmation for this secret moves to retiring and deletes the old one."""
-    record, status, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via=via, now=NOW
-    )
+    record, status, _ = confirmed(awaiting(), via=via)
     assert status == "confirmed"
     decision = machine.step(record, in_flight(record), NOW)
     assert decision.record.phase is Phase.RETIRING
@@ -157,9 +162,7 @@ def test_confirmation_retires_the_old_secret(via):
 
 def test_retiring_completes_the_rotation():
     """Once the old secret is deleted the new one is current, history grows, material goes."""
-    record, _, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
-    )
+    record, _, _ = confirmed(awaiting())
     retiring = machine.step(record, in_flight(record), NOW).record
     later = NOW + timedelta(minutes=5)
     done = machine.step(retiring, absorb(in_flight(retiring), Deleted("100")), later).record
@@ -256,12 +259,14 @@ def test_an_unnamed_stranger_is_never_an_orphan():
     assert isinstance(decision.action, Create)
 
 
-def test_a_pending_secret_deleted_elsewhere_is_replaced():
-    """If the new secret vanished at Intercom before it was stored, create another."""
+def test_a_committed_secret_a_list_omits_is_stored_not_replaced():
+    """A list that does not show the new secret proves nothing (lists lag): its material is
+    committed, so it is stored, never judged vanished and created again."""
     record = created()
     decision = machine.step(record, observe(record, intercom=(OLD,)), NOW)
-    assert isinstance(decision.action, Create)
-    assert decision.record.pending_id is None
+    assert decision.action == Store(cas=3)
+    assert decision.record.pending_id == "101"
+    assert "101" in decision.record.known_ids
 
 
 def test_a_resumed_creating_phase_stores_the_committed_secret():
@@ -278,7 +283,6 @@ def test_a_resumed_creating_phase_stores_the_committed_secret():
     ("consumer", "intercom", "problem"),
     [
         (ConsumerView(intercom_id="100", fingerprint="sha256:old", version=4), None, "holds it"),
-        (None, (OLD,), "not live at Intercom"),
         (
             ConsumerView(intercom_id="101", fingerprint="sha256:tampered", version=4),
             None,
@@ -287,11 +291,9 @@ def test_a_resumed_creating_phase_stores_the_committed_secret():
     ],
 )
 def test_delete_is_refused_when_a_rule_would_break(consumer, intercom, problem):
-    """Consumers still on the old secret, a dead replacement, or a mismatched copy: blocked."""
-    record, _, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
-    )
-    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("100",))
+    """Consumers still on the old secret, or a mismatched copy of the new one: blocked."""
+    record, _, _ = confirmed(awaiting())
+    retiring = replace(record, phase=Phase.RETIRING, old_ids=("100",))
     obs = in_flight(retiring)
     obs = replace(obs, consumer=consumer or obs.consumer, intercom=intercom or obs.intercom)
     decision = machine.step(retiring, obs, NOW)
@@ -302,11 +304,9 @@ def test_delete_is_refused_when_a_rule_would_break(consumer, intercom, problem):
 
 def test_a_secret_it_does_not_own_is_never_deleted():
     """An id on old_ids that it neither created, adopted nor held is refused."""
-    record, _, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
-    )
+    record, _, _ = confirmed(awaiting())
     foreign = LiveSecret("999", "Somebody else's")
-    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("999",))
+    retiring = replace(record, phase=Phase.RETIRING, old_ids=("999",))
     obs = replace(in_flight(retiring), intercom=(*live_new(retiring), foreign))
     decision = machine.step(retiring, obs, NOW)
     assert decision.action is None
@@ -315,11 +315,9 @@ def test_a_secret_it_does_not_own_is_never_deleted():
 
 def test_an_adopted_secret_may_be_retired():
     """Ids listed in the target's adopt setting count as its own."""
-    record, _, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
-    )
+    record, _, _ = confirmed(awaiting())
     adopted = LiveSecret("77", "Legacy")
-    retiring = record.evolve(phase=Phase.RETIRING, old_ids=("77",))
+    retiring = replace(record, phase=Phase.RETIRING, old_ids=("77",))
     obs = replace(
         in_flight(retiring),
         intercom=(*live_new(retiring), adopted),
@@ -330,7 +328,7 @@ def test_an_adopted_secret_may_be_retired():
 
 def test_unconfirmed_rotation_never_deletes():
     """Even with retiring forced into the record, nothing is deleted before confirm or grace."""
-    retiring = awaiting().evolve(phase=Phase.RETIRING, old_ids=("100",))
+    retiring = replace(awaiting(), phase=Phase.RETIRING, old_ids=("100",))
     decision = machine.step(retiring, in_flight(retiring), NOW)
     assert decision.action is None
     assert "neither confirmed nor past its grace" in decision.record.blocked_reason
@@ -389,7 +387,7 @@ def test_a_server_requested_delay_is_respected():
 
 def test_a_live_lease_of_another_process_stops_actions():
     """With someone else's live lease nothing is done."""
-    record = idle().evolve(lease=Lease("other", "n1", 60))
+    record = replace(idle(), lease=Lease("other", "n1", 60))
     decision = machine.step(record, observe(record, due=True, lease_free=False), NOW)
     assert decision.action is None
     assert "other holds the lease" in decision.reason
@@ -420,24 +418,18 @@ def test_rotate_now_joins_a_rotation_in_progress():
 def test_confirm_must_name_the_pending_secret_or_rotation(kwargs, status):
     """Only a confirmation naming this rotation's secret (or id) counts."""
     args = {"secret_id": None, "rotation_id": None, **kwargs}
-    record, got, _ = confirm(awaiting(), POLICY, via="hook:bearer", now=NOW, **args)
+    record, got, _ = confirmed(awaiting(), via="hook:bearer", **args)
     assert got == status
     assert (record is not None) is (status == "confirmed")
 
 
 def test_confirm_refusals():
     """Not awaiting, grace-only policy, and repeats are refused without a change."""
-    assert (
-        confirm(idle(), POLICY, secret_id="100", rotation_id=None, via="x", now=NOW)[1]
-        == "not_awaiting"
-    )
+    assert confirmed(idle(), secret_id="100")[1] == "not_awaiting"
     grace = replace(POLICY, confirmation="grace")
-    assert (
-        confirm(awaiting(), grace, secret_id="101", rotation_id=None, via="x", now=NOW)[1]
-        == "policy_refuses"
-    )
-    once, _, _ = confirm(awaiting(), POLICY, secret_id="101", rotation_id=None, via="x", now=NOW)
-    again, status, _ = confirm(once, POLICY, secret_id="101", rotation_id=None, via="x", now=NOW)
+    assert confirmed(awaiting(), grace)[1] == "policy_refuses"
+    once, _, _ = confirmed(awaiting())
+    again, status, _ = confirmed(once)
     assert (again, status) == (None, "already_confirmed")
 
 
@@ -469,9 +461,7 @@ def test_intercom_is_listed_only_when_a_decision_needs_it(record, due, command, 
 
 def test_record_round_trips_through_storage_with_its_material():
     """to_storage/from_storage keep every field; the material comes back as a SecretValue."""
-    record, _, _ = confirm(
-        awaiting(), POLICY, secret_id="101", rotation_id=None, via="cli", now=NOW
-    )
+    record, _, _ = confirmed(awaiting())
     stored = record.to_storage()
     assert stored["pending_secret"] == NEW_SECRET.reveal()
     assert Record.from_storage(stored) == record
@@ -486,3 +476,186 @@ def test_unknown_schema_or_damage_is_refused_without_quoting_material():
     with pytest.raises(RecordError, match="damaged") as caught:
         Record.from_storage({**data, "phase": "exploded"})
     assert NEW_SECRET.reveal() not in str(caught.value)
+
+
+# --- lagging lists, shared clocks, durable requests, workspaces (issue 9) ----------------------
+
+
+def test_retiring_deletes_the_old_secret_even_when_the_list_omits_it():
+    """Absence from a list proves nothing: the old secret gets its DELETE, and only Intercom's
+    answer (204 or 404) takes it off the list of secrets to retire."""
+    record, _, _ = confirmed(awaiting())
+    decision = machine.step(record, replace(in_flight(record), intercom=()), NOW)
+    assert decision.action == Delete("100")
+    lost = machine.step(
+        decision.record, in_flight(decision.record, result=Failed("timeout", permanent=False)), NOW
+    )
+    assert lost.record.old_ids == ("100",), "a lost answer leaves the secret to retire"
+    done = machine.step(decision.record, absorb(in_flight(decision.record), Deleted("100")), NOW)
+    assert done.record.history[-1].retired_ids == ("100",)
+
+
+def test_history_names_only_secrets_intercom_said_are_gone():
+    """retired_ids holds exactly the ids whose DELETE was answered, orphans included."""
+    record, name = started()
+    orphan = LiveSecret("150", name)
+    swept = machine.step(record, observe(record, intercom=(OLD, orphan)), NOW)
+    after = machine.step(
+        swept.record, absorb(observe(swept.record, intercom=(OLD, orphan)), Deleted("150")), NOW
+    )
+    assert after.record.retired_ids == ("150",)
+    assert isinstance(after.action, Create)
+
+
+def test_a_confirmation_is_void_once_the_secret_is_stored_again():
+    """Storing again (after a block) clears the confirmation recorded for the earlier store."""
+    record, _, _ = confirmed(awaiting())
+    assert record.confirmed_at is not None
+    moved = replace(in_flight(record), consumer=ConsumerView(intercom_id="100", version=9))
+    blocked = machine.step(record, moved, NOW).record
+    assert blocked.phase is Phase.BLOCKED
+    resumed = machine.step(blocked, replace(moved, command=RotateNow()), NOW)
+    assert resumed.record.phase is Phase.CREATING
+    assert resumed.record.confirmed_at is None
+    assert resumed.action == Store(cas=9)
+    restored = machine.step(
+        resumed.record, absorb(in_flight(resumed.record), Stored(stored_view(record))), NOW
+    )
+    assert restored.action is None, "the old secret was retired on a stale confirmation"
+    assert restored.record.phase is Phase.AWAITING_ROLLOUT
+
+
+def test_a_confirmation_before_the_store_is_refused():
+    """In creating, with the consumers' path still on the old secret, confirm changes nothing."""
+    record = created()
+    old_view = observe(record).consumer
+    updated, status, message = confirm(
+        record, POLICY, old_view, secret_id="101", rotation_id=None, via="cli", now=NOW
+    )
+    assert (updated, status) == (None, "not_awaiting")
+    assert "not at the consumers' Vault path yet" in message
+
+
+def test_a_store_not_yet_recorded_is_recorded_by_the_confirmation():
+    """If the consumers' path already holds the new secret (its writer died before recording
+    it), confirm records the store, then the confirmation, in one record."""
+    record = created()
+    updated, status, _ = confirm(
+        record, POLICY, stored_view(record), secret_id="101", rotation_id=None, via="c", now=NOW
+    )
+    assert status == "confirmed"
+    assert updated is not None
+    assert updated.phase is Phase.AWAITING_ROLLOUT
+    assert (updated.stored_at, updated.confirmed_at) == (NOW, NOW)
+
+
+def test_the_deadline_is_the_grace_after_the_store_on_the_clock_passed_in():
+    """The grace runs from the store's read-back on the clock passed in (Vault's), and is
+    judged on that clock again."""
+    record = created()
+    at = NOW - timedelta(minutes=10)
+    waiting = machine.step(
+        record, absorb(in_flight(record), Stored(stored_view(record))), at
+    ).record
+    assert waiting.deadline == at + POLICY.grace_period
+    early = machine.step(waiting, in_flight(waiting), at + timedelta(minutes=59))
+    assert early.action is None
+    late = machine.step(waiting, in_flight(waiting), at + timedelta(minutes=60))
+    assert late.action == Delete("100")
+    assert late.record.confirmed_by == "grace"
+
+
+def test_a_request_in_the_record_is_served_by_any_pass():
+    """A rotate-now recorded by a process that then failed is served by the next pass of any
+    process, emergency included, once any backoff is over."""
+    asked = replace(
+        idle(),
+        request=Request(emergency=True, by="cli", at=NOW),
+        attempts=1,
+        retry_at=NOW + timedelta(seconds=10),
+        last_error="503",
+    )
+    assert machine.needs_intercom(asked, due=False, command=None, now=NOW) is False
+    waiting = machine.step(asked, observe(asked), NOW)
+    assert waiting.action is None
+    assert waiting.record.request is not None
+    later = NOW + timedelta(seconds=11)
+    assert machine.needs_intercom(asked, due=False, command=None, now=later)
+    served = machine.step(asked, observe(asked), later)
+    assert isinstance(served.action, Create)
+    assert served.record.emergency
+    assert served.record.request is None
+
+
+def test_a_request_during_a_rotation_joins_it():
+    """A recorded emergency request during a rotation makes that rotation retire at once."""
+    record = replace(awaiting(), request=Request(emergency=True, by="cli", at=NOW))
+    decision = machine.step(record, in_flight(record), NOW)
+    assert decision.action == Delete("100")
+    assert decision.record.request is None
+    assert decision.record.generation == 1
+
+
+def test_the_binding_is_stamped_on_every_record_written():
+    """Every record a pass writes carries the workspace of the process that wrote it."""
+    mine = Binding("https://api.intercom.io", "token:abc")
+    decision = machine.step(idle(), observe(idle(), due=True, binding=mine), NOW)
+    assert decision.record.binding == mine
+
+
+def test_a_blocked_adoption_resumes_or_gives_way_to_a_rotation():
+    """An adoption blocked because consumers no longer hold its secret: rotate-now drops it and
+    starts a rotation (it never asks to store material the record does not have)."""
+    adopting = transitions.adopting(
+        idle(), "77", now=NOW, grace=timedelta(hours=1), rotation_id="adopt-1"
+    )
+    blocked = transitions.blocked(adopting, "consumers' path changed")
+    obs = observe(blocked, intercom=(OLD, LiveSecret("77", "Legacy")), command=RotateNow())
+    decision = machine.step(blocked, obs, NOW)
+    assert isinstance(decision.action, Create)
+    assert "77" in decision.record.known_ids
+    assert not decision.record.adoption
+
+
+def test_the_consumers_secret_missing_from_one_list_is_not_drift():
+    """rotate_on_drift rotates only once the consumers' secret has stayed unlisted longer than
+    lists lag; one list that omits it starts nothing."""
+    policy = replace(POLICY, watch_drift=True)
+    first = machine.step(idle(), observe(idle(), intercom=(), policy=policy), NOW)
+    assert first.action is None
+    assert first.record.consumer_absent_since == NOW
+    soon = NOW + LIST_LAG_TOLERANCE - timedelta(seconds=1)
+    assert (
+        machine.step(first.record, observe(first.record, intercom=(), policy=policy), soon).action
+        is None
+    )
+    late = NOW + LIST_LAG_TOLERANCE
+    rotated = machine.step(first.record, observe(first.record, intercom=(), policy=policy), late)
+    assert isinstance(rotated.action, Create)
+    seen = machine.step(first.record, observe(first.record, policy=policy), soon)
+    assert seen.record.consumer_absent_since is None
+
+
+def test_a_new_secret_unlisted_for_long_blocks_the_retirement():
+    """The new secret missing from lists for longer than they lag blocks (was it deleted?);
+    missing from one list changes nothing."""
+    record, _, _ = confirmed(awaiting())
+    blind = replace(in_flight(record), intercom=(OLD,))
+    once = machine.step(record, blind, NOW)
+    assert once.action == Delete("100")
+    stale = replace(record, pending_absent_since=NOW - LIST_LAG_TOLERANCE)
+    decision = machine.step(stale, blind, NOW)
+    assert decision.record.phase is Phase.BLOCKED
+    assert "has not listed the new secret" in decision.record.blocked_reason
+
+
+def test_a_record_of_the_previous_schema_is_read():
+    """A version 1 record (before requests and bindings) is read as unbound, nothing asked."""
+    data = created().to_storage()
+    for key in ("request", "binding", "adoption", "retired_ids", "pending_absent_since"):
+        data.pop(key)
+    data["schema_version"] = 1
+    record = Record.from_storage(data)
+    assert record.binding is None
+    assert record.request is None
+    assert record.pending_id == "101"

@@ -107,6 +107,7 @@ def test_a_scrape_follows_a_rotation_from_seed_to_retirement(world, metrics):
     daemon = Daemon(
         world.settings,
         reconciler,
+        reconciler.vault,
         environ=world.environ,
         clock=lambda: clock().timestamp(),
         metrics=metrics,
@@ -228,7 +229,7 @@ def test_failures_blocks_and_backoff_are_counted(world, metrics):
     assert value(registry_samples(metrics), "rotator_backoff_seconds", target="web") == 6
 
     world.emulator.set_faults("")
-    world.environ["INTERCOM_TOKEN"] = "revoked-token-0123456789"
+    world.emulator.revoke_token(INTERCOM_EMULATOR_TOKEN)
     reconciler.close()  # the cached client holds the old token
     world.clock.advance(minutes=5)
     assert reconciler.reconcile_all()[0].phase == "blocked"
@@ -335,7 +336,7 @@ def test_one_shot_commands_never_import_prometheus_client(setup):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "web: idle" in result.stdout
-    assert "rotator.cli.verbs" in result.stderr  # the import log is really there
+    assert "rotator.cli.rotate" in result.stderr  # the import log is really there
     assert "prometheus_client" not in result.stderr
     assert "rotator.daemon.metrics" not in result.stderr
 

@@ -110,7 +110,7 @@ def test_stored_retired_and_blocked_arrive_signed(world, receiver):
     """Each event arrives once, as JSON with ids and reason, signed as the confirm hook checks."""
     told = notifier(world, {"url": receiver.url, "hmac_key_env": "NOTIFY_HMAC"})
     old, new = rotate_and_retire(world, told)
-    world.environ["INTERCOM_TOKEN"] = "revoked-token-0123456789"
+    world.emulator.revoke_token(INTERCOM_EMULATOR_TOKEN)
     world.clock.advance(days=31)
     assert world.reconciler(listeners=[told]).reconcile_all()[0].phase == "blocked"
     assert told.close(timeout=10)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -134,7 +135,7 @@ def _plant_orphan(world: World) -> str:
     entry = vault.read(key)
     record = Record.from_storage(entry.data)
     vault.write(
-        key, record.evolve(owned_names=record.remember_name(name)).to_storage(), cas=entry.version
+        key, replace(record, owned_names=record.remember_name(name)).to_storage(), cas=entry.version
     )
     vault.close()
     return orphan.info.id
@@ -302,7 +303,7 @@ def test_a_confirmation_right_after_the_store_is_kept(world, monkeypatch):
         vault_path=world.target.vault_path,
     )
     bootstrap(world)
-    import rotator.reconciler.reconciler as reconciler_module
+    import rotator.reconciler.store as reconciler_module
 
     def crash_after_store(name: str) -> None:
         if name == "vault.after_store":
@@ -342,15 +343,15 @@ def test_confirm_with_an_empty_secret_id_is_refused(world, monkeypatch, capsys):
     """confirm --secret-id "" is a usage error that changes nothing. Scenario: A deploy script runs ``rotator confirm web --secret-id "$NEW_ID"`` with $NEW_ID unset.
     ``commands.confirm`` does ``secret_id or record.pending_id``: the empty id silently becomes
     "whatever is pending now", the rotation is confirmed and the old secret deleted at once."""
-    from rotator.cli import verbs as commands
+    from rotator.cli import context, rotate
 
     old = bootstrap(world)
     world.clock.advance(days=31)
     world.reconciler().reconcile_all()
     assert world.record().phase is Phase.AWAITING_ROLLOUT
-    monkeypatch.setattr(commands.Context, "settings", lambda _self: world.settings)
-    with pytest.raises(commands.UsageError, match="--secret-id is empty"):
-        commands.confirm(commands.Context(None, world.environ), "web", secret_id="")
+    monkeypatch.setattr(context.Context, "settings", lambda _self: world.settings)
+    with pytest.raises(context.UsageError, match="--secret-id is empty"):
+        rotate.confirm(context.Context(None, world.environ), "web", secret_id="")
     assert world.record().confirmed_at is None
     assert old in world.live()
 
@@ -392,7 +393,7 @@ def test_first_provisioning_with_a_late_orphan_completes(world, monkeypatch):
     refuses ("neither confirmed nor past its grace period", which can never become true in
     retiring) -> blocked; rotate-now resumes 'retiring' and blocks again. S1 never reached Vault
     and is safe to delete (rule 3 says: delete it)."""
-    import rotator.reconciler.reconciler as reconciler_module
+    import rotator.reconciler.store as reconciler_module
 
     gates_a = {"entered_create": threading.Event(), "release_create": threading.Event()}
     a = gated_reconciler(world, "paused-A", gates_a)

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from rotator import failpoints
+from rotator.cli.context import Parts
 from rotator.config import Settings, parse_settings
 from rotator.core.observation import RotateNow
 from rotator.core.record import Phase
@@ -72,6 +73,11 @@ class World:
         )
         self.reconcilers.append(reconciler)
         return reconciler
+
+    def parts(self, **kwargs: Any) -> Parts:
+        """What the CLI verbs work with (``rotator.cli.context.Parts``), on this world."""
+        reconciler = self.reconciler(**kwargs)
+        return Parts(self.settings, reconciler.vault, reconciler)
 
     @property
     def target(self):
@@ -230,7 +236,11 @@ def test_rotation_via_hook(world):
     world.clock.advance(days=31)
     reconciler = world.reconciler()
     daemon = Daemon(
-        world.settings, reconciler, environ=world.environ, clock=lambda: world.clock().timestamp()
+        world.settings,
+        reconciler,
+        reconciler.vault,
+        environ=world.environ,
+        clock=lambda: world.clock().timestamp(),
     )
     daemon.start()
     try:
@@ -388,7 +398,11 @@ def test_bad_confirmations_change_nothing(world, headers, body, status):
     body = {k: {"NEW": new, "OLD": old}.get(v, v) for k, v in body.items()}
     before = reconciler.vault.read(reconciler.state_key("web"))
     daemon = Daemon(
-        world.settings, reconciler, environ=world.environ, clock=lambda: world.clock().timestamp()
+        world.settings,
+        reconciler,
+        reconciler.vault,
+        environ=world.environ,
+        clock=lambda: world.clock().timestamp(),
     )
     daemon.server.start()
     try:
@@ -415,7 +429,11 @@ def test_replayed_signed_confirmation_is_refused(world):
         "Content-Type": "application/json",
     }
     daemon = Daemon(
-        world.settings, reconciler, environ=world.environ, clock=lambda: world.clock().timestamp()
+        world.settings,
+        reconciler,
+        reconciler.vault,
+        environ=world.environ,
+        clock=lambda: world.clock().timestamp(),
     )
     daemon.server.start()
     try:
@@ -608,7 +626,7 @@ def test_an_idle_pass_costs_one_vault_read_and_no_intercom_call(world):
     reconciler.reconcile_all()  # logs in, checks the mount
     calls.clear()
     [report] = reconciler.reconcile_all()
-    assert report.reason == "idle: not due"
+    assert report.reason == "not due"
     assert [op for op, _ in calls] == ["read"]
     assert requests_seen == []
 
@@ -665,7 +683,7 @@ def test_the_daemon_starts_while_vault_is_away_and_loads_hook_credentials_later(
 
     monkeypatch.setattr(reconciler.vault, "read_value", read_value)
     monkeypatch.setattr(Daemon, "credentials_retry", 0.05)
-    daemon = Daemon(world.settings, reconciler, environ=world.environ)
+    daemon = Daemon(world.settings, reconciler, reconciler.vault, environ=world.environ)
     daemon.start()
     try:
         url = f"{daemon.server.url}/v1/targets/web/confirm"
@@ -675,3 +693,32 @@ def test_the_daemon_starts_while_vault_is_away_and_loads_hook_credentials_later(
         assert httpx.get(f"{daemon.server.url}/readyz").status_code == 200
     finally:
         daemon.stop()
+
+
+def test_a_process_without_its_token_fails_alone_and_writes_nothing(world):
+    """A process missing its Intercom token variable fails its own pass (an error, exit 1) and
+    leaves the shared record as it was: the healthy processes carry on."""
+    bootstrap(world)
+    before = state_version(world)
+    world.clock.advance(days=31)
+    broken = dict(world.environ)
+    del broken["INTERCOM_TOKEN"]
+    vault = Vault(world.settings.vault, environ=broken)
+    lonely = Reconciler(world.settings, vault, environ=broken, clock=world.clock)
+    try:
+        [report] = lonely.reconcile_all()
+    finally:
+        lonely.close()
+        vault.close()
+    assert report.error is not None
+    assert "INTERCOM_TOKEN" in report.error
+    assert state_version(world) == before
+    assert world.reconciler().reconcile_all()[0].phase == "awaiting_rollout"
+
+
+def state_version(world: World) -> int:
+    vault = Vault(world.settings.vault, environ=world.environ)
+    try:
+        return vault.read(f"{world.settings.vault.state_path}/web").version
+    finally:
+        vault.close()

@@ -44,8 +44,6 @@ vault_path = "{path}"
 schedule = "30d"
 grace_period = "24h"
 """
-#: Marks a finding's test until its fix lands: it must fail on the code before the fix.
-UNFIXED = pytest.mark.xfail(strict=True, reason="issue 9: not fixed yet")
 #: Every list answer shows the workspace as it was an hour ago: empty, in these tests.
 BLIND_LISTS = "list_lag=1:1h"
 
@@ -168,7 +166,6 @@ def hand_made(emulator: Any, name: str) -> tuple[str, str]:
 # --- 1. absence from one list answer proves nothing ---------------------------------------------
 
 
-@UNFIXED
 @pytest.mark.parametrize("emergency", [True, False], ids=["emergency", "confirmed"])
 def test_retiring_sends_the_delete_even_when_a_list_omits_the_old_secret(cli, emergency):
     """A retired secret is gone at Intercom: retiring always sends its DELETE, whatever a list
@@ -192,7 +189,6 @@ def test_retiring_sends_the_delete_even_when_a_list_omits_the_old_secret(cli, em
 # --- 2. an operator's request is recorded before anything can fail ------------------------------
 
 
-@UNFIXED
 def test_an_emergency_request_survives_intercom_failing_at_its_start(world):
     """An emergency rotate-now is served even when Intercom fails at its start: the request is
     persisted first and honoured by every process. Finding 2: with Intercom refusing
@@ -211,7 +207,6 @@ def test_an_emergency_request_survives_intercom_failing_at_its_start(world):
 # --- 3. a confirmation counts only for a secret already stored ----------------------------------
 
 
-@UNFIXED
 def test_confirm_before_the_store_is_refused(cli):
     """`rotator confirm` names a secret consumers can already read, or it is refused. Finding 3:
     in `creating`, with the material committed but the consumers' path still holding the old
@@ -237,7 +232,6 @@ def test_confirm_before_the_store_is_refused(cli):
 # --- 4. storing a secret again voids its confirmation ---------------------------------------------
 
 
-@UNFIXED
 def test_a_confirmation_recorded_before_a_block_is_void_after_the_store_again(world):
     """A confirmation is void once the secret is stored again. Finding 4: a confirmation
     recorded before a block survived rotate-now, which stored the secret again and retired the
@@ -270,7 +264,6 @@ def test_a_confirmation_recorded_before_a_block_is_void_after_the_store_again(wo
 # --- 5. a lagging list never makes a stored secret vanish ---------------------------------------
 
 
-@UNFIXED
 def test_a_stored_secret_hidden_by_a_lagging_list_is_not_replaced(cli):
     """A secret whose material reached the consumers' path is never judged vanished on a list,
     never replaced, and never swept as an orphan. Finding 5: the new secret, hidden from lists
@@ -297,7 +290,6 @@ def test_a_stored_secret_hidden_by_a_lagging_list_is_not_replaced(cli):
 # --- 6. deadlines on a clock every process shares -----------------------------------------------
 
 
-@UNFIXED
 @pytest.mark.parametrize(
     ("storer", "judge"), [(None, "+2d"), ("-2d", None)], ids=["judge-fast", "storer-slow"]
 )
@@ -316,7 +308,6 @@ def test_a_grace_period_is_not_cut_short_by_a_skewed_clock(cli, storer, judge):
 # --- 7. a record belongs to one Intercom workspace ------------------------------------------------
 
 
-@UNFIXED
 @pytest.mark.parametrize("other", ["endpoint", "workspace"])
 def test_a_process_configured_for_another_workspace_refuses_to_act(cli, other):
     """A record bound to one Intercom workspace and endpoint refuses a process configured for
@@ -349,7 +340,6 @@ def test_a_process_configured_for_another_workspace_refuses_to_act(cli, other):
 # --- 8. a blocked adoption can be resumed ---------------------------------------------------------
 
 
-@UNFIXED
 def test_a_blocked_adoption_over_a_live_secret_can_resume(cli):
     """An adoption over a live secret that got blocked resumes on rotate-now, and adopt may
     replace it. Finding 8: rotate-now looped on "store requested without a pending secret",
@@ -380,7 +370,6 @@ def test_a_blocked_adoption_over_a_live_secret_can_resume(cli):
 # --- 9. adopt validates the material before writing anything --------------------------------------
 
 
-@UNFIXED
 @pytest.mark.parametrize(
     "stdin",
     [b"not-a-secret\n", b"\xff\xfe\xfd" + b"A" * 40 + b"\n"],

@@ -1,7 +1,8 @@
 """``rotator``'s command line: parse, delegate, map errors to exit codes. No logic lives here.
 
-Exit codes: 0 success; 1 a target needs an operator (or rotator failed unexpectedly);
-2 bad usage or configuration. A user's mistake never prints a traceback.
+Exit codes: 0 success; 1 a target needs an operator, or an attempt failed (or rotator failed
+unexpectedly); 2 bad usage or configuration. A user's mistake never prints a traceback. Each
+verb's module is imported only when that verb runs (start-up time is a budget).
 """
 
 from __future__ import annotations
@@ -10,243 +11,9 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import NoReturn
 
-import rotator
-
-EXIT_OK = 0
-EXIT_NEEDS_OPERATOR = 1
-EXIT_USAGE = 2
-
-_DESCRIPTION = """\
-Rotates Intercom identity-verification secrets and keeps them in HashiCorp Vault (or OpenBao).
-
-A rotation creates a new secret at Intercom, stores it in Vault where your services read it,
-waits for a rollout confirmation or a grace period, then deletes the old secret. Every step is
-persisted in Vault first, so a crash at any moment resumes safely.
-"""
-
-_EPILOG = """\
-configuration: --config PATH, else $ROTATOR_CONFIG, else ./rotator.toml
-exit codes:    0 ok, 1 a target needs an operator, 2 bad usage or configuration
-try it:        rotator demo   (a local OpenBao dev server and the Intercom emulator)
-"""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, with errors that say where to look for help."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
-
-
-def _common_options() -> _Parser:
-    # SUPPRESS lets the same options stand before or after the verb without one erasing the other.
-    common = _Parser(add_help=False)
-    group = common.add_argument_group("global options")
-    group.add_argument(
-        "--config",
-        metavar="PATH",
-        default=argparse.SUPPRESS,
-        help="configuration file (default: $ROTATOR_CONFIG, then ./rotator.toml)",
-    )
-    group.add_argument(
-        "--log-format",
-        choices=["auto", "json", "console"],
-        default=argparse.SUPPRESS,
-        help="log format on stderr (default: auto = console on a terminal, JSON otherwise)",
-    )
-    group.add_argument(
-        "--log-level",
-        choices=["debug", "info", "warning", "error"],
-        default=argparse.SUPPRESS,
-        help="least severe level logged (default: $ROTATOR_LOG_LEVEL, then info)",
-    )
-    return common
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _common_options()
-    parser = _Parser(
-        prog="rotator",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
-    )
-    parser.add_argument("--version", action="version", version=f"rotator {rotator.__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
-
-    def verb(name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
-        return verbs.add_parser(
-            name,
-            help=summary,
-            description=description or summary,
-            parents=[common],
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-
-    verb(
-        "run",
-        "run the daemon: scheduler, reconcile loop, rollout-confirmation hook, health, metrics",
-    )
-    verb(
-        "reconcile",
-        "advance every target as far as it can go now, then exit (for a Kubernetes CronJob)",
-        "Advance every target as far as it can go without waiting, then exit.\n"
-        "Exit 0 when all is well, 1 when a target is blocked and needs an operator.",
-    )
-    rotate = verb(
-        "rotate-now",
-        "start a rotation of TARGET now (joins one already under way)",
-    )
-    rotate.add_argument("target", metavar="TARGET", help="the target's name in the config")
-    rotate.add_argument(
-        "--emergency",
-        action="store_true",
-        help="the current secret leaked: retire it as soon as the new one is stored and read back",
-    )
-    rotate.add_argument("--yes", action="store_true", help="do not ask to confirm --emergency")
-    confirm = verb("confirm", "confirm that TARGET's consumers have rolled out the new secret")
-    confirm.add_argument("target", metavar="TARGET", help="the target's name in the config")
-    confirm.add_argument(
-        "--secret-id", metavar="ID", help="the Intercom id of the secret being confirmed"
-    )
-    status = verb("status", "show each target's phase, secrets, deadlines and last error")
-    status.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
-    status.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")
-    status.add_argument(
-        "--history", action="store_true", help="also list the last rotations of each target"
-    )
-    verb("check-config", "validate the configuration and report every error at once")
-    _add_adopt_and_doctor(verb)
-    _add_emulate_intercom(verb)
-    demo = verb(
-        "demo",
-        "watch the real daemon rotate a secret locally (OpenBao dev server + Intercom emulator)",
-        "Start an OpenBao dev server and the Intercom emulator on loopback, and run the real\n"
-        "daemon against them, with a consumer that signs and verifies throughout and confirms\n"
-        "each new secret through the hook. Ctrl-C stops everything.",
-    )
-    demo.add_argument(
-        "--rotations", type=_positive, metavar="N", help="stop after N completed rotations"
-    )
-    demo.add_argument(
-        "--schedule", default="20s", help="how often to rotate (default: 20s; at least 1s)"
-    )
-    demo.add_argument("--grace", default="10s", help="grace period (default: 10s)")
-    demo.add_argument("--port", type=_port, default=0, help="emulator port (default: any free)")
-    return parser
-
-
-def _add_adopt_and_doctor(
-    verb: Callable[[str, str, str | None], argparse.ArgumentParser],
-) -> None:
-    adopt = verb(
-        "adopt",
-        "take over an existing Intercom secret: its material comes on stdin, never as an argument",
-        "Take over a secret created before rotator (in Intercom's dashboard, by hand).\n"
-        "Reads the secret's material from stdin (one line; a pipe, not a terminal), checks\n"
-        "that --secret-id is live at Intercom, writes the consumers' Vault path with\n"
-        "check-and-set, reads it back, and records the secret as the target's current one,\n"
-        "so the next rotation retires it. Prints the id and a fingerprint, never the material.\n\n"
-        "  vault kv get -field=secret secret/legacy/web | rotator adopt web --secret-id 103\n\n"
-        "Exit 0 adopted, 1 Vault or Intercom failed, 2 refused (unknown target or id, no\n"
-        "material, a rotation in progress, or the path holds another secret: see --force).",
-    )
-    adopt.add_argument("target", metavar="TARGET", help="the target's name in the config")
-    adopt.add_argument(
-        "--secret-id", metavar="ID", required=True, help="the Intercom id of the secret to adopt"
-    )
-    adopt.add_argument(
-        "--force",
-        action="store_true",
-        help="replace what the consumers' path holds (another secret, or other material); a "
-        "secret this target owned is retired after the grace period",
-    )
-    doctor = verb(
-        "doctor",
-        "check each target's Vault access, Intercom token, drift and state; say how to fix it",
-        "Check each target's health: Vault reachable and unsealed,\n"
-        "the token's read and write rights on the state and consumers' paths (asked of\n"
-        "sys/capabilities-self, not by writing), the Intercom token and its scopes, secrets\n"
-        "live at Intercom that rotator does not know, a consumers' secret deleted at\n"
-        "Intercom, and blocked, backing-off or overdue rotations. Each finding is ok, warning\n"
-        "or error, with the fix to apply. A target with rotate_on_drift = true whose\n"
-        "consumers hold a deleted secret is rotated at once: the only change doctor ever\n"
-        "makes; everything else it only reads.\n\n"
-        "Exit 0 when no finding is an error, 1 otherwise, 2 bad usage or configuration.",
-    )
-    doctor.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
-    doctor.add_argument("--json", action="store_true", help="the findings as JSON")
-
-
-def _add_emulate_intercom(
-    verb: Callable[[str, str, str | None], argparse.ArgumentParser],
-) -> None:
-    from rotator.emulator.faults import SPEC_HELP
-
-    emulate = verb(
-        "emulate-intercom",
-        "serve a local, stateful Intercom secure_mode_secrets API for tests and demos",
-        "Serve Intercom's identity-verification-secret API (/secure_mode_secrets) locally,\n"
-        "following its OpenAPI contract, plus GET /__verify?user_id=&user_hash= which answers\n"
-        '{"valid": true|false} as Messenger would.\n\nFault injection (--faults SPEC). '
-        + SPEC_HELP,
-    )
-    emulate.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    emulate.add_argument("--port", type=_port, default=4010, help="port (default: 4010)")
-    emulate.add_argument(
-        "--token",
-        metavar="TOKEN:SCOPES[:WORKSPACE]",
-        action="append",
-        type=_token,
-        help="accept TOKEN with SCOPES (read, write; comma-separated, may be empty) in "
-        "WORKSPACE (default: 'default'); repeatable. Without any: emulator-token:read,write",
-    )
-    emulate.add_argument("--faults", metavar="SPEC", type=_faults, help="faults to inject")
-    emulate.add_argument(
-        "--state",
-        metavar="FILE",
-        type=Path,
-        help="keep the secrets in FILE (JSON, mode 0600) across restarts (default: in memory)",
-    )
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a port is a number, not {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
-    return port
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a positive whole number, not {text!r}")
-    return int(text)
-
-
-def _token(text: str) -> object:
-    from rotator.emulator.state import Token
-
-    try:
-        return Token.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _faults(text: str) -> object:
-    from rotator.emulator.faults import FaultSpec, FaultSpecError
-
-    try:
-        return FaultSpec.parse(text)
-    except FaultSpecError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_USAGE, UsageError
+from rotator.cli.parser import build_parser
 
 
 def _emulate_intercom(args: argparse.Namespace) -> int:
@@ -265,42 +32,40 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
-def _engine(args: argparse.Namespace) -> int:
-    from rotator.cli import verbs as commands
+def _verb(args: argparse.Namespace) -> int:
+    """The verbs that read the configuration: each module is imported when its verb runs."""
+    from rotator.cli.context import context
 
-    ctx = commands.context(getattr(args, "config", None))
-    if args.verb == "check-config":
-        return commands.check_config(ctx)
-    if args.verb == "reconcile":
-        return commands.reconcile(ctx)
-    if args.verb == "rotate-now":
-        return commands.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
-    if args.verb == "confirm":
-        return commands.confirm(ctx, args.target, secret_id=args.secret_id)
-    if args.verb == "status":
-        return commands.status(ctx, args.target, as_json=args.json, history=args.history)
-    return commands.run(ctx)
+    ctx = context(getattr(args, "config", None))
+    verb = args.verb
+    if verb == "check-config":
+        from rotator.cli.check import check_config
 
+        return check_config(ctx)
+    if verb == "status":
+        from rotator.cli.status import status
 
-def _adopt(args: argparse.Namespace) -> int:
-    from rotator.cli import adopt as adoption_command
-    from rotator.cli import verbs as commands
+        return status(ctx, args.target, as_json=args.json, history=args.history)
+    if verb == "adopt":
+        from rotator.cli.adopt import adopt
 
-    ctx = commands.context(getattr(args, "config", None))
-    return adoption_command.adopt(ctx, args.target, secret_id=args.secret_id, force=args.force)
+        return adopt(ctx, args.target, secret_id=args.secret_id, force=args.force)
+    if verb == "doctor":
+        from rotator.cli.doctor import doctor
 
+        return doctor(ctx, args.target, as_json=args.json)
+    from rotator.cli import rotate
 
-def _doctor(args: argparse.Namespace) -> int:
-    from rotator.cli import adopt as adoption_command
-    from rotator.cli import verbs as commands
-
-    ctx = commands.context(getattr(args, "config", None))
-    return adoption_command.doctor(ctx, args.target, as_json=args.json)
+    if verb == "reconcile":
+        return rotate.reconcile(ctx)
+    if verb == "rotate-now":
+        return rotate.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
+    if verb == "confirm":
+        return rotate.confirm(ctx, args.target, secret_id=args.secret_id)
+    return rotate.run(ctx)
 
 
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "adopt": _adopt,
-    "doctor": _doctor,
     "emulate-intercom": _emulate_intercom,
     "demo": _demo,
 }
@@ -318,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         getattr(args, "log_format", "auto"),
         getattr(args, "log_level", None) or os.environ.get("ROTATOR_LOG_LEVEL", "info"),
     )
-    handler = _VERBS.get(args.verb, _engine)
+    handler = _VERBS.get(args.verb, _verb)
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -334,7 +99,7 @@ def _report(error: Exception) -> int:
     if isinstance(error, ConfigError):
         print(f"rotator: {error}", file=sys.stderr)
         return EXIT_USAGE
-    usage = isinstance(error, UnknownTargetError) or type(error).__name__ == "UsageError"
+    usage = isinstance(error, UnknownTargetError | UsageError)
     if isinstance(error, RotatorError):
         print(f"rotator: error: {error}", file=sys.stderr)
         return EXIT_USAGE if usage else EXIT_NEEDS_OPERATOR

@@ -1,4 +1,4 @@
-"""What ``rotator status`` shows: one summary per target, as JSON or as a table.
+"""``rotator status``: one summary per target, as JSON or as a table.
 
 Only ids, phases, times and reasons: never material (the record's ``pending_secret`` is not
 read here at all).
@@ -7,10 +7,12 @@ read here at all).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context
 from rotator.config import TargetSettings
 from rotator.core.observation import ConsumerView
 from rotator.core.record import Phase, Record
@@ -37,6 +39,21 @@ class TargetStatus:
     schedule: str
     confirmation: str
     history: list[dict[str, Any]]
+
+
+def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
+    settings = ctx.settings()
+    names = [target] if target else [t.name for t in settings.targets]
+    statuses = []
+    with ctx.open(settings) as parts:
+        for name in names:
+            spec = settings.target(name)
+            record, consumer = parts.reconciler.record(name)
+            upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
+            statuses.append(target_status(spec, record, consumer, upcoming, history=history))
+    use_json = as_json or not sys.stdout.isatty()
+    print(render_json(statuses) if use_json else render_table(statuses))
+    return EXIT_NEEDS_OPERATOR if any(s.phase == "blocked" for s in statuses) else EXIT_OK
 
 
 def target_status(

@@ -1,32 +1,39 @@
 """Adopting an existing Intercom secret into a target's record: pure rules, no I/O.
 
-``rotator adopt`` (``rotator.cli.adopt``) gathers the facts, writes the consumers' path,
-then asks ``adopted`` for the record to persist with check-and-set. The rules:
+``rotator adopt`` (``rotator.cli.adopt``) checks the material, gathers the facts, writes the
+consumers' path, then asks ``adopted`` for the record to persist with check-and-set. The rules:
 
-1. Never during a rotation: a record in ``creating``, ``awaiting_rollout`` or ``retiring`` (or
+1. The material must have the shape Intercom issues (``material_problem``): 256 bits, base64url.
+   Anything else would reach every consumer and make every signature fail; it is refused before
+   anything is written.
+2. Never during a rotation: a record in ``creating``, ``awaiting_rollout`` or ``retiring`` (or
    blocked in one of them) has material and deadlines of its own that an adoption would
-   contradict; ``in_progress`` says why, and the command refuses.
-2. The adopted id joins ``known_ids``: from then on it is this target's (rule 2 of PRODUCT.md
+   contradict; ``in_progress`` says why, and the command refuses. An *adoption* under way (or
+   blocked) is the exception: it has no material, and a new adoption replaces it.
+3. The adopted id joins ``known_ids``: from then on it is this target's (rule 2 of PRODUCT.md
    lets it be retired, after a confirmation or a grace period, like any secret consumers held).
-3. A secret the adoption displaces, that this target owned and that is still live, is retired
-   the way the machine retires one when it adopts from the consumers' path (``machine._drift``):
-   the record waits for rollout of the adopted secret, then deletes the old one after the grace
-   period or a confirmation. Nothing is deleted at once: services may still hold the old one.
+4. A secret the adoption displaces, that this target owned and that is still live, is retired
+   the way the machine retires one when it adopts from the consumers' path: the record waits for
+   rollout of the adopted secret, then deletes the old one after the grace period or a
+   confirmation. Nothing is deleted at once: services may still hold the old one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from rotator.core import transitions
 from rotator.core.record import Phase, Record
 
-#: What Intercom issues: 256 random bits, base64url without padding.
+#: What Intercom issues: 256 random bits, base64url without padding (the contract's ``secret``).
 _MATERIAL = re.compile(r"[A-Za-z0-9_-]{43}")
+MATERIAL_BYTES = 32
 #: Intercom ids are opaque strings; anything outside this is a typo, not an id.
 _SECRET_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_ROTATING = frozenset({Phase.CREATING, Phase.AWAITING_ROLLOUT, Phase.RETIRING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,29 +52,39 @@ def valid_secret_id(secret_id: str) -> bool:
     return bool(_SECRET_ID.fullmatch(secret_id))
 
 
-def material_warning(material: str) -> str | None:
-    """Why ``material`` does not look like an Intercom secret (it is adopted anyway)."""
-    if _MATERIAL.fullmatch(material):
-        return None
-    return (
-        f"the material is {len(material)} characters, not the 43 base64url characters of a "
-        "secret Intercom issues; check you piped the right value (adopting it anyway)"
-    )
+def material_problem(raw: bytes) -> str | None:
+    """Why ``raw`` (one line read from stdin, its line ending removed) is not the material of an
+    Intercom secret; ``None`` when it is. Never quotes the value: it may be a secret anyway."""
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return (
+            "the material is not ASCII text (an Intercom secret is 43 base64url characters): "
+            "check you piped the secret's value, not a file in another encoding"
+        )
+    if not _MATERIAL.fullmatch(text):
+        return (
+            f"the material is {len(text)} characters, not the 43 base64url characters "
+            "(A-Z, a-z, 0-9, '-', '_') of a secret Intercom issues: check you piped the right value"
+        )
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=")
+    except (binascii.Error, ValueError):  # pragma: no cover - the pattern admits only base64url
+        decoded = b""
+    if len(decoded) != MATERIAL_BYTES or base64.urlsafe_b64encode(decoded).rstrip(b"=") != raw:
+        return "the material does not decode to the 256 bits of a secret Intercom issues"
+    return None
 
 
 def in_progress(record: Record | None) -> str | None:
     """Why ``record`` cannot take an adoption now; ``None`` when it can."""
-    if record is None:
+    if record is None or not record.rotating or record.adoption:
         return None
-    phase = record.phase
-    if phase is Phase.BLOCKED and record.resume_phase in _ROTATING:
-        phase = record.resume_phase
-    if phase not in _ROTATING:
-        return None
+    phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
     return (
         f"rotation {record.rotation_id} of target {record.target} is in progress "
         f"({record.phase.value}"
-        + (f" in {phase.value}" if record.phase is Phase.BLOCKED else "")
+        + (f" in {phase.value}" if record.phase is Phase.BLOCKED and phase else "")
         + "): let it finish (rotator status, rotator confirm) before adopting a secret"
     )
 
@@ -77,63 +94,34 @@ def adopted(
     *,
     target: str,
     secret_id: str,
-    live: frozenset[str],
     grace_period: timedelta,
     now: datetime,
     fresh: str,
 ) -> Adoption:
     """The record once consumers hold ``secret_id``. Pure: same inputs, same record.
 
-    ``live`` is the set of ids live at Intercom; ``fresh`` random hex for a rotation id.
-    Raises ``AdoptionRefused`` when ``in_progress`` objects.
+    ``fresh`` is random hex for a rotation id. Raises ``AdoptionRefused`` when ``in_progress``
+    objects.
     """
     problem = in_progress(record)
     if problem is not None:
         raise AdoptionRefused(problem)
     base = record or Record(target=target)
-    if base.phase is Phase.BLOCKED:
-        # Blocked while idle (a revoked token, a foreign secret at the consumers' path): the
-        # adoption settles what consumers hold; the next pass finds any remaining cause again.
-        base = base.evolve(
-            phase=Phase.IDLE,
-            blocked_reason=None,
-            resume_phase=None,
-            attempts=0,
-            retry_at=None,
-            last_error=None,
-        )
-    known = base.remember_id(secret_id)
+    if base.phase is not Phase.IDLE or base.adoption:
+        # Blocked while idle (a revoked token, a foreign secret at the consumers' path), or an
+        # adoption under way: this adoption settles what consumers hold. An adoption it replaces
+        # leaves its secret known, so the next rotation retires it after its rollout.
+        base = transitions.rested(base)
+    base = replace(base, known_ids=base.remember_id(secret_id), lease=None)
     old = base.current_id
     if old == secret_id:
         # Already this target's current secret: its schedule runs on from its last rotation.
-        return Adoption(base.evolve(known_ids=known, lease=None))
-    if old is None or old not in live:
-        return Adoption(
-            base.evolve(current_id=secret_id, known_ids=known, last_rotation_at=now, lease=None)
-        )
-    return Adoption(over_live(base, secret_id, now, grace_period, fresh), retires=old)
-
-
-def over_live(
-    record: Record, secret_id: str, now: datetime, grace_period: timedelta, fresh: str
-) -> Record:
-    """Adopt ``secret_id`` while the current secret is live: the current one is retired like a
-    rotation's old secret, after the grace period or a confirmation (never at once)."""
-    return record.evolve(
-        phase=Phase.AWAITING_ROLLOUT,
-        generation=record.generation + 1,
-        rotation_id=f"adopt-{fresh[:8]}",
-        planned_name=None,
-        pending_id=secret_id,
-        pending_secret=None,
-        pending_created_at=None,
-        old_ids=(),
-        started_at=now,
-        stored_at=now,
-        deadline=now + grace_period,
-        confirmed_at=None,
-        confirmed_by=None,
-        emergency=False,
-        known_ids=record.remember_id(secret_id),
-        lease=None,
+        return Adoption(base)
+    if old is None:
+        return Adoption(transitions.adopted_as_current(base, secret_id, now=now))
+    # The old secret may be live even if the list did not show it (lists lag): it is retired
+    # after the rollout either way, and its DELETE tells whether it was still there.
+    adopting = transitions.adopting(
+        base, secret_id, now=now, grace=grace_period, rotation_id=f"adopt-{fresh[:8]}"
     )
+    return Adoption(adopting, retires=old)

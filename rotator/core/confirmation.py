@@ -1,56 +1,103 @@
 """Rollout confirmations: the pure rule for whether one counts (hook and CLI alike).
 
-Only a confirmation naming the secret (or rotation) whose material is committed and stored, or
-about to be, counts; anything else changes nothing, so a stale, replayed or misdirected call is
-harmless. A confirmation may arrive while the record still says ``creating`` (the consumers'
-path was written, the state write after it has not happened yet): it is kept, and the rotation
-retires the old secret as soon as it reaches ``awaiting_rollout``.
+A confirmation counts only for the secret *already stored at the consumers' path and read back*,
+named by its id (or its rotation's): anything else changes nothing, so a stale, replayed or
+misdirected call is harmless, and one sent before the store is refused rather than kept for
+later. Storing the secret again voids it (``transitions.stored`` clears it).
+
+One case looks early but is not: a process wrote the consumers' path and died before recording
+that in the state. The confirming process then reads the path back itself; if it holds the new
+secret, it records the store first and the confirmation with it, in one check-and-set write.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
-from rotator.core.observation import Policy
+from rotator.core import transitions
+from rotator.core.observation import ConsumerView, Policy
 from rotator.core.record import Phase, Record
+from rotator.core.safety import holds_pending
+
+
+class ConfirmStatus(enum.StrEnum):
+    """What became of a confirmation: the hook's answer, the CLI's line, the log's field."""
+
+    CONFIRMED = "confirmed"
+    ALREADY_CONFIRMED = "already_confirmed"
+    UNKNOWN_TARGET = "unknown_target"
+    NOT_AWAITING = "not_awaiting"
+    WRONG_SECRET = "wrong_secret"  # noqa: S105 - a status name, not a password
+    POLICY_REFUSES = "policy_refuses"
+
+    @property
+    def accepted(self) -> bool:
+        return self in {ConfirmStatus.CONFIRMED, ConfirmStatus.ALREADY_CONFIRMED}
 
 
 def confirm(
     record: Record,
     policy: Policy,
+    consumer: ConsumerView,
     *,
     secret_id: str | None,
     rotation_id: str | None,
     via: str,
     now: datetime,
-) -> tuple[Record | None, str, str]:
-    """``(record to persist or None, status, message)``; statuses are the hook's."""
+) -> tuple[Record | None, ConfirmStatus, str]:
+    """``(record to persist or None, status, message)``."""
     names_it = (secret_id is not None and secret_id == record.pending_id) or (
         secret_id is None and rotation_id is not None and rotation_id == record.rotation_id
     )
     if rotation_id is not None and rotation_id != record.rotation_id:
         names_it = False
-    committed = record.phase is Phase.CREATING and record.pending_secret is not None
-    if record.phase is not Phase.AWAITING_ROLLOUT and not (committed and names_it):
-        done = record.history[-1] if record.history else None
-        if record.phase is Phase.RETIRING and names_it:
-            return None, "already_confirmed", "the rotation is already retiring the old secret"
-        if done is not None and (secret_id == done.new_id or rotation_id == done.rotation_id):
-            return None, "already_confirmed", f"rotation {done.rotation_id} already completed"
-        return (
-            None,
-            "not_awaiting",
-            f"target {record.target} is {record.phase.value}, not awaiting rollout",
+    if (
+        names_it
+        and record.phase is Phase.CREATING
+        and record.pending_secret is not None
+        and holds_pending(record, consumer)
+    ):
+        # Stored and read back (by us, just now) though not yet recorded: record it first, as
+        # of now (Vault's time, which the read-back told us is past the store).
+        record = transitions.stored(record, at=now, grace=policy.grace_period)
+    if record.phase is not Phase.AWAITING_ROLLOUT:
+        return None, *_not_awaiting(
+            record, names_it=names_it, secret_id=secret_id, rotation_id=rotation_id
         )
     if not names_it:
         return (
             None,
-            "wrong_secret",
+            ConfirmStatus.WRONG_SECRET,
             f"the secret awaiting rollout is {record.pending_id} (rotation {record.rotation_id})",
         )
     if policy.confirmation == "grace":
-        return None, "policy_refuses", f"target {record.target} waits for its grace period only"
+        return (
+            None,
+            ConfirmStatus.POLICY_REFUSES,
+            f"target {record.target} waits for its grace period only",
+        )
     if record.confirmed_at is not None:
-        return None, "already_confirmed", f"already confirmed ({record.confirmed_by})"
-    confirmed = record.evolve(confirmed_at=now, confirmed_by=via)
-    return confirmed, "confirmed", f"rollout of {record.pending_id} confirmed"
+        return None, ConfirmStatus.ALREADY_CONFIRMED, f"already confirmed ({record.confirmed_by})"
+    done = transitions.confirmed(record, at=now, by=via)
+    return done, ConfirmStatus.CONFIRMED, f"rollout of {record.pending_id} confirmed"
+
+
+def _not_awaiting(
+    record: Record, *, names_it: bool, secret_id: str | None, rotation_id: str | None
+) -> tuple[ConfirmStatus, str]:
+    last = record.history[-1] if record.history else None
+    if record.phase is Phase.RETIRING and names_it:
+        return ConfirmStatus.ALREADY_CONFIRMED, "the rotation is already retiring the old secret"
+    if last is not None and (secret_id == last.new_id or rotation_id == last.rotation_id):
+        return ConfirmStatus.ALREADY_CONFIRMED, f"rotation {last.rotation_id} already completed"
+    if record.phase is Phase.CREATING and names_it:
+        message = (
+            f"secret {record.pending_id} is not at the consumers' Vault path yet (rotation "
+            f"{record.rotation_id} is storing it): confirm once your services read it there"
+        )
+        return ConfirmStatus.NOT_AWAITING, message
+    return (
+        ConfirmStatus.NOT_AWAITING,
+        f"target {record.target} is {record.phase.value}, not awaiting rollout",
+    )

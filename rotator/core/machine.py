@@ -8,23 +8,29 @@ operator's command, and the result of the action just taken). ``step`` turns it 
 ``Decision``: the record to persist, at most one ``Action`` to take *after* that write succeeds,
 and a reason that logs, ``status`` and metrics reuse. The reconciler persists, acts, feeds the
 result back in, and repeats until a decision has no action. Nothing here performs I/O or reads a
-clock; fresh randomness (rotation ids, name suffixes) arrives in the observation.
+clock: ``now`` is Vault's time, the one clock every process shares; fresh randomness (rotation
+ids, name suffixes) arrives in the observation. Every change to the record is a named
+transition of ``rotator.core.transitions``.
 
     idle ──due / rotate-now──▶ creating ──created, in Vault, read back──▶ awaiting_rollout
       ▲                                                                │ confirmed for THIS
-      └───────── every old secret deleted ◀── retiring ◀───────────────┘ secret, or grace
+      └───────── every old secret deleted ◀── retiring ◀───────────────┘ store, or grace
 
 The rules of PRODUCT.md, as this module keeps them:
 1. Nothing consumers may use is deleted unless the consumers' path holds the newer secret (read
-   back, same fingerprint), it is live at Intercom, and it was confirmed, its grace elapsed, or
-   the rotation is an emergency (``rotator.core.safety.unsafe_to_delete``, before every delete).
+   back, same fingerprint) and its rollout is done: confirmed after its latest store, its grace
+   elapsed on Vault's clock, or an emergency (``safety.unsafe_to_delete``, before every delete).
 2. Only what this target created (names recorded before the POST), adopted, or held as current
    is ever deleted; never the consumers' secret, never the last one. A secret someone else put
    at the consumers' path blocks the target instead of being guessed about.
-3. Every decision with an action carries the record to persist first. A secret under a recorded
-   name whose material never reached Vault is an orphan: deleted, then a fresh create under a
-   new name. A lost DELETE is repeated; 404 is done.
-4. Only the holder of the lease decides anything; the reconciler's check-and-set is the fence.
+3. Every decision with an action carries the record to persist first, and so does every
+   operator request (``record.request``), served by whichever process passes next. A secret
+   under a recorded name whose material never reached Vault is an orphan: deleted, then a fresh
+   create under a new name. Material that reached Vault is known from its commit point.
+4. A secret is retired only when Intercom says so for that id: every old secret gets its DELETE
+   (204, or Intercom's own 404, is done; a lost answer is asked again). A list that omits a
+   secret proves nothing, since lists lag behind creates and deletes.
+5. Only the holder of the lease decides anything; the reconciler's check-and-set is the fence.
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from rotator.core.adoption import over_live
+from rotator.core import transitions as t
 from rotator.core.observation import (
+    LIST_LAG_TOLERANCE,
     ConsumerView,
     Create,
     Created,
@@ -45,12 +52,18 @@ from rotator.core.observation import (
     Failed,
     Observation,
     Policy,
-    RotateNow,
     Store,
     Stored,
 )
-from rotator.core.record import HistoryEntry, Lease, Phase, Record
-from rotator.core.safety import live_ids, orphans, unsafe_to_delete
+from rotator.core.record import Lease, Phase, Record
+from rotator.core.safety import (
+    holds_pending,
+    live_ids,
+    orphans,
+    owned,
+    rollout_done,
+    unsafe_to_delete,
+)
 
 BACKOFF_BASE = timedelta(seconds=10)
 BACKOFF_CAP = timedelta(hours=1)
@@ -59,22 +72,31 @@ LONGEST_DELAY = timedelta(days=1)
 #: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).
 _TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
 
+Handler = Callable[[Record, Observation, datetime], Decision]
+
 
 def needs_intercom(record: Record | None, *, due: bool, command: object, now: datetime) -> bool:
     """Whether a pass must list Intercom's secrets before deciding (idle targets need not)."""
     if command is not None or record is None:
         return True
-    if record.phase is Phase.BLOCKED:
-        return False
     if record.retry_at is not None and now < record.retry_at:
+        return False
+    if record.request is not None:
+        return True
+    if record.phase is Phase.BLOCKED:
         return False
     if record.phase is Phase.IDLE:
         return due
+    if record.phase is Phase.CREATING:
+        return record.pending_id is None  # orphans of a lost answer are found by their name
     if record.phase is Phase.AWAITING_ROLLOUT:
-        return record.confirmed_at is not None or (
-            record.deadline is not None and now >= record.deadline
+        # About to retire: a list finds the strays to retire with the old secret.
+        return (
+            record.emergency
+            or record.confirmed_at is not None
+            or (record.deadline is not None and now >= record.deadline)
         )
-    return True
+    return False  # retiring: every old secret gets its DELETE, whatever a list shows
 
 
 def initial_record(policy: Policy, consumer: ConsumerView, now: datetime) -> Record:
@@ -101,43 +123,46 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
         return Decision(record, None, f"waiting: {holder} holds the lease", held_off=True)
     if obs.result is not None:
         return _settle(_apply_result(record, obs, now), obs)
+    asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
-        if not isinstance(obs.command, RotateNow):
-            return _rest(record, f"blocked: {record.blocked_reason}")
-        record = _resume(record)
+        if not asked:
+            return _settle(_rest(record, f"blocked: {record.blocked_reason}"), obs)
+        record = t.unblocked(record)
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
-        return _rest(
-            record, f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
-        )
-    if (
-        isinstance(obs.command, RotateNow)
-        and obs.command.emergency
-        and record.phase is not Phase.IDLE
-    ):
-        record = record.evolve(emergency=True)
+        why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
+        return _settle(_rest(record, why), obs)
+    if record.rotating:
+        record = _joined(record, obs)
     return _settle(_HANDLERS[record.phase](record, obs, now), obs)
 
 
-def _resume(record: Record) -> Record:
-    # A rotation blocked while awaiting rollout re-checks from "creating": its material is still
-    # in the record, so it is stored again (or replaced if Intercom lost it).
-    phase = record.resume_phase or Phase.IDLE
-    if phase is Phase.AWAITING_ROLLOUT:
-        phase = Phase.CREATING
-    return record.evolve(
-        phase=phase, blocked_reason=None, resume_phase=None, attempts=0, retry_at=None
-    )
+def _joined(record: Record, obs: Observation) -> Record:
+    """A rotate-now during a rotation joins it: an emergency makes it retire at once. (An
+    adoption whose secret consumers no longer hold keeps the request: ``_awaiting`` drops the
+    adoption and the request starts a rotation.)"""
+    if record.adoption and not holds_pending(record, obs.consumer):
+        return record
+    emergency = record.emergency or (obs.command is not None and obs.command.emergency)
+    if record.request is not None:
+        emergency = emergency or record.request.emergency
+    if emergency == record.emergency and record.request is None:
+        return record
+    return replace(record, emergency=emergency, request=None)
 
 
 def _settle(decision: Decision, obs: Observation) -> Decision:
-    """Attach or drop the lease: held while acting, released when resting."""
+    """Attach or drop the lease (held while acting, released when resting), and stamp the
+    workspace the record now belongs to."""
     record = decision.record
+    if obs.binding is not None and record.binding != obs.binding:
+        record = replace(record, binding=obs.binding)
     if decision.action is None:
-        return Decision(record.evolve(lease=None), None, decision.reason)
-    serial = f"{record.phase.value}.{len(record.old_ids)}.{record.pending_id or '-'}"
-    nonce = f"{obs.fresh[-8:]}{record.generation}-{serial}"  # changes with every write
-    lease = Lease(holder=obs.me, nonce=nonce, ttl=obs.policy.lease_ttl)
-    return Decision(record.evolve(lease=lease), decision.action, decision.reason)
+        lease = None
+    else:
+        serial = f"{record.phase.value}.{len(record.old_ids)}.{record.pending_id or '-'}"
+        nonce = f"{obs.fresh[-8:]}{record.generation}-{serial}"  # changes with every write
+        lease = Lease(holder=obs.me, nonce=nonce, ttl=obs.policy.lease_ttl)
+    return replace(decision, record=replace(record, lease=lease))
 
 
 def _rest(record: Record, reason: str) -> Decision:
@@ -148,43 +173,44 @@ def _rest(record: Record, reason: str) -> Decision:
 
 
 def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
-    wanted = isinstance(obs.command, RotateNow) or obs.due
+    asked = obs.command is not None or record.request is not None
     if obs.intercom is None:
-        return _rest(
-            record, "idle: due, but Intercom was not listed" if wanted else "idle: not due"
-        )
-    drift = _drift(record, obs, now)
-    if drift is not None:
-        return drift
+        wanted = asked or obs.due
+        return _rest(record, "due, but Intercom was not listed" if wanted else "not due")
+    record, vanished = _watch_consumer(record, obs, now)
+    if not asked:
+        drift = _drift(record, obs, now)
+        if drift is not None:
+            return drift
     found = orphans(record, obs)
     if found:
-        swept = record.evolve(phase=Phase.RETIRING, old_ids=found)
-        return Decision(
-            swept, Delete(found[0]), f"deleting {len(found)} orphaned secret(s) it created"
-        )
-    if not wanted and obs.consumer.intercom_id is not None:
-        return _rest(record, "idle: not due")
-    rotation_id = f"r{obs.fresh[:12]}"
-    started = record.evolve(
-        phase=Phase.CREATING,
-        generation=record.generation + 1,
-        rotation_id=rotation_id,
-        pending_id=None,
-        pending_secret=None,
-        pending_created_at=None,
-        old_ids=(),
-        started_at=now,
-        stored_at=None,
-        deadline=None,
-        confirmed_at=None,
-        confirmed_by=None,
-        emergency=isinstance(obs.command, RotateNow) and obs.command.emergency,
-        attempts=0,
-        retry_at=None,
-        last_error=None,
+        sweep = t.retiring(record, found)
+        return _delete(sweep, obs, now, found[0], f"deleting {len(found)} orphaned secret(s)")
+    if not (asked or obs.due or vanished) and obs.consumer.intercom_id is not None:
+        return _rest(record, "not due")
+    emergency = (obs.command is not None and obs.command.emergency) or (
+        record.request is not None and record.request.emergency
     )
-    why = "rotate-now" if isinstance(obs.command, RotateNow) else "schedule due"
+    rotation_id = f"r{obs.fresh[:12]}"
+    started = t.start_rotation(record, rotation_id=rotation_id, now=now, emergency=emergency)
+    why = "rotate-now" if asked else "consumers' secret gone" if vanished else "schedule due"
     return _create(started, obs, f"rotation {rotation_id} started ({why})")
+
+
+def _watch_consumer(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:
+    """``rotate_on_drift``: whether the consumers' secret has been missing from Intercom's lists
+    for longer than lists lag (one list that omits it proves nothing)."""
+    held = obs.consumer.intercom_id
+    if not obs.policy.watch_drift or held is None or obs.intercom is None:
+        return record, False
+    if held in live_ids(obs):
+        if record.consumer_absent_since is None:
+            return record, False
+        return replace(record, consumer_absent_since=None), False
+    since = record.consumer_absent_since or now
+    if since != record.consumer_absent_since:
+        record = replace(record, consumer_absent_since=since)
+    return record, now - since >= LIST_LAG_TOLERANCE
 
 
 def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
@@ -193,60 +219,60 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
     if held is None or held == record.current_id:
         return None
     if held not in live_ids(obs):
-        return None  # a dead secret at the consumers' path: the rotation replaces it (due)
+        return None  # not listed (gone, or not listed yet): the next rotation replaces it
     if held not in obs.policy.adopt and held not in record.known_ids:
-        if isinstance(obs.command, RotateNow):
-            return None  # the operator asked: provision a new secret, leave that one alone
         return _block(
             record,
             f"the consumers' Vault path holds secret {held}, which this target neither created "
             f"nor adopts (its current secret is {record.current_id}). Restore it, list {held} "
             "under adopt, or run rotate-now to provision a new secret.",
         )
-    if record.current_id is None or record.current_id not in live_ids(obs):
-        adopted = record.evolve(current_id=held, known_ids=record.remember_id(held))
+    if record.current_id is None:
+        adopted = t.adopted_as_current(record, held, now=now)
         return _rest(adopted, f"adopted secret {held} from the consumers' path")
-    adopting = over_live(record, held, now, obs.policy.grace_period, obs.fresh)
+    adopting = t.adopting(
+        record,
+        held,
+        now=now,
+        grace=obs.policy.grace_period,
+        rotation_id=f"adopt-{obs.fresh[:8]}",
+    )
     return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
 
 
 def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
-    if obs.intercom is None:
-        return _rest(record, "creating: Intercom was not listed")
     if record.pending_id is None:
+        if obs.intercom is None:
+            return _rest(record, "creating: Intercom was not listed")
         found = orphans(record, obs)
         if found:
-            marked = record.evolve(old_ids=tuple(dict.fromkeys((*record.old_ids, *found))))
-            return Decision(
+            marked = replace(record, old_ids=tuple(dict.fromkeys((*record.old_ids, *found))))
+            return _delete(
                 marked,
-                Delete(found[0]),
+                obs,
+                now,
+                found[0],
                 f"secret {found[0]} was created but its material never reached Vault: "
                 "deleting the orphan before creating a fresh one",
             )
         return _create(record, obs, "creating the new secret")
-    if record.pending_id not in live_ids(obs):
-        dropped = record.evolve(pending_id=None, pending_secret=None, pending_created_at=None)
-        return _create(dropped, obs, f"new secret {record.pending_id} vanished at Intercom; again")
-    consumer = obs.consumer
-    secret = record.pending_secret
-    if (
-        secret is not None
-        and consumer.intercom_id == record.pending_id
-        and consumer.fingerprint == secret.fingerprint()
-    ):
+    if record.pending_secret is None:
+        return _block(
+            record,
+            f"the record names new secret {record.pending_id} but holds no material to store; "
+            "it was edited by hand or damaged: restore it (kv rollback), or adopt a secret",
+        )
+    # A secret whose material is committed is never judged gone on a list: it is stored.
+    if holds_pending(record, obs.consumer):
         return _stored(record, obs, now)
-    return Decision(
-        record, Store(cas=consumer.version), f"storing secret {record.pending_id} in Vault"
-    )
+    why = f"storing secret {record.pending_id} in Vault"
+    return Decision(record, Store(cas=obs.consumer.version), why)
 
 
 def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
-    stored = record.evolve(
-        phase=Phase.AWAITING_ROLLOUT,
-        stored_at=now,
-        deadline=now + obs.policy.grace_period,
-        known_ids=record.remember_id(record.pending_id or ""),
-    )
+    # ``now`` is Vault's time, and never earlier than the store: the store's own answer (and
+    # the read-back's) told the clock the version's created_time.
+    stored = t.stored(record, at=now, grace=obs.policy.grace_period)
     if record.current_id is None or record.current_id == record.pending_id:
         return _retire(stored, obs, now, "nothing to retire")
     decision = _awaiting(stored, obs, now)
@@ -256,96 +282,87 @@ def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
 
 
 def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
-    secret = record.pending_secret
-    if obs.consumer.intercom_id != record.pending_id or (
-        secret is not None and obs.consumer.fingerprint != secret.fingerprint()
-    ):
+    if not holds_pending(record, obs.consumer):
+        if record.adoption and (obs.command is not None or record.request is not None):
+            # An operator asked to move on from an adoption whose secret consumers no longer
+            # hold: drop it (the adopted secret stays known, the next rotation retires it).
+            return _idle(t.rested(record), obs, now)
         return _block(
             record,
             f"the consumers' Vault path no longer holds the new secret {record.pending_id}; "
             "someone changed it during the rotation. Check it, then run rotate-now to store "
             "the new secret again.",
         )
-    if obs.intercom is not None and record.pending_id not in live_ids(obs):
+    record, missing = _watch_pending(record, obs, now)
+    if missing:
         return _block(
             record,
-            f"the new secret {record.pending_id} was deleted at Intercom while consumers use it; "
-            "run rotate-now to provision a replacement",
+            f"Intercom has not listed the new secret {record.pending_id} for "
+            f"{int(LIST_LAG_TOLERANCE.total_seconds() // 60)} minutes while consumers use it: "
+            "was it deleted outside rotator? Check the secrets at Intercom, then run rotate-now.",
         )
-    policy = obs.policy
-    if record.emergency:
-        return _retire(record, obs, now, "emergency: retiring the old secret now")
-    if record.confirmed_at is not None and policy.confirmation != "grace":
-        return _retire(record, obs, now, f"rollout confirmed ({record.confirmed_by})")
-    if policy.confirmation != "hook" and record.deadline is not None and now >= record.deadline:
-        graced = record.evolve(confirmed_by=record.confirmed_by or "grace")
-        return _retire(graced, obs, now, "grace period elapsed")
+    done = rollout_done(record, obs.policy, now)
+    if done is not None:
+        if record.confirmed_at is None and not record.emergency:
+            record = t.confirmed(record, at=now, by=t.BY_GRACE)
+        return _retire(record, obs, now, done)
     waits_for = {"hook": "the confirmation hook", "grace": "the grace deadline"}.get(
-        policy.confirmation, "the confirmation hook or the grace deadline"
+        obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )
     return _rest(record, f"awaiting rollout of {record.pending_id}: waiting for {waits_for}")
 
 
+def _watch_pending(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:
+    """Whether the new secret has been missing from Intercom's lists for longer than they lag."""
+    if obs.intercom is None:
+        return record, False
+    if record.pending_id in live_ids(obs):
+        if record.pending_absent_since is None:
+            return record, False
+        return replace(record, pending_absent_since=None), False
+    since = record.pending_absent_since or now
+    if since != record.pending_absent_since:
+        record = replace(record, pending_absent_since=since)
+    return record, now - since >= LIST_LAG_TOLERANCE
+
+
 def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Decision:
-    olds = (
-        [record.current_id] if record.current_id and record.current_id != record.pending_id else []
-    )
+    keeper = record.pending_id
+    olds = [record.current_id] if record.current_id and record.current_id != keeper else []
     if obs.intercom is not None:
+        # Strays go with the old secret: orphans, and (once the rollout is done) secrets this
+        # target knows that a list still shows, an abandoned adoption's, say. Their DELETEs
+        # say whether they were still there.
+        if rollout_done(record, obs.policy, now) is not None:
+            listed = live_ids(obs)
+            olds += [i for i in record.known_ids if i in listed and i != keeper]
         olds += orphans(record, obs)
-    retiring = record.evolve(
-        phase=Phase.RETIRING, old_ids=tuple(dict.fromkeys((*record.old_ids, *olds)))
-    )
-    return _retiring(retiring, obs, now, reason)
+    ids = tuple(i for i in dict.fromkeys(olds) if owned(record, obs, i))
+    return _retiring(t.retiring(record, ids), obs, now, reason)
 
 
 def _retiring(record: Record, obs: Observation, now: datetime, reason: str = "") -> Decision:
-    if obs.intercom is None:
-        return _rest(record, "retiring: Intercom was not listed")
-    live = live_ids(obs)
-    remaining = tuple(i for i in record.old_ids if i in live)
-    if remaining != record.old_ids:
-        record = record.evolve(old_ids=remaining)  # already gone: no call needed
-    if not remaining:
+    if not record.old_ids:
         return _complete(record, obs, now)
-    target_id = remaining[0]
-    problem = unsafe_to_delete(record, obs, target_id)
+    target_id = record.old_ids[0]
+    return _delete(record, obs, now, target_id, reason or f"retiring secret {target_id}")
+
+
+def _delete(
+    record: Record, obs: Observation, now: datetime, secret_id: str, reason: str
+) -> Decision:
+    """The one way to a ``Delete``: every delete passes the same safety check first."""
+    problem = unsafe_to_delete(record, obs, secret_id, now)
     if problem:
-        return _block(record, f"refusing to delete secret {target_id}: {problem}")
-    return Decision(record, Delete(target_id), reason or f"retiring secret {target_id}")
+        return _block(record, f"refusing to delete secret {secret_id}: {problem}")
+    return Decision(record, Delete(secret_id), reason)
 
 
 def _complete(record: Record, obs: Observation, now: datetime) -> Decision:
     if record.pending_id is None:
         # A sweep of orphans, not a rotation: carry on with whatever was asked or is due.
-        return _idle(record.evolve(phase=Phase.IDLE, old_ids=()), obs, now)
-    entry = HistoryEntry(
-        rotation_id=record.rotation_id or "?",
-        generation=record.generation,
-        new_id=record.pending_id,
-        retired_ids=tuple(i for i in (record.current_id,) if i and i != record.pending_id),
-        started_at=record.started_at or now,
-        stored_at=record.stored_at,
-        confirmed_at=record.confirmed_at,
-        confirmed_by=record.confirmed_by,
-        finished_at=now,
-        emergency=record.emergency,
-    )
-    done = record.evolve(
-        phase=Phase.IDLE,
-        current_id=record.pending_id,
-        pending_id=None,
-        pending_secret=None,
-        pending_created_at=None,
-        old_ids=(),
-        # Anchored on the start, so grace periods do not make the schedule drift.
-        last_rotation_at=record.started_at or now,
-        planned_name=None,
-        attempts=0,
-        retry_at=None,
-        last_error=None,
-        emergency=False,
-        history=(*record.history, entry)[-20:],
-    )
+        return _idle(t.swept(record), obs, now)
+    done = t.completed(record, now=now)
     return _rest(done, f"rotation {record.rotation_id} complete: {record.pending_id} is current")
 
 
@@ -354,7 +371,7 @@ def _blocked(record: Record, _obs: Observation, _now: datetime) -> Decision:  # 
 
 
 # The transition table: one handler per phase, each returning the next decision.
-_HANDLERS: dict[Phase, Callable[[Record, Observation, datetime], Decision]] = {
+_HANDLERS: dict[Phase, Handler] = {
     Phase.IDLE: _idle,
     Phase.CREATING: _creating,
     Phase.AWAITING_ROLLOUT: _awaiting,
@@ -369,14 +386,11 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
     result = obs.result
     if isinstance(result, Failed):
         return _fail(record, result, now)
-    healthy = record.evolve(attempts=0, retry_at=None, last_error=None)
     if isinstance(result, Created):
         if record.phase is not Phase.CREATING or result.name != record.planned_name:
             return _rest(record, "ignored a create result that is not this rotation's")
-        created = healthy.evolve(
-            pending_id=result.secret_id,
-            pending_secret=result.secret,
-            pending_created_at=result.created_at,
+        created = t.committed(
+            record, secret_id=result.secret_id, secret=result.secret, created_at=result.created_at
         )
         # Persisting this record is the commit point: the material is in Vault from now on.
         return Decision(
@@ -385,17 +399,13 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
     if isinstance(result, CreateUnknown):
         return _rest(record, f"create outcome unknown ({result.message}); listing to find out")
     if isinstance(result, Stored):
-        secret = record.pending_secret
-        if (
-            secret is None
-            or result.consumer.intercom_id != record.pending_id
-            or result.consumer.fingerprint != secret.fingerprint()
-        ):
+        if record.pending_secret is None or not holds_pending(record, result.consumer):
             failed = Failed("read-back of the consumers' path did not match", permanent=False)
             return _fail(record, failed, now)
-        return _stored(healthy, obs, now)
-    assert isinstance(result, Deleted)  # noqa: S101 - Result is a closed union
-    left = healthy.evolve(old_ids=tuple(i for i in record.old_ids if i != result.secret_id))
+        return _stored(t.healthy(record), obs, now)
+    if not isinstance(result, Deleted):  # pragma: no cover - Result is a closed union
+        raise TypeError(f"unknown result {type(result).__name__}")
+    left = t.deleted(record, result.secret_id)
     # Carry on in the same pass: the next delete, completion, or the create after an orphan.
     return _HANDLERS[left.phase](left, replace(obs, result=None), now)
 
@@ -407,28 +417,22 @@ def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
     wait = backoff_for(attempts)
     if failure.delay is not None:
         wait = max(wait, min(LONGEST_DELAY, timedelta(seconds=max(0.0, failure.delay))))
+    failed = t.failed(record, message=failure.message, retry_at=now + wait)
     return _rest(
-        record.evolve(attempts=attempts, retry_at=now + wait, last_error=failure.message),
+        failed,
         f"attempt {attempts} failed, retrying in {int(wait.total_seconds())}s: {failure.message}",
     )
 
 
 def _block(record: Record, reason: str) -> Decision:
-    blocked = record.evolve(
-        phase=Phase.BLOCKED,
-        resume_phase=record.phase if record.phase is not Phase.BLOCKED else record.resume_phase,
-        blocked_reason=reason,
-        last_error=reason,
-    )
-    return _rest(blocked, f"blocked: {reason}")
+    return _rest(t.blocked(record, reason), f"blocked: {reason}")
 
 
 def _create(record: Record, obs: Observation, reason: str) -> Decision:
     # A fresh name for every attempt, recorded before the POST: a late answer to an earlier
     # attempt can then never be mistaken for this one, and every name stays recognisable.
     name = f"{obs.policy.secret_name} · rotator g{record.generation} {obs.fresh[-6:]}"
-    planned = record.evolve(planned_name=name, owned_names=record.remember_name(name))
-    return Decision(planned, Create(name), reason)
+    return Decision(t.planned(record, name), Create(name), reason)
 
 
 def backoff_for(attempts: int) -> timedelta:

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Literal
 
-from rotator.core.record import Record
+from rotator.core.record import Binding, Record
 from rotator.redaction import SecretValue
+
+#: How a target's rollout is confirmed before the old secret is retired.
+Confirmation = Literal["hook-or-grace", "hook", "grace"]
+
+#: Lists may lag behind creates and deletes: a secret missing from Intercom's lists for less
+#: than this long is not taken to be gone (and even then only blocks or rotates; deleting
+#: always asks Intercom about that one id).
+LIST_LAG_TOLERANCE = timedelta(minutes=5)
 
 # --- what the machine is told ----------------------------------------------------------------
 
@@ -31,9 +40,11 @@ class Policy:
     target: str
     secret_name: str
     grace_period: timedelta
-    confirmation: str  # "hook-or-grace" | "hook" | "grace"
+    confirmation: Confirmation
     adopt: tuple[str, ...] = ()
     lease_ttl: float = 60.0
+    #: ``rotate_on_drift``: rotate at once when the consumers' secret is gone at Intercom.
+    watch_drift: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,9 @@ class ConsumerView:
 
 @dataclass(frozen=True, slots=True)
 class RotateNow:
+    """An operator asked *this* process for a rotation just now (it was also persisted as the
+    record's ``request``); unlike a request found in the record, it does not wait out a backoff."""
+
     emergency: bool = False
 
 
@@ -74,6 +88,8 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class Deleted:
+    """Intercom said the secret is gone: DELETE answered 204, or its own 404 (``already``)."""
+
     secret_id: str
     already: bool = False
 
@@ -94,7 +110,8 @@ Result = Created | CreateUnknown | Stored | Deleted | Failed
 class Observation:
     policy: Policy
     consumer: ConsumerView
-    #: Intercom's live secrets; ``None`` when not gathered (see ``needs_intercom``).
+    #: Intercom's live secrets as one list answer showed them (lists may lag); ``None`` when
+    #: not gathered (see ``machine.needs_intercom``).
     intercom: tuple[LiveSecret, ...] | None
     due: bool
     me: str
@@ -104,6 +121,9 @@ class Observation:
     result: Result | None = None
     #: True when nobody else holds a live lease (the reconciler judges by its monotonic clock).
     lease_free: bool = True
+    #: The workspace this process acts for, once the reconciler checked the record may be acted
+    #: on by it (``rotator.core.binding``); stamped on every record written.
+    binding: Binding | None = None
 
 
 # --- what the machine answers -----------------------------------------------------------------

@@ -2,27 +2,30 @@
 
 One record per target lives at ``<mount>/<state_path>/<target>`` and is written only with
 check-and-set: the KV version is the fencing token that makes "one rotation at a time, across all
-processes" true. Records are never mutated; every change is a ``replace``.
+processes" true. Records are never mutated; ``rotator.core.transitions`` names every change.
 
 While a rotation is between "created at Intercom" and "done", the record also carries the new
 secret's material (``pending_secret``). That write is the commit point of a rotation: once it
 succeeds the material is in Vault and can never be lost, and the consumers' path is an idempotent
 projection of it that any process can (re)write. The material is dropped from the record when the
 rotation completes; the consumers' path then holds the only copy.
+
+Every time in a record is on the clock all processes share (Vault's, see
+``rotator.vault.clock``), never on the wall clock of the process that wrote it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 from rotator.errors import PermanentError
 from rotator.redaction import SecretValue
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 HISTORY_LIMIT = 20
 OWNED_NAMES_LIMIT = 64
 KNOWN_IDS_LIMIT = 64
@@ -34,6 +37,10 @@ class Phase(enum.StrEnum):
     AWAITING_ROLLOUT = "awaiting_rollout"
     RETIRING = "retiring"
     BLOCKED = "blocked"
+
+
+#: The phases of a rotation under way (or of an adoption waiting for its rollout).
+ROTATING = frozenset({Phase.CREATING, Phase.AWAITING_ROLLOUT, Phase.RETIRING})
 
 
 class RecordError(PermanentError):
@@ -54,12 +61,32 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class Request:
+    """An operator's ``rotate-now``, persisted before anything that can fail, so that whichever
+    process passes next serves it (and its emergency flag) even if the asking one died."""
+
+    emergency: bool
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The Intercom endpoint and workspace a record belongs to. ``workspace`` is a digest of the
+    access token (``rotator.core.binding``): a process configured for another refuses to act."""
+
+    endpoint: str
+    workspace: str
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryEntry:
     """One completed rotation, for ``status --history`` and audits."""
 
     rotation_id: str
     generation: int
     new_id: str
+    #: Every id Intercom confirmed gone (DELETE answered 204 or its own 404): never a guess.
     retired_ids: tuple[str, ...]
     started_at: datetime
     stored_at: datetime | None
@@ -82,7 +109,7 @@ class Record:
     planned_name: str | None = None
     #: Every name this target ever asked Intercom for (bounded): how it recognises its own.
     owned_names: tuple[str, ...] = ()
-    #: Ids whose material reached the consumers' path (or that were current): never orphans,
+    #: Ids whose material reached Vault (committed, stored, or held as current): never orphans,
     #: and never deleted without a confirmation or a grace period.
     known_ids: tuple[str, ...] = ()
     #: The secret consumers held before this rotation (after it: the new one).
@@ -90,11 +117,18 @@ class Record:
     pending_id: str | None = None
     pending_secret: SecretValue | None = None
     pending_created_at: int | None = None
+    #: The rotation under way adopts ``pending_id`` (``rotator adopt``): no material here, the
+    #: consumers' path holds it.
+    adoption: bool = False
     #: Secrets to delete, in order; every id here passed the ownership rules when added.
     old_ids: tuple[str, ...] = ()
+    #: Secrets this rotation has deleted so far (Intercom answered 204 or its own 404).
+    retired_ids: tuple[str, ...] = ()
     started_at: datetime | None = None
+    #: When Vault created the version of the consumers' path that holds the new secret.
     stored_at: datetime | None = None
     deadline: datetime | None = None
+    #: A confirmation of the secret *as stored now*: cleared whenever it is stored again.
     confirmed_at: datetime | None = None
     confirmed_by: str | None = None
     emergency: bool = False
@@ -106,6 +140,12 @@ class Record:
     blocked_reason: str | None = None
     resume_phase: Phase | None = None
     lease: Lease | None = None
+    request: Request | None = None
+    binding: Binding | None = None
+    #: Since when Intercom's lists have not shown the new secret (awaiting rollout) or the
+    #: consumers' secret (idle): lists lag, so only a long absence means anything.
+    pending_absent_since: datetime | None = None
+    consumer_absent_since: datetime | None = None
     history: tuple[HistoryEntry, ...] = field(default=())
 
     def __repr__(self) -> str:
@@ -117,14 +157,17 @@ class Record:
             f"old_ids={self.old_ids!r})"
         )
 
-    def evolve(self, **changes: Any) -> Self:
-        return replace(self, **changes)
+    @property
+    def rotating(self) -> bool:
+        """A rotation (or adoption) is under way, blocked or not."""
+        phase = self.resume_phase if self.phase is Phase.BLOCKED else self.phase
+        return phase in ROTATING
 
     def remember_name(self, name: str) -> tuple[str, ...]:
         names = (*self.owned_names, name)
         return names[-OWNED_NAMES_LIMIT:]
 
-    def remember_id(self, secret_id: str) -> tuple[str, ...]:
+    def remember_id(self, secret_id: str | None) -> tuple[str, ...]:
         if not secret_id or secret_id in self.known_ids:
             return self.known_ids
         return (*self.known_ids, secret_id)[-KNOWN_IDS_LIMIT:]
@@ -139,54 +182,71 @@ class Record:
             if f.name == "pending_secret":
                 value = value.reveal() if value is not None else None
             elif f.name == "history":
-                value = [_jsonable(asdict(h)) for h in value]
-            elif f.name == "lease":
+                value = [asdict(h) for h in value]
+            elif f.name in {"lease", "request", "binding"}:
                 value = asdict(value) if value is not None else None
             data[f.name] = _jsonable(value)
         return data
 
     @classmethod
     def from_storage(cls, data: Mapping[str, Any]) -> Record:
+        """Parse what ``to_storage`` wrote, in this schema or the previous one (version 1, read
+        as if it were unbound with no request pending). ``RecordError`` names the problem,
+        never a value: the record holds material."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in {1, SCHEMA_VERSION}:
             raise RecordError(
                 f"state record has schema_version {version!r}; this rotator reads "
-                f"{SCHEMA_VERSION}. Upgrade rotator (or restore the record) before it acts."
+                f"{SCHEMA_VERSION} (and 1). Upgrade rotator (or restore the record) before it acts."
             )
         try:
             return cls(
-                target=str(data["target"]),
+                target=_text(data["target"]),
                 phase=Phase(data["phase"]),
-                generation=int(data["generation"]),
-                rotation_id=data.get("rotation_id"),
-                planned_name=data.get("planned_name"),
-                owned_names=tuple(data.get("owned_names") or ()),
-                known_ids=tuple(data.get("known_ids") or ()),
-                current_id=data.get("current_id"),
-                pending_id=data.get("pending_id"),
+                generation=_count(data["generation"]),
+                rotation_id=_optional_text(data.get("rotation_id")),
+                planned_name=_optional_text(data.get("planned_name")),
+                owned_names=_texts(data.get("owned_names")),
+                known_ids=_texts(data.get("known_ids")),
+                current_id=_optional_text(data.get("current_id")),
+                pending_id=_optional_text(data.get("pending_id")),
                 pending_secret=(
                     SecretValue(data["pending_secret"]) if data.get("pending_secret") else None
                 ),
                 pending_created_at=data.get("pending_created_at"),
-                old_ids=tuple(data.get("old_ids") or ()),
+                adoption=bool(data.get("adoption", False)),
+                old_ids=_texts(data.get("old_ids")),
+                retired_ids=_texts(data.get("retired_ids")),
                 started_at=_time(data.get("started_at")),
                 stored_at=_time(data.get("stored_at")),
                 deadline=_time(data.get("deadline")),
                 confirmed_at=_time(data.get("confirmed_at")),
-                confirmed_by=data.get("confirmed_by"),
+                confirmed_by=_optional_text(data.get("confirmed_by")),
                 emergency=bool(data.get("emergency", False)),
                 last_rotation_at=_time(data.get("last_rotation_at")),
-                attempts=int(data.get("attempts", 0)),
+                attempts=_count(data.get("attempts", 0)),
                 retry_at=_time(data.get("retry_at")),
-                last_error=data.get("last_error"),
-                blocked_reason=data.get("blocked_reason"),
+                last_error=_optional_text(data.get("last_error")),
+                blocked_reason=_optional_text(data.get("blocked_reason")),
                 resume_phase=Phase(data["resume_phase"]) if data.get("resume_phase") else None,
                 lease=Lease(**data["lease"]) if data.get("lease") else None,
+                request=_request(data.get("request")),
+                binding=Binding(**data["binding"]) if data.get("binding") else None,
+                pending_absent_since=_time(data.get("pending_absent_since")),
+                consumer_absent_since=_time(data.get("consumer_absent_since")),
                 history=tuple(_history(h) for h in data.get("history") or ()),
             )
         except (KeyError, TypeError, ValueError) as e:
-            # The message names the problem, never a value: the record holds material.
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
+
+
+def _request(raw: Any) -> Request | None:
+    if not raw:
+        return None
+    at = _time(raw["at"])
+    if at is None:
+        raise ValueError("a request without its time")
+    return Request(emergency=bool(raw["emergency"]), by=_text(raw["by"]), at=at)
 
 
 def _history(raw: Mapping[str, Any]) -> HistoryEntry:
@@ -195,23 +255,43 @@ def _history(raw: Mapping[str, Any]) -> HistoryEntry:
     if started is None or finished is None:
         raise ValueError("history entry without start or finish time")
     return HistoryEntry(
-        rotation_id=raw["rotation_id"],
-        generation=int(raw["generation"]),
-        new_id=raw["new_id"],
-        retired_ids=tuple(raw.get("retired_ids") or ()),
+        rotation_id=_text(raw["rotation_id"]),
+        generation=_count(raw["generation"]),
+        new_id=_text(raw["new_id"]),
+        retired_ids=_texts(raw.get("retired_ids")),
         started_at=started,
         stored_at=_time(raw.get("stored_at")),
         confirmed_at=_time(raw.get("confirmed_at")),
-        confirmed_by=raw.get("confirmed_by"),
+        confirmed_by=_optional_text(raw.get("confirmed_by")),
         finished_at=finished,
         emergency=bool(raw.get("emergency", False)),
     )
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a string was expected, not {type(value).__name__}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    return tuple(_text(v) for v in value or ())
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("a count must be a whole number, 0 or more")
+    return value
+
+
 def _time(value: Any) -> datetime | None:
     if value is None:
         return None
-    parsed = datetime.fromisoformat(value)
+    parsed = datetime.fromisoformat(_text(value))
     if parsed.tzinfo is None:
         raise ValueError("timestamps must carry a time zone")
     return parsed

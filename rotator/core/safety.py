@@ -1,22 +1,42 @@
 """The rules that guard every delete (PRODUCT.md rules 1 and 2), as pure functions.
 
-``rotator.core.machine`` asks ``unsafe_to_delete`` before each ``Delete`` it decides, and only ever
-puts on ``old_ids`` what ``owned`` accepts. Orphans are the narrowest class of all: a secret
-under a name this target recorded before a create, whose material never reached Vault.
+``rotator.core.machine`` asks ``unsafe_to_delete`` before each ``Delete`` it decides, whether it
+retires a rotation's old secret or sweeps an orphan, and only ever puts on ``old_ids`` what
+``owned`` accepts. Three kinds of evidence, and what each is worth:
+
+* Intercom's answer about one id (DELETE: 204, or its own 404) is the only proof a secret is gone.
+* A list answer may lag behind creates and deletes: a secret it shows existed (in this
+  workspace, under that name) not long ago; one it omits may exist all the same. Lists are used
+  to *find* secrets (orphans under a recorded name), never to conclude one is gone.
+* The record: an id whose material reached Vault is ``known`` at the commit point, so it is never
+  an orphan, and deleting it needs the rollout of its replacement to be done.
 """
 
 from __future__ import annotations
 
-from rotator.core.observation import Observation
+from datetime import datetime
+
+from rotator.core.observation import ConsumerView, Observation, Policy
 from rotator.core.record import Record
 
 
+def holds_pending(record: Record, consumer: ConsumerView) -> bool:
+    """The consumers' path holds the record's new secret, with the material Intercom issued."""
+    secret = record.pending_secret
+    return (
+        record.pending_id is not None
+        and consumer.intercom_id == record.pending_id
+        and (secret is None or consumer.fingerprint == secret.fingerprint())
+    )
+
+
 def live_ids(obs: Observation) -> set[str]:
+    """The ids the list answer showed (it may lag: see the module's docstring)."""
     return {s.id for s in obs.intercom or ()}
 
 
 def orphans(record: Record, obs: Observation) -> tuple[str, ...]:
-    """Live secrets under a name this target recorded, whose material never reached Vault."""
+    """Listed secrets under a name this target recorded, whose material never reached Vault."""
     keep = {record.current_id, record.pending_id, obs.consumer.intercom_id, *record.known_ids}
     names = set(record.owned_names)
     return tuple(s.id for s in obs.intercom or () if s.name in names and s.id not in keep)
@@ -29,7 +49,12 @@ def owned(record: Record, obs: Observation, secret_id: str) -> bool:
     if secret_id in record.known_ids:
         return True
     names = set(record.owned_names)
-    return any(s.id == secret_id and s.name in names for s in obs.intercom or ())
+    listed = [s.name for s in obs.intercom or () if s.id == secret_id]
+    if listed:
+        return any(name in names for name in listed)
+    # Not listed (gone, or a lagging list): an orphan judged ours by its name when it was put on
+    # old_ids stays ours; its DELETE will say whether it is still there.
+    return secret_id in record.old_ids
 
 
 def reached_consumers(record: Record, obs: Observation, secret_id: str) -> bool:
@@ -41,28 +66,44 @@ def reached_consumers(record: Record, obs: Observation, secret_id: str) -> bool:
     )
 
 
-def unsafe_to_delete(record: Record, obs: Observation, secret_id: str) -> str | None:
+def rollout_done(record: Record, policy: Policy, now: datetime) -> str | None:
+    """Why the secret at the consumers' path may now replace the old one everywhere; ``None``
+    while consumers may still use the old one. ``now`` is on Vault's clock, like the deadline.
+
+    A confirmation in the record always concerns the secret as stored now: storing it again
+    clears it (``transitions.stored``). A grace that elapsed is recorded as a confirmation
+    ``by="grace"`` when retirement starts, so a process whose clock estimate is a moment behind
+    does not undo it.
+    """
+    if record.emergency:
+        return "emergency: retiring the old secret now"
+    if record.confirmed_at is not None:
+        return f"rollout confirmed ({record.confirmed_by})"
+    if policy.confirmation != "hook" and record.deadline is not None and now >= record.deadline:
+        return "grace period elapsed"
+    return None
+
+
+def unsafe_to_delete(record: Record, obs: Observation, secret_id: str, now: datetime) -> str | None:
     """Why deleting ``secret_id`` now could break rule 1 or 2; ``None`` when it is safe."""
     consumer = obs.consumer
-    live = live_ids(obs)
     if secret_id == consumer.intercom_id:
         return "the consumers' Vault path holds it"
+    if not owned(record, obs, secret_id):
+        return "this target did not create or adopt it"
+    if not reached_consumers(record, obs, secret_id):
+        # An orphan: its material never reached Vault, so no consumer can hold it.
+        return None
     keeper = record.pending_id or record.current_id
     if keeper is None or keeper == secret_id:
         return "it would leave the target without a live secret"
-    if keeper not in live:
-        return f"the secret that replaces it ({keeper}) is not live at Intercom"
     if consumer.intercom_id != keeper:
         return f"the consumers' Vault path does not hold its replacement {keeper}"
     secret = record.pending_secret
     if secret is not None and consumer.fingerprint != secret.fingerprint():
         return "the consumers' copy of the new secret does not match what Intercom issued"
-    if (
-        record.pending_id is not None
-        and reached_consumers(record, obs, secret_id)
-        and not (record.emergency or record.confirmed_by or record.confirmed_at)
-    ):
+    if record.pending_id is None:
+        return "consumers may still use it; the next rotation retires it after its rollout"
+    if rollout_done(record, obs.policy, now) is None:
         return "the new secret was neither confirmed nor past its grace period"
-    if not owned(record, obs, secret_id):
-        return "this target did not create or adopt it"
     return None

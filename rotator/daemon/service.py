@@ -28,15 +28,16 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
-from rotator.core.record import Record
+from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
 from rotator.errors import RotatorError, TemporaryError
-from rotator.hook.app import ConfirmOutcome, ConfirmRequest, ConfirmStatus, make_app
+from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
 from rotator.hook.auth import HookCredentials
 from rotator.hook.server import HttpServer
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler
 from rotator.redaction import SecretValue
+from rotator.vault import Vault
 
 log = get_logger()
 
@@ -50,6 +51,7 @@ class Daemon:
         self,
         settings: Settings,
         reconciler: Reconciler,
+        vault: Vault,
         *,
         environ: Mapping[str, str],
         clock: Callable[[], float] = time.time,
@@ -60,6 +62,7 @@ class Daemon:
         """``metrics`` already listening to ``reconciler``; without, one is made and added."""
         self.settings = settings
         self.reconciler = reconciler
+        self.vault = vault
         if metrics is None:
             metrics = Metrics(clock=lambda: datetime.fromtimestamp(clock(), UTC))
             reconciler.listeners.append(metrics)
@@ -141,8 +144,7 @@ class Daemon:
         """One read per target, so /metrics shows each target before its next transition."""
         for target in self.settings.targets:
             try:
-                entry = self.reconciler.vault.read(self.reconciler.state_key(target.name))
-                record = Record.from_storage(entry.data) if entry.data else None
+                record = self.reconciler.store.load(target.name).record
             except RotatorError as e:  # the pass that follows reports it properly
                 log.warning("metrics.seed_failed", target=target.name, error=str(e))
                 continue
@@ -161,21 +163,19 @@ class Daemon:
             rotation_id=request.rotation_id,
             via=f"hook:{request.via}",
         )
-        if result.status == ConfirmStatus.CONFIRMED.value and not self.stopping.is_set():
+        if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.
             self._scheduler.add_job(
                 self._reconcile_one, args=[name], id=f"confirmed:{name}", replace_existing=True
             )
-        return ConfirmOutcome(
-            ConfirmStatus(result.status), result.message, result.rotation_id, result.secret_id
-        )
+        return ConfirmOutcome(result.status, result.message, result.rotation_id, result.secret_id)
 
     def _ready(self) -> tuple[bool, str]:
         if not self._scheduler.running:
             return False, "scheduler not running"
         if self._credentials_pending:
             return False, "hook credentials not loaded from Vault yet"
-        return self.reconciler.vault.healthy()
+        return self.vault.healthy()
 
     def _first_credentials(self) -> HookCredentials:
         """The hook's credentials now; if Vault is away at start, none for the moment and a
@@ -228,5 +228,5 @@ class Daemon:
             return SecretValue(value)
         if vault_ref:
             path, _, key = vault_ref.partition("#")
-            return self.reconciler.vault.read_value(path, key or default_key)
+            return self.vault.read_value(path, key or default_key)
         return None

@@ -66,7 +66,7 @@ def run_demo(
         reconciler = Reconciler(
             settings, vault, environ=environ, client_factory=client_factory_with(stop.wait)
         )
-        daemon = Daemon(settings, reconciler, environ=environ, stopping=stop)
+        daemon = Daemon(settings, reconciler, vault, environ=environ, stopping=stop)
         stats = ConsumerStats()
         consumer = threading.Thread(
             target=_consume,
@@ -158,6 +158,7 @@ def _consume(
     """Play a web backend: read the secret from Vault, sign, verify, confirm new secrets."""
     hook_url = f"{hook_base}/v1/targets/{TARGET}/confirm"
     current: str | None = None
+    confirmed: str | None = None
     with httpx.Client(timeout=5.0) as http:
         vault_headers = {"X-Vault-Token": bao.root_token}
         while not stop.wait(0.05):
@@ -182,11 +183,16 @@ def _consume(
                     f"consumer: reloaded secret {current} ({secret.fingerprint()}); "
                     f"{stats.checks} checks so far, {stats.failures} failed; confirming rollout"
                 )
-                http.post(
+            if current != confirmed:
+                answer = http.post(
                     hook_url,
                     json={"secret_id": current},
                     headers={"Authorization": f"Bearer {hook_token.reveal()}"},
                 )
+                # 409 or 503: not recorded yet, ask again on the next round; anything else is
+                # an answer (200 confirmed, or a refusal that asking again will not change).
+                if answer.status_code not in {409, 503}:
+                    confirmed = current
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

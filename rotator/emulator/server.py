@@ -61,6 +61,11 @@ class Emulator:
     def add_token(self, token: Token) -> None:
         self.app.tokens[token.value] = token
 
+    def revoke_token(self, value: str) -> None:
+        """Stop accepting the token ``value`` (401 from now on), as Intercom does once an app's
+        token is revoked."""
+        self.app.tokens.pop(value, None)
+
     def serve(
         self, host: str = "127.0.0.1", port: int = 0, middleware: WSGIMiddleware | None = None
     ) -> RunningEmulator:
@@ -90,6 +95,10 @@ class RunningEmulator:
     @property
     def store(self) -> Store:
         return self.emulator.store
+
+    def revoke_token(self, value: str) -> None:
+        """Answer 401 to the token ``value`` from now on."""
+        self.emulator.revoke_token(value)
 
     def set_faults(self, spec: FaultSpec | str) -> None:
         """Change the injected faults while running (a spec object or its text)."""

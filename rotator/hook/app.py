@@ -15,7 +15,6 @@ credential, a signature or a body. ``rotator.hook.server`` runs the app.
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import re
@@ -29,6 +28,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from rotator.config import ServerSettings
+from rotator.core.confirmation import ConfirmStatus
 from rotator.errors import RotatorError, TemporaryError
 from rotator.hook.auth import (
     SIGNATURE_HEADER,
@@ -50,15 +50,6 @@ _TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 log = get_logger()
-
-
-class ConfirmStatus(enum.Enum):
-    CONFIRMED = "confirmed"
-    ALREADY_CONFIRMED = "already_confirmed"
-    UNKNOWN_TARGET = "unknown_target"
-    NOT_AWAITING = "not_awaiting"
-    WRONG_SECRET = "wrong_secret"  # noqa: S105 - a status name, not a password
-    POLICY_REFUSES = "policy_refuses"
 
 
 @dataclass(frozen=True, slots=True)

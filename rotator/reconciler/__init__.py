@@ -1,17 +1,22 @@
-"""The reconciler: gather, decide, persist, act, for every target."""
+"""The reconciler: gather, decide, persist, act, for every target.
 
-from rotator.reconciler.reconciler import (
-    Reconciler,
-    RecordListener,
-    Sleep,
-    TargetReport,
-    client_factory_with,
-    consumer_view,
-)
+``reconciler`` runs the passes and records operator requests; ``passes`` is one pass over one
+target; ``store`` the state record and the consumers' path in Vault; ``clients`` the Intercom
+clients; ``ports`` the narrow interfaces all of them use, which a simulation can implement.
+"""
+
+from rotator.reconciler.clients import IntercomClients, Sleep, client_factory_with
+from rotator.reconciler.passes import TargetReport
+from rotator.reconciler.ports import RecordListener
+from rotator.reconciler.reconciler import ConfirmResult, Reconciler
+from rotator.reconciler.store import RecordStore, consumer_view
 
 __all__ = [
+    "ConfirmResult",
+    "IntercomClients",
     "Reconciler",
     "RecordListener",
+    "RecordStore",
     "Sleep",
     "TargetReport",
     "client_factory_with",

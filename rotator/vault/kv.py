@@ -38,6 +38,7 @@ Messages name addresses, mounts and paths, never a token, secret id, JWT or secr
 from __future__ import annotations
 
 import builtins
+import email.utils
 import json
 import os
 import random
@@ -46,6 +47,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 import hvac
@@ -60,6 +62,7 @@ from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, scrub
 from rotator.vault.auth import LoginSource, TokenKeeper, json_object
+from rotator.vault.clock import SharedClock
 from rotator.vault.errors import (
     CasConflict,
     VaultAuthError,
@@ -129,6 +132,8 @@ class KVEntry:
     data: dict[str, Any] | None = field(repr=False)  # may hold material: never in a repr
     #: The latest version number (0 if never written): the ``cas`` for the next write.
     version: int = 0
+    #: When Vault created that version, on Vault's clock (None if never written).
+    created_time: datetime | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:
         keys = sorted(self.data) if self.data is not None else None
@@ -207,6 +212,10 @@ class Vault:
         pooled = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
         self._session.mount("http://", pooled)
         self._session.mount("https://", pooled)
+        #: Vault's time, told by every answer's Date header and every version's created_time.
+        self.clock = SharedClock(monotonic)
+        self._monotonic = monotonic
+        self._session.hooks["response"].append(self._saw_answer)
         self._client = hvac.Client(
             url=settings.address,
             # Not None: hvac would then read $VAULT_TOKEN or ~/.vault-token behind our back.
@@ -230,6 +239,12 @@ class Vault:
 
     def __repr__(self) -> str:
         return f"Vault(address={self.settings.address!r}, mount={self._mount!r})"
+
+    def _saw_answer(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        """Every answer tells Vault's time (to the second) in its Date header."""
+        moment = _http_date(response.headers.get("Date"))
+        if moment is not None:
+            self.clock.observe(moment, self._monotonic())
 
     # --- the operations -------------------------------------------------------------------
 
@@ -255,7 +270,10 @@ class Vault:
                 return KVEntry(None, 0)
             return _entry(answer)
 
-        return self._call("read", path, read)
+        entry = self._call("read", path, read)
+        if entry.created_time is not None:
+            self.clock.observe(entry.created_time)
+        return entry
 
     def write(self, path: str, data: Mapping[str, Any], *, cas: int) -> int:
         """Write ``data`` if the latest version is still ``cas`` (0: must not exist yet).
@@ -272,7 +290,11 @@ class Vault:
             answer = self._client.secrets.kv.v2.create_or_update_secret(
                 path=path, secret=payload, cas=cas, mount_point=self._mount
             )
-            return int(json_object(answer)["data"]["version"])
+            written = json_object(answer)["data"]
+            created = _vault_time(written.get("created_time"))
+            if created is not None:
+                self.clock.observe(created)
+            return int(written["version"])
 
         for sending in range(1, self._attempts + 1):
             try:
@@ -635,9 +657,32 @@ def _relative(path: str) -> str:
 
 def _entry(answer: object) -> KVEntry:
     data = json_object(answer)["data"]
-    version = int(data["metadata"]["version"])
+    metadata = data["metadata"]
+    version = int(metadata["version"])
     content = data.get("data")
-    return KVEntry(content if isinstance(content, dict) else None, version)
+    created = _vault_time(metadata.get("created_time"))
+    return KVEntry(content if isinstance(content, dict) else None, version, created)
+
+
+def _vault_time(value: object) -> datetime | None:
+    """A KV v2 ``created_time`` (RFC 3339, nanoseconds); None when absent or not a time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _detail(e: hvac_errors.VaultError) -> str:

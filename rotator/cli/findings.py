@@ -1,19 +1,8 @@
-"""``rotator doctor``: a read-only health check of every target, finding by finding.
+"""``rotator doctor``'s findings: pure functions from the ``Facts`` gathered about one target to
+``Finding``s (ok, warning or error, what was found, the fix to apply), and their rendering.
 
-Theory of operation
--------------------
-``gather`` reads one target's world through the adapters, each part on its own so one failure
-does not hide the others: the state record and the consumers' path (two KV reads), what our
-Vault token may do on them (``sys/capabilities-self``: write access is checked without writing,
-because a no-op write would still bump versions that consumers and fences rely on), and
-Intercom's live secrets (one list). The ``*_findings`` functions then turn those ``Facts`` into
-``Finding``s without any I/O: each carries a severity (ok, warning, error), what was found, and
-the fix to apply. ``examine`` runs the lot, and is the one place that may act: a target
-configured with ``rotate_on_drift`` whose consumers hold a secret deleted at Intercom is rotated
-at once (``Reconciler.reconcile_target(name, RotateNow())``), and the finding says what came of it.
-
-Nothing here prints, and no finding carries material: only ids, names, paths and messages that
-the adapters already wrote for operators.
+Nothing here performs I/O, prints, or sees material: only ids, names, paths and the messages the
+adapters already wrote for operators. ``rotator.cli.doctor`` gathers the facts and acts.
 """
 
 from __future__ import annotations
@@ -25,12 +14,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from rotator.config import TargetSettings
-from rotator.core.observation import ConsumerView, RotateNow
+from rotator.core.observation import LIST_LAG_TOLERANCE, ConsumerView
 from rotator.core.record import Phase, Record
 from rotator.errors import RotatorError, TemporaryError
 from rotator.intercom import IntercomAuthError, IntercomPermissionError, SecretInfo
 from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
-from rotator.reconciler import Reconciler, TargetReport, consumer_view
+from rotator.reconciler import TargetReport
 
 Severity = Literal["ok", "warning", "error"]
 _RANK: Mapping[str, int] = {"ok": 0, "warning": 1, "error": 2}
@@ -70,74 +59,6 @@ class Facts:
 
     def api_path(self, path: str, kind: str = "data") -> str:
         return f"{self.mount}/{kind}/{path}"
-
-
-# --- gathering (I/O through the adapters) ---------------------------------------------------
-
-
-def gather(reconciler: Reconciler, target: TargetSettings) -> Facts:
-    vault = reconciler.vault
-    facts = Facts(target, vault.settings.mount, reconciler.state_key(target.name))
-    try:
-        entry = vault.read(facts.state_key)
-        facts = replace(facts, record=Record.from_storage(entry.data) if entry.data else None)
-    except RotatorError as e:
-        facts = replace(facts, record_error=str(e))
-    try:
-        facts = replace(facts, consumer=consumer_view(vault.read(target.vault_path)))
-    except RotatorError as e:
-        facts = replace(facts, consumer_error=str(e))
-    try:
-        facts = replace(facts, capabilities=vault.capabilities(_needs(facts)))
-    except RotatorError as e:
-        facts = replace(facts, capabilities_error=str(e))
-    try:
-        facts = replace(facts, live=tuple(reconciler.client(target).list_secrets()))
-    except RotatorError as e:
-        facts = replace(facts, intercom_error=e)
-    return facts
-
-
-def examine(
-    reconciler: Reconciler, names: Sequence[str], *, now: datetime, act: bool = True
-) -> list[Finding]:
-    """Every finding for ``names``; with ``act``, rotate_on_drift targets are rotated."""
-    healthy, detail = reconciler.vault.healthy()
-    address = reconciler.vault.settings.address
-    if not healthy:
-        return [
-            Finding(
-                None,
-                "vault.health",
-                "error",
-                detail,
-                f"make Vault at {address} reachable and unsealed, and give rotator a valid "
-                "token ([vault.auth]); every other check needs it",
-            )
-        ]
-    findings = [
-        Finding(
-            None, "vault.health", "ok", f"Vault at {address} is reachable and unsealed; token valid"
-        )
-    ]
-    for name in names:
-        target = reconciler.settings.target(name)
-        facts = gather(reconciler, target)
-        found = target_findings(facts, now)
-        if act and target.rotate_on_drift and consumer_secret_deleted(facts):
-            report = reconciler.reconcile_target(name, RotateNow())
-            found = [
-                remedied(f, report) if f.check == "drift.consumer_deleted" else f for f in found
-            ]
-        findings += found
-    return findings
-
-
-def _needs(facts: Facts) -> list[str]:
-    paths = [facts.api_path(facts.state_key), facts.api_path(facts.target.vault_path)]
-    if facts.record is None and facts.record_error is None:
-        paths.append(facts.api_path(facts.state_key, "metadata"))  # require_cas, first write
-    return paths
 
 
 # --- the checks (pure) -----------------------------------------------------------------------
@@ -231,7 +152,8 @@ def intercom_findings(facts: Facts) -> list[Finding]:
 
 
 def consumer_secret_deleted(facts: Facts) -> bool:
-    """The consumers' path holds an id that is not live at Intercom (every session fails)."""
+    """The consumers' path holds an id Intercom's list did not show: deleted (every session
+    fails), or not listed yet (lists lag behind creates)."""
     held = facts.consumer.intercom_id if facts.consumer else None
     return held is not None and facts.live is not None and held not in {s.id for s in facts.live}
 
@@ -247,9 +169,10 @@ def drift_findings(facts: Facts) -> list[Finding]:
                 name,
                 "drift.consumer_deleted",
                 "error",
-                f"consumers hold a deleted secret: {facts.consumer.intercom_id} at "
-                f"{facts.mount}/{facts.target.vault_path} is not live at Intercom, so every "
-                "signature made with it fails",
+                f"consumers hold a secret Intercom did not list: {facts.consumer.intercom_id} "
+                f"at {facts.mount}/{facts.target.vault_path}. If it was deleted, every "
+                "signature made with it fails (a secret created moments ago may just not be "
+                "listed yet: lists lag behind changes)",
                 f"run rotator rotate-now {name} --emergency --yes (or rotate-now) now",
             )
         )
@@ -364,10 +287,16 @@ def record_findings(facts: Facts, now: datetime) -> list[Finding]:
 
 
 def remedied(finding: Finding, report: TargetReport) -> Finding:
-    """The consumer-deleted finding after rotate_on_drift acted on it."""
+    """The consumer-deleted finding after rotate_on_drift passed over it."""
     outcome = report.error or report.reason
     if report.needs_operator:
         return replace(finding, message=f"{finding.message}; rotate_on_drift tried: {outcome}")
+    if report.phase == Phase.IDLE.value:
+        return replace(
+            finding,
+            message=f"{finding.message}; rotate_on_drift rotates it once it has stayed unlisted "
+            f"for {int(LIST_LAG_TOLERANCE.total_seconds() // 60)} minutes ({outcome})",
+        )
     return replace(
         finding,
         severity="warning",

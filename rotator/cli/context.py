@@ -1,0 +1,128 @@
+"""The wiring behind every verb: the configuration, and the parts made from it.
+
+``Context`` knows where the configuration is and the process environment; ``Context.open``
+makes the parts a verb needs (the Vault adapter, the record store, the Intercom clients, the
+reconciler, and a notifier when ``[notify]`` lists webhooks), and ``Parts.close`` gives queued
+notifications their bounded time and closes the connections. Exit codes and ``UsageError`` live
+live in ``rotator.cli.exits``, re-exported here for the verb modules.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+
+from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, UsageError
+from rotator.config import Settings, config_path, load_settings
+from rotator.reconciler import (
+    IntercomClients,
+    Reconciler,
+    RecordListener,
+    RecordStore,
+    Sleep,
+    client_factory_with,
+)
+
+if TYPE_CHECKING:
+    from rotator.vault import Vault
+
+__all__ = ["EXIT_NEEDS_OPERATOR", "EXIT_OK", "EXIT_USAGE", "Context", "Parts", "UsageError"]
+
+
+class Observers(Protocol):
+    """What the daemon's metrics hear from the adapters (``rotator.daemon.metrics.Metrics``);
+    named here structurally so that the one-shot commands never import prometheus_client."""
+
+    def intercom_request(self, operation: str, status: str, seconds: float) -> None: ...
+    def vault_request(self, operation: str, status: str, seconds: float) -> None: ...
+    def vault_auth_failed(self) -> None: ...
+
+
+@runtime_checkable
+class _Flushed(Protocol):
+    """A listener with deliveries in flight (``rotator.notify.Notifier``)."""
+
+    def close(self, timeout: float | None = None) -> bool: ...
+
+
+@dataclass
+class Parts:
+    """What a verb works with, made from one configuration; close it when done."""
+
+    settings: Settings
+    vault: Vault
+    reconciler: Reconciler
+    flushed: list[_Flushed] = field(default_factory=list)
+
+    @property
+    def store(self) -> RecordStore:
+        return self.reconciler.store
+
+    @property
+    def clients(self) -> IntercomClients:
+        return self.reconciler.clients
+
+    def close(self) -> None:
+        """Give queued notifications their bounded time to go out, then close connections."""
+        for listener in self.flushed:
+            listener.close()
+        self.reconciler.close()
+        self.vault.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Context:
+    config: str | None
+    environ: Mapping[str, str]
+
+    def settings(self) -> Settings:
+        return load_settings(config_path(self.config, dict(self.environ)))
+
+    def open(
+        self,
+        settings: Settings | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+        listeners: Sequence[RecordListener] = (),
+        observe: Observers | None = None,
+        long_running: bool = False,
+    ) -> Parts:
+        """The parts for this configuration; with notifications whenever [notify] lists
+        webhooks."""
+        from rotator.vault import Vault
+
+        settings = settings or self.settings()
+        vault = Vault(
+            settings.vault,
+            environ=self.environ,
+            observe=observe.vault_request if observe else None,
+            auth_failed=observe.vault_auth_failed if observe else None,
+            # A one-shot command outlives no token: asking Vault for its TTL is a wasted call.
+            renew=long_running,
+        )
+        told = list(listeners)
+        flushed: list[_Flushed] = []
+        if settings.notify.webhooks:
+            from rotator.notify import Notifier
+
+            notifier = Notifier(settings.notify, environ=self.environ, read_secret=vault.read_value)
+            told.append(notifier)
+            flushed.append(notifier)
+        clients = client_factory_with(sleep, observe.intercom_request if observe else None)
+        reconciler = Reconciler(
+            settings, vault, environ=self.environ, client_factory=clients, listeners=told
+        )
+        return Parts(settings, vault, reconciler, flushed)
+
+
+def context(config: str | None) -> Context:
+    return Context(config=config, environ=os.environ)

@@ -1,0 +1,97 @@
+"""The verbs that move rotations: ``reconcile``, ``rotate-now``, ``confirm`` and ``run``.
+
+Each loads what it needs (``rotator.cli.context``), does its job through the reconciler, prints
+one line per target it touched, and returns the exit code: 0 ok, 1 a target needs an operator
+or an attempt failed, 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
+from rotator.core.observation import RotateNow
+from rotator.reconciler import TargetReport
+
+
+def reconcile(ctx: Context) -> int:
+    with ctx.open() as parts:
+        reports = parts.reconciler.reconcile_all(wait_for_leases=True)
+    for report in reports:
+        print(line(report))
+    return EXIT_NEEDS_OPERATOR if any(r.needs_operator for r in reports) else EXIT_OK
+
+
+def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
+    settings = ctx.settings()
+    settings.target(target)
+    if emergency and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
+        answer = input(
+            f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
+            "soon as its replacement is in Vault, even if your services have not reloaded. "
+            "Type 'yes' to go on: "
+        )
+        if answer.strip().lower() != "yes":
+            print("aborted; nothing changed")
+            return EXIT_USAGE
+    with ctx.open(settings) as parts:
+        report = parts.reconciler.reconcile_target(
+            target, RotateNow(emergency=emergency), wait_for_lease=True
+        )
+    if report.joined:
+        print(f"{target}: rotation {report.rotation_id} was already under way; joined it")
+    print(line(report))
+    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+
+
+def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
+    if secret_id is not None and not secret_id.strip():
+        raise UsageError("--secret-id is empty: name the secret your services now use")
+    with ctx.open() as parts:
+        record, _ = parts.reconciler.record(target)
+        wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
+        if wanted is None:
+            raise UsageError(f"{target}: no rotation is awaiting rollout; nothing to confirm")
+        if secret_id is None and record is not None:
+            print(f"{target}: confirming secret {wanted} (rotation {record.rotation_id})")
+        result = parts.reconciler.confirm(target, secret_id=wanted, rotation_id=None, via="cli")
+        print(f"{target}: {result.status}: {result.message}")
+        if not result.status.accepted:
+            return EXIT_USAGE
+        # Retire now; if a crashed process left its lease, wait it out rather than give up.
+        report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
+    print(line(report))
+    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+
+
+def run(ctx: Context) -> int:
+    from rotator.daemon import Daemon
+    from rotator.daemon.metrics import Metrics
+
+    settings = ctx.settings()
+    stopping = threading.Event()
+    metrics = Metrics()
+    # Retry waits inside Intercom calls end at once when a signal asks the daemon to stop.
+    with ctx.open(
+        settings, sleep=stopping.wait, listeners=[metrics], observe=metrics, long_running=True
+    ) as parts:
+        daemon = Daemon(
+            settings,
+            parts.reconciler,
+            parts.vault,
+            environ=ctx.environ,
+            stopping=stopping,
+            metrics=metrics,
+        )
+        return daemon.run_until_signalled()
+
+
+def line(report: TargetReport) -> str:
+    """How a report reads on the terminal: ``web: awaiting_rollout r1a2b: <reason>``."""
+    rotation = f" {report.rotation_id}" if report.rotation_id and report.phase != "idle" else ""
+    if report.error:
+        return f"{report.target}: ERROR: {report.error}"
+    return f"{report.target}: {report.phase}{rotation}: {report.reason}"

@@ -1,0 +1,231 @@
+"""Every change a record goes through, named: the one file to open to change a transition.
+
+Each function takes a record and returns the next one (``dataclasses.replace``, whose keyword
+names mypy checks); none decides anything. ``rotator.core.machine`` decides which applies,
+``rotator.core.adoption`` and ``rotator.core.confirmation`` use the same ones, so a transition
+is written once. Times are on the clock every process shares (Vault's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from rotator.core.record import HISTORY_LIMIT, HistoryEntry, Phase, Record, Request
+from rotator.redaction import SecretValue
+
+#: Who retired the old secret when no confirmation came: the grace period.
+BY_GRACE = "grace"
+
+
+def requested(record: Record, request: Request) -> Record:
+    """An operator's rotate-now, merged with one already waiting (an emergency stays one)."""
+    waiting = record.request
+    if waiting is not None:
+        request = replace(waiting, emergency=waiting.emergency or request.emergency)
+    return replace(record, request=request)
+
+
+def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency: bool) -> Record:
+    """idle -> creating: a new generation; the request that asked for it is served."""
+    return replace(
+        record,
+        phase=Phase.CREATING,
+        generation=record.generation + 1,
+        rotation_id=rotation_id,
+        planned_name=None,
+        pending_id=None,
+        pending_secret=None,
+        pending_created_at=None,
+        adoption=False,
+        old_ids=(),
+        retired_ids=(),
+        started_at=now,
+        stored_at=None,
+        deadline=None,
+        confirmed_at=None,
+        confirmed_by=None,
+        emergency=emergency,
+        attempts=0,
+        retry_at=None,
+        last_error=None,
+        request=None,
+        pending_absent_since=None,
+    )
+
+
+def planned(record: Record, name: str) -> Record:
+    """The exact name of the next create, recorded before the POST (the handle on a lost
+    answer, and how the target recognises what it created)."""
+    return replace(record, planned_name=name, owned_names=record.remember_name(name))
+
+
+def committed(
+    record: Record, *, secret_id: str, secret: SecretValue, created_at: int | None
+) -> Record:
+    """The commit point: the new secret's material is in the record, so in Vault, and its id is
+    known from now on (never an orphan, never deleted without a rollout)."""
+    return replace(
+        healthy(record),
+        pending_id=secret_id,
+        pending_secret=secret,
+        pending_created_at=created_at,
+        known_ids=record.remember_id(secret_id),
+    )
+
+
+def stored(record: Record, *, at: datetime, grace: timedelta) -> Record:
+    """creating -> awaiting_rollout: the consumers' path holds the new secret (read back) since
+    ``at``. Any confirmation recorded before is void: it did not confirm *this* store."""
+    return replace(
+        record,
+        phase=Phase.AWAITING_ROLLOUT,
+        stored_at=at,
+        deadline=at + grace,
+        confirmed_at=None,
+        confirmed_by=None,
+        known_ids=record.remember_id(record.pending_id),
+        pending_absent_since=None,
+    )
+
+
+def confirmed(record: Record, *, at: datetime, by: str) -> Record:
+    """The rollout of the stored secret is confirmed (by the hook, the CLI, or its grace)."""
+    return replace(record, confirmed_at=at, confirmed_by=by)
+
+
+def retiring(record: Record, ids: tuple[str, ...]) -> Record:
+    """-> retiring: ``ids`` (each already judged this target's) join the secrets to delete."""
+    return replace(
+        record, phase=Phase.RETIRING, old_ids=tuple(dict.fromkeys((*record.old_ids, *ids)))
+    )
+
+
+def deleted(record: Record, secret_id: str) -> Record:
+    """Intercom said ``secret_id`` is gone: off the list to delete, onto the list of retired."""
+    return replace(
+        healthy(record),
+        old_ids=tuple(i for i in record.old_ids if i != secret_id),
+        retired_ids=tuple(dict.fromkeys((*record.retired_ids, secret_id))),
+    )
+
+
+def completed(record: Record, *, now: datetime) -> Record:
+    """retiring -> idle: the new secret is current, the rotation goes into the history."""
+    new_id = record.pending_id or ""
+    entry = HistoryEntry(
+        rotation_id=record.rotation_id or "?",
+        generation=record.generation,
+        new_id=new_id,
+        retired_ids=record.retired_ids,
+        started_at=record.started_at or now,
+        stored_at=record.stored_at,
+        confirmed_at=record.confirmed_at,
+        confirmed_by=record.confirmed_by,
+        finished_at=now,
+        emergency=record.emergency,
+    )
+    return replace(
+        rested(record),
+        current_id=new_id,
+        known_ids=record.remember_id(new_id),
+        # Anchored on the start, so grace periods do not make the schedule drift.
+        last_rotation_at=record.started_at or now,
+        history=(*record.history, entry)[-HISTORY_LIMIT:],
+    )
+
+
+def swept(record: Record) -> Record:
+    """A sweep of orphans (no rotation under way) is over: back to idle."""
+    return replace(record, phase=Phase.IDLE, old_ids=(), retired_ids=())
+
+
+def rested(record: Record) -> Record:
+    """Back to idle with nothing under way (the current secret and history are kept, and so are
+    the times of the last store and confirmation: ``status`` and notifications read them)."""
+    return replace(
+        record,
+        phase=Phase.IDLE,
+        pending_id=None,
+        pending_secret=None,
+        pending_created_at=None,
+        adoption=False,
+        old_ids=(),
+        retired_ids=(),
+        planned_name=None,
+        attempts=0,
+        retry_at=None,
+        last_error=None,
+        emergency=False,
+        blocked_reason=None,
+        resume_phase=None,
+        pending_absent_since=None,
+    )
+
+
+def blocked(record: Record, reason: str) -> Record:
+    """-> blocked: nothing more happens until an operator acts; the phase to resume is kept."""
+    return replace(
+        record,
+        phase=Phase.BLOCKED,
+        resume_phase=record.phase if record.phase is not Phase.BLOCKED else record.resume_phase,
+        blocked_reason=reason,
+        last_error=reason,
+    )
+
+
+def unblocked(record: Record) -> Record:
+    """blocked -> the phase it was blocked in. A rotation blocked while awaiting rollout goes
+    back to storing (its material is still in the record); an adoption has no material and
+    re-checks the consumers' path instead. Either way any confirmation is void: it confirmed a
+    store that something undid."""
+    phase = record.resume_phase or Phase.IDLE
+    if phase is Phase.AWAITING_ROLLOUT and not record.adoption:
+        phase = Phase.CREATING
+    return replace(
+        record,
+        phase=phase,
+        blocked_reason=None,
+        resume_phase=None,
+        attempts=0,
+        retry_at=None,
+        last_error=None,
+        confirmed_at=None,
+        confirmed_by=None,
+    )
+
+
+def failed(record: Record, *, message: str, retry_at: datetime) -> Record:
+    """An attempt failed for a reason that may pass: try again at ``retry_at``."""
+    return replace(record, attempts=record.attempts + 1, retry_at=retry_at, last_error=message)
+
+
+def healthy(record: Record) -> Record:
+    """An action succeeded: the failure count and its backoff are over."""
+    if record.attempts == 0 and record.retry_at is None and record.last_error is None:
+        return record
+    return replace(record, attempts=0, retry_at=None, last_error=None)
+
+
+def adopted_as_current(record: Record, secret_id: str, *, now: datetime) -> Record:
+    """Consumers hold ``secret_id``, which becomes the current secret (none was live before)."""
+    return replace(
+        record, current_id=secret_id, known_ids=record.remember_id(secret_id), last_rotation_at=now
+    )
+
+
+def adopting(
+    record: Record, secret_id: str, *, now: datetime, grace: timedelta, rotation_id: str
+) -> Record:
+    """Consumers hold ``secret_id`` while the current secret is live: the current one is retired
+    like a rotation's old secret, after the grace period or a confirmation (never at once)."""
+    return replace(
+        start_rotation(rested(record), rotation_id=rotation_id, now=now, emergency=False),
+        phase=Phase.AWAITING_ROLLOUT,
+        pending_id=secret_id,
+        adoption=True,
+        stored_at=now,
+        deadline=now + grace,
+        known_ids=record.remember_id(secret_id),
+        request=record.request,
+    )

@@ -1,0 +1,122 @@
+"""The Intercom clients of every target: one per target, its token read when it is made.
+
+A token comes from an environment variable (``token_env``) or a Vault path (``token_vault``).
+Not finding it is a problem of this process (``LocalError``): it fails the process and never
+reaches the shared record, where it would stop the healthy daemon too. After Intercom refuses a
+token (401/403) the client is dropped, so the next pass reads the token again: one replaced in
+Vault is picked up without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from rotator.config import Settings, TargetSettings
+from rotator.core.binding import binding_for
+from rotator.core.record import Binding
+from rotator.errors import LocalError, RotatorError, TemporaryError
+from rotator.reconciler.ports import KV, ClientFactory, Intercom
+from rotator.redaction import SecretValue
+
+Sleep = Callable[[float], object]
+
+
+def client_factory_with(
+    sleep: Sleep, observe: Callable[[str, str, float], None] | None = None
+) -> ClientFactory:
+    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible) and
+    which report every request to ``observe`` (metrics)."""
+
+    def wait(seconds: float) -> None:
+        sleep(seconds)
+
+    def make(target: TargetSettings, token: SecretValue) -> Intercom:
+        from rotator.intercom.client import IntercomClient
+
+        return IntercomClient(
+            token,
+            region=target.region,
+            base_url=target.base_url,
+            version=target.intercom_version,
+            sleep=wait,
+            observe=observe,
+        )
+
+    return make
+
+
+class IntercomClients:
+    """One client per target, made on first use; threads may share it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        kv: KV,
+        *,
+        environ: Mapping[str, str],
+        factory: ClientFactory | None = None,
+    ) -> None:
+        self._settings = settings
+        self._kv = kv
+        self._environ = environ
+        self._factory = factory or client_factory_with(time.sleep)
+        self._clients: dict[str, Intercom] = {}
+        self._bindings: dict[str, Binding] = {}
+        self._lock = threading.Lock()
+
+    def client(self, target: TargetSettings) -> Intercom:
+        with self._lock:
+            client = self._clients.get(target.name)
+            if client is None:
+                token = self.token(target)
+                client = self._factory(target, token)
+                self._clients[target.name] = client
+                self._bindings[target.name] = binding_for(target.endpoint, token)
+            return client
+
+    def binding(self, target: TargetSettings) -> Binding:
+        """The workspace this process acts for on ``target`` (``rotator.core.binding``)."""
+        self.client(target)
+        with self._lock:
+            return self._bindings[target.name]
+
+    def token(self, target: TargetSettings) -> SecretValue:
+        """The target's Intercom token; ``LocalError`` when this process cannot find it."""
+        if target.token_env:
+            value = self._environ.get(target.token_env)
+            if not value or not value.strip():
+                raise LocalError(
+                    f"target {target.name}: environment variable {target.token_env} "
+                    "(token_env) is not set in this process"
+                )
+            return SecretValue(value.strip())
+        if target.token_vault is None:  # pragma: no cover - the config requires one of the two
+            raise LocalError(f"target {target.name}: no token_env or token_vault")
+        path, _, key = target.token_vault.partition("#")
+        try:
+            return self._kv.read_value(path, key or "token")
+        except TemporaryError:
+            raise
+        except RotatorError as e:
+            raise LocalError(f"target {target.name}: cannot read its token_vault: {e}") from e
+
+    def forget_after(self, target: TargetSettings, error: RotatorError) -> None:
+        """After Intercom refused the token (401/403), drop the client: the next pass reads the
+        token again."""
+        if error.status not in {401, 403}:
+            return
+        with self._lock:
+            client = self._clients.pop(target.name, None)
+            self._bindings.pop(target.name, None)
+        if client is not None:
+            client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+            self._bindings.clear()
+        for client in clients:
+            client.close()

@@ -1,0 +1,309 @@
+"""One reconcile pass over one target: gather -> decide -> persist -> act, until nothing is left.
+
+A pass reads the target's record and the consumers' path from Vault, lists Intercom when the
+decision needs it (or to prove the record's workspace is this process's, ``core.binding``), and
+then loops: ``machine.step`` decides; the new record is written with check-and-set *before* the
+action it announces; the action runs; its result is folded into the observation and the machine
+decides again. A lost check-and-set means another process moved the target: the pass gathers
+again from scratch (a few times at most) instead of guessing.
+
+Everything it touches comes through ``Ports``: the Vault KV, the Intercom clients, the clock every
+process shares (Vault's), fresh randomness, and this process's memory of leases. Production wires
+the real adapters; the simulation wires in-memory ones and drives this very code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from rotator.config import Settings, TargetSettings
+from rotator.core import machine
+from rotator.core.binding import binding_problem, needs_evidence
+from rotator.core.lease import LeaseWatch
+from rotator.core.observation import (
+    Action,
+    ConsumerView,
+    Create,
+    Created,
+    CreateUnknown,
+    Delete,
+    Deleted,
+    Failed,
+    LiveSecret,
+    Observation,
+    Policy,
+    Result,
+    RotateNow,
+    Store,
+    Stored,
+    absorb,
+)
+from rotator.core.record import Phase, Record
+from rotator.errors import LocalError, PermanentError, RotatorError, TemporaryError
+from rotator.failpoints import failpoint
+from rotator.intercom.errors import CreateOutcomeUnknown
+from rotator.intercom.models import DeleteOutcome, Platforms
+from rotator.logs import get_logger
+from rotator.reconciler.clients import IntercomClients
+from rotator.reconciler.store import RecordStore
+from rotator.vault import CasConflict
+
+log = get_logger()
+
+_RESTARTS = 3  # lost check-and-sets in one pass before leaving the target to the next pass
+_MAX_STEPS = 50  # a pass never loops forever, whatever the machine says
+
+
+@dataclass(frozen=True, slots=True)
+class TargetReport:
+    """How one target ended a pass."""
+
+    target: str
+    phase: str
+    reason: str
+    rotation_id: str | None = None
+    error: str | None = None
+    #: Another process's live lease kept this pass from acting.
+    held_off: bool = False
+    #: A rotate-now found a rotation under way and joined it instead of starting one.
+    joined: bool = False
+    #: The target's last attempt failed; it retries by itself after a backoff.
+    failing: bool = False
+
+    @property
+    def needs_operator(self) -> bool:
+        """Blocked, or this pass failed: exit 1 for the command that ran it."""
+        return self.phase == Phase.BLOCKED.value or self.error is not None
+
+    @property
+    def ok(self) -> bool:
+        """Nothing blocked, failed or backing off."""
+        return not (self.needs_operator or self.failing)
+
+
+@dataclass
+class Ports:
+    """What a pass may touch, shared by every pass of one process."""
+
+    settings: Settings
+    store: RecordStore
+    clients: IntercomClients
+    #: Vault's time (``rotator.vault.clock``): every decision is judged on it.
+    clock: Callable[[], datetime]
+    fresh: Callable[[], str]
+    leases: LeaseWatch
+    me: str
+
+    def policy(self, target: TargetSettings) -> Policy:
+        return Policy(
+            target=target.name,
+            secret_name=target.secret_name,
+            grace_period=timedelta(seconds=target.grace_period),
+            confirmation=target.confirmation,
+            adopt=target.adopt,
+            lease_ttl=self.settings.daemon.lease_ttl,
+            watch_drift=target.rotate_on_drift,
+        )
+
+
+def next_rotation_at(target: TargetSettings, record: Record) -> datetime | None:
+    if record.last_rotation_at is None:
+        return None
+    return target.schedule.next_after(record.last_rotation_at)
+
+
+def is_due(target: TargetSettings, record: Record, consumer: ConsumerView, now: datetime) -> bool:
+    if record.phase is not Phase.IDLE:
+        return False
+    if consumer.intercom_id is None:  # nothing for consumers to read: provision one
+        return True
+    upcoming = next_rotation_at(target, record)
+    return upcoming is None or now >= upcoming
+
+
+def resting(target: TargetSettings, record: Record, now: datetime) -> bool:
+    """Idle, holding a secret, not due, nothing asked, not watched: nothing to look at."""
+    if record.phase is not Phase.IDLE or record.current_id is None or record.lease:
+        return False
+    if target.rotate_on_drift or record.request is not None:
+        return False
+    upcoming = next_rotation_at(target, record)
+    return upcoming is not None and now < upcoming
+
+
+@dataclass
+class _Gathered:
+    stored: Record | None  # as read (None: nothing stored yet)
+    record: Record  # what the machine starts from
+    version: int
+    obs: Observation
+
+
+class Pass:
+    """One pass over ``target``; ``run`` returns how it ended."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        target: TargetSettings,
+        command: Callable[[Record], RotateNow | None] | None,
+        stop: threading.Event | None,
+    ) -> None:
+        self.ports = ports
+        self.target = target
+        self._command = command
+        self._stop = stop
+
+    def run(self) -> TargetReport:
+        for _ in range(_RESTARTS):
+            try:
+                gathered = self._gather()
+                if isinstance(gathered, TargetReport):
+                    return gathered
+                return self._drive(gathered)
+            except CasConflict:
+                log.info("reconcile.cas_conflict", note="another process moved the target")
+        return TargetReport(self.target.name, "unknown", "lost check-and-set repeatedly; next pass")
+
+    # --- gather ------------------------------------------------------------------------------
+
+    def _gather(self) -> TargetReport | _Gathered:
+        """Read the world into one observation (or settle a resting target from its record)."""
+        ports, target = self.ports, self.target
+        loaded = ports.store.load(target.name)
+        stored = loaded.record
+        now = ports.clock()
+        ports.store.tell_seen(stored, target, None)
+        command = self._command(stored) if self._command is not None and stored else None
+        if stored is not None and command is None and resting(target, stored, now):
+            # The common case of every pass: nothing to do, known from the record alone.
+            return TargetReport(target.name, stored.phase.value, "not due")
+        consumer = ports.store.consumer(target)
+        policy = ports.policy(target)
+        mine = ports.clients.binding(target)  # LocalError when this process lacks its token
+        record = stored or machine.initial_record(policy, consumer, now)
+        if stored is None and self._command is not None:
+            command = self._command(record)
+        due = is_due(target, record, consumer, now)
+        listed, failure = None, None
+        wanted = machine.needs_intercom(
+            record, due=due or target.rotate_on_drift, command=command, now=now
+        )
+        if wanted or needs_evidence(record, mine):
+            listed, failure = self._list()
+        problem = binding_problem(record, mine, listed)
+        if problem is not None:
+            raise LocalError(problem)
+        obs = Observation(
+            policy=policy,
+            consumer=consumer,
+            intercom=listed,
+            due=due,
+            me=ports.me,
+            fresh=ports.fresh(),
+            command=command,
+            result=failure,
+            lease_free=ports.leases.free(target.name, record.lease),
+            binding=mine,
+        )
+        return _Gathered(stored, record, loaded.version, obs)
+
+    def _list(self) -> tuple[tuple[LiveSecret, ...] | None, Failed | None]:
+        try:
+            listed = self.ports.clients.client(self.target).list_secrets()
+        except LocalError:
+            raise
+        except RotatorError as e:
+            self.ports.clients.forget_after(self.target, e)
+            return None, failure_of(e)
+        return tuple(LiveSecret(s.id, s.name) for s in listed), None
+
+    # --- decide, persist, act ------------------------------------------------------------------
+
+    def _drive(self, gathered: _Gathered) -> TargetReport:
+        """Decide, persist, act, absorb the result; again until a decision has no action."""
+        ports, target = self.ports, self.target
+        stored, record, version, obs = (
+            gathered.stored,
+            gathered.record,
+            gathered.version,
+            gathered.obs,
+        )
+        decision = machine.step(record, obs, ports.clock())
+        unknown_creates = 0
+        for _ in range(_MAX_STEPS):
+            if decision.action is not None and self._stop is not None and self._stop.is_set():
+                # Stopping: persist what was decided, but neither act nor keep the lease.
+                decision = replace(
+                    decision, record=replace(decision.record, lease=None), action=None
+                )
+            version = ports.store.write(
+                target, stored, decision.record, version, reason=decision.reason
+            )
+            stored = record = decision.record
+            if decision.action is None:
+                break
+            result = self._act(record, decision.action)
+            if isinstance(result, CreateUnknown):
+                # The answer was lost: look at Intercom before deciding anything (the orphan,
+                # if the list shows it yet, is found by its recorded name). Twice in one
+                # pass: back off.
+                unknown_creates += 1
+                log.warning("rotation.create_unknown", detail=result.message)
+                listed, failure = self._list()
+                if failure is None and unknown_creates >= 2:
+                    failure = Failed(
+                        f"create answers lost twice: {result.message}", permanent=False
+                    )
+                obs = replace(obs, intercom=listed, result=failure, fresh=ports.fresh())
+            else:
+                obs = replace(absorb(obs, result), fresh=ports.fresh())
+            decision = machine.step(record, obs, ports.clock())
+            obs = replace(obs, result=None, command=None)
+        return TargetReport(
+            target.name,
+            record.phase.value,
+            decision.reason,
+            rotation_id=record.rotation_id,
+            held_off=decision.held_off,
+            failing=record.attempts > 0 and record.retry_at is not None,
+        )
+
+    def _act(self, record: Record, action: Action) -> Result:
+        target = self.target
+        clients = self.ports.clients
+        try:
+            if isinstance(action, Create):
+                failpoint("intercom.before_create")
+                platforms = Platforms.from_names(target.platforms)
+                created = clients.client(target).create_secret(action.name, platforms)
+                failpoint("intercom.after_create")
+                return Created(
+                    secret_id=created.info.id,
+                    name=action.name,
+                    created_at=created.info.created_at,
+                    secret=created.secret,
+                )
+            if isinstance(action, Store):
+                return Stored(self.ports.store.store_consumer(target, record, action.cas))
+            if not isinstance(action, Delete):  # pragma: no cover - Action is a closed union
+                raise TypeError(f"unknown action {type(action).__name__}")
+            failpoint("intercom.before_delete")
+            outcome = clients.client(target).delete_secret(action.secret_id)
+            failpoint("intercom.after_delete")
+            return Deleted(action.secret_id, already=outcome is DeleteOutcome.ALREADY_DELETED)
+        except CreateOutcomeUnknown as e:
+            return CreateUnknown(str(e))
+        except (CasConflict, LocalError):
+            raise
+        except RotatorError as e:
+            clients.forget_after(target, e)
+            return failure_of(e)
+
+
+def failure_of(error: RotatorError) -> Failed:
+    delay = error.delay if isinstance(error, TemporaryError) else None
+    return Failed(str(error), permanent=isinstance(error, PermanentError), delay=delay)

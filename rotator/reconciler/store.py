@@ -1,0 +1,210 @@
+"""The two things rotator keeps in Vault for a target, and every read and write of them.
+
+* The **state record** at ``<state_path>/<target>``: loaded and parsed here, written only with
+  check-and-set (``write``; ``update`` is the retry loop around it, written once), and every
+  record persisted is told to the listeners (metrics, notifications), whoever persisted it.
+* The **consumers' path** (``vault_path``): what services read, ``{"secret", "intercom_id",
+  "name", "created_at", "rotation_id"}``. Built (``consumer_payload``) and parsed
+  (``consumer_view``) in this one place; the material is revealed only on its way into Vault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rotator.config import TargetSettings
+from rotator.core.observation import ConsumerView
+from rotator.core.record import Record
+from rotator.errors import TemporaryError
+from rotator.failpoints import failpoint
+from rotator.logs import get_logger
+from rotator.reconciler.ports import KV, RecordListener
+from rotator.redaction import SecretValue
+from rotator.vault import CasConflict, KVEntry
+
+log = get_logger()
+
+#: Lost check-and-sets before ``update`` gives up (another writer keeps moving the record).
+UPDATE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A record as read (``None`` before the target's first pass) and its KV version."""
+
+    record: Record | None
+    version: int
+
+
+class RecordStore:
+    """A target's state record and consumers' path, on one KV v2 mount."""
+
+    def __init__(self, kv: KV, state_path: str, listeners: Sequence[RecordListener] = ()) -> None:
+        self.kv = kv
+        self.state_path = state_path
+        self.listeners = list(listeners)
+
+    def key(self, name: str) -> str:
+        return f"{self.state_path}/{name}"
+
+    # --- the state record --------------------------------------------------------------------
+
+    def load(self, name: str) -> Loaded:
+        entry = self.kv.read(self.key(name))
+        record = Record.from_storage(entry.data) if entry.data is not None else None
+        return Loaded(record, entry.version)
+
+    def write(
+        self,
+        target: TargetSettings,
+        before: Record | None,
+        after: Record,
+        version: int,
+        *,
+        reason: str,
+    ) -> int:
+        """Persist ``after`` if the record is still at ``version`` (``CasConflict`` otherwise);
+        the new version. ``before`` is what was read (``None``: nothing stored yet)."""
+        if before is not None and after == before:
+            return version
+        key = self.key(target.name)
+        if version == 0:
+            # Before the first write, so the key is never writable without check-and-set.
+            self.kv.require_cas(key)
+        failpoint("state.before_write")
+        new_version = self.kv.write(key, after.to_storage(), cas=version)
+        failpoint("state.after_write")
+        if before is None or before.phase is not after.phase:
+            log.info(
+                "rotation.transition",
+                rotation_id=after.rotation_id,
+                **{"from": before.phase.value if before else None, "to": after.phase.value},
+                reason=reason,
+                generation=after.generation,
+            )
+        else:
+            log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
+        self.tell(before, after, reason, target)
+        return new_version
+
+    def update(
+        self,
+        target: TargetSettings,
+        change: Callable[[Record | None], Record | None],
+        *,
+        reason: str,
+    ) -> tuple[Record | None, Record | None]:
+        """Apply ``change`` to the latest record and persist what it returns (``None``: write
+        nothing), check-and-set; on a conflict ``change`` sees the fresh record. Returns
+        ``(before, after)``. ``change`` may raise to refuse."""
+        for _ in range(UPDATE_ATTEMPTS):
+            loaded = self.load(target.name)
+            after = change(loaded.record)
+            if after is None:
+                return loaded.record, None
+            try:
+                self.write(target, loaded.record, after, loaded.version, reason=reason)
+            except CasConflict:
+                continue
+            return loaded.record, after
+        raise TemporaryError(f"target {target.name}: its record kept changing; try again")
+
+    def tell(
+        self, before: Record | None, after: Record, reason: str, target: TargetSettings
+    ) -> None:
+        """Every listener hears of every persisted record; none can fail or slow a rotation."""
+        for listener in self.listeners:
+            try:
+                listener.on_record(before, after, reason, target)
+            except Exception:  # a listener's bug must never cost a rotation
+                log.exception("listener.failed", listener=type(listener).__name__)
+
+    def tell_seen(self, record: Record | None, target: TargetSettings, error: str | None) -> None:
+        """Listeners also hear what each pass found, whoever wrote it, or why it could not."""
+        for listener in self.listeners:
+            try:
+                listener.on_seen(record, target, error)
+            except Exception:
+                log.exception("listener.failed", listener=type(listener).__name__)
+
+    # --- the consumers' path -----------------------------------------------------------------
+
+    def consumer(self, target: TargetSettings) -> ConsumerView:
+        return consumer_view(self.kv.read(target.vault_path))
+
+    def store_consumer(self, target: TargetSettings, record: Record, cas: int) -> ConsumerView:
+        """Write the record's new secret at the consumers' path (check-and-set), read it back."""
+        failpoint("vault.before_store")
+        self.kv.write(target.vault_path, consumer_payload(record), cas=cas)
+        failpoint("vault.after_store")
+        return self.consumer(target)
+
+    def put_consumer(
+        self,
+        target: TargetSettings,
+        payload: dict[str, Any],
+        cas: int,
+    ) -> ConsumerView:
+        """Write ``payload`` (``consumer_payload_for``) at the consumers' path, read it back."""
+        self.kv.write(target.vault_path, payload, cas=cas)
+        return self.consumer(target)
+
+
+def consumer_payload(record: Record) -> dict[str, Any]:
+    """What consumers read for the record's new secret. The material is revealed here only."""
+    secret = record.pending_secret
+    if secret is None or record.pending_id is None:
+        raise ValueError("the record holds no new secret to store")
+    return consumer_payload_for(
+        secret,
+        intercom_id=record.pending_id,
+        name=record.planned_name,
+        created_at=record.pending_created_at,
+        rotation_id=record.rotation_id,
+    )
+
+
+def consumer_payload_for(
+    secret: SecretValue,
+    *,
+    intercom_id: str,
+    name: str | None,
+    created_at: int | None,
+    rotation_id: str | None,
+) -> dict[str, Any]:
+    """The documented shape of the consumers' path (PRODUCT.md, "What consumers read")."""
+    return {
+        "secret": secret.reveal(),
+        "intercom_id": intercom_id,
+        "name": name,
+        "created_at": created_at,
+        "rotation_id": rotation_id,
+    }
+
+
+def consumer_view(entry: KVEntry) -> ConsumerView:
+    """What a consumers' path version holds, without its material (only a fingerprint)."""
+    data = entry.data or {}
+    secret = data.get("secret")
+    created = data.get("created_at")
+    return ConsumerView(
+        intercom_id=str(data["intercom_id"]) if data.get("intercom_id") else None,
+        rotation_id=data.get("rotation_id") if isinstance(data.get("rotation_id"), str) else None,
+        fingerprint=_fingerprint(secret),
+        # Unix seconds only: a value in milliseconds (or nonsense) is ignored, not believed.
+        created_at=created
+        if isinstance(created, int) and not isinstance(created, bool) and 0 < created < 10**10
+        else None,
+        version=entry.version,
+    )
+
+
+def _fingerprint(secret: object) -> str | None:
+    if not isinstance(secret, str) or not secret:
+        return None
+    try:
+        return SecretValue(secret).fingerprint()
+    except UnicodeEncodeError:  # a lone surrogate written by hand: not material Intercom issued
+        return "unreadable"
