@@ -143,6 +143,7 @@ def test_a_record_blocked_mid_rotation_refuses_adoption():
             grace_period=timedelta(hours=1),
             now=datetime.now(UTC),
             fresh="ab" * 8,
+            version=1,
         )
 
 

@@ -570,7 +570,7 @@ def test_a_request_in_the_record_is_served_by_any_pass():
     process, emergency included, once any backoff is over."""
     asked = replace(
         idle(),
-        request=Request(emergency=True, by="cli", at=NOW),
+        request=Request(emergency=True, by="cli", at=NOW, leaked="100"),
         attempts=1,
         retry_at=NOW + timedelta(seconds=10),
         last_error="503",
@@ -589,7 +589,7 @@ def test_a_request_in_the_record_is_served_by_any_pass():
 
 def test_a_request_during_a_rotation_joins_it():
     """A recorded emergency request during a rotation makes that rotation retire at once."""
-    record = replace(awaiting(), request=Request(emergency=True, by="cli", at=NOW))
+    record = replace(awaiting(), request=Request(emergency=True, by="cli", at=NOW, leaked="100"))
     decision = machine.step(record, in_flight(record), NOW)
     assert decision.action == Delete("100")
     assert decision.record.request is None
@@ -607,7 +607,7 @@ def test_a_blocked_adoption_resumes_or_gives_way_to_a_rotation():
     """An adoption blocked because consumers no longer hold its secret: rotate-now drops it and
     starts a rotation (it never asks to store material the record does not have)."""
     adopting = transitions.adopting(
-        idle(), "77", now=NOW, grace=timedelta(hours=1), rotation_id="adopt-1"
+        idle(), "77", now=NOW, grace=timedelta(hours=1), rotation_id="adopt-1", version=3
     )
     blocked = transitions.blocked(adopting, "consumers' path changed")
     obs = observe(blocked, intercom=(OLD, LiveSecret("77", "Legacy")), command=RotateNow())
@@ -659,3 +659,41 @@ def test_a_record_of_the_previous_schema_is_read():
     assert record.binding is None
     assert record.request is None
     assert record.pending_id == "101"
+
+
+def test_a_path_written_again_restarts_the_rollout_and_voids_the_confirmation():
+    """The consumers' path rewritten since the store, even with the same secret (a backup
+    restored, then the new value put back), voids the confirmation: the rollout starts again."""
+    record, _, _ = confirmed(awaiting())
+    rewritten = replace(in_flight(record), consumer=replace(stored_view(record), version=7))
+    decision = machine.step(record, rewritten, NOW + timedelta(minutes=1))
+    assert decision.action is None
+    assert decision.record.confirmed_at is None
+    assert decision.record.stored_version == 7
+    assert decision.record.deadline == NOW + timedelta(minutes=1) + POLICY.grace_period
+
+
+def test_a_retirement_blocked_by_a_restored_backup_stores_again_on_resume():
+    """Retiring, a DELETE failed, a backup put the old secret back at the consumers' path: the
+    target blocks; on rotate-now the new secret is stored again and waits for a new rollout."""
+    record, _, _ = confirmed(awaiting())
+    retiring = machine.step(record, in_flight(record), NOW).record
+    assert retiring.phase is Phase.RETIRING
+    restored = replace(
+        in_flight(retiring), consumer=ConsumerView("100", fingerprint="sha256:old", version=8)
+    )
+    blocked = machine.step(retiring, restored, NOW).record
+    assert blocked.phase is Phase.BLOCKED
+    resumed = machine.step(blocked, replace(restored, command=RotateNow()), NOW)
+    assert resumed.action == Store(cas=8)
+    assert resumed.record.confirmed_at is None
+    assert resumed.record.old_ids == ("100",)
+
+
+def test_an_emergency_about_a_secret_since_replaced_is_an_ordinary_request():
+    """An emergency recorded while another secret was current (since adopted over, say) rotates
+    without deleting the current one at once: the leak is no longer what consumers hold."""
+    record = replace(idle(), request=Request(emergency=True, by="cli", at=NOW, leaked="42"))
+    started = machine.step(record, observe(record), NOW)
+    assert isinstance(started.action, Create)
+    assert not started.record.emergency

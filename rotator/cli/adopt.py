@@ -95,7 +95,6 @@ def adopt_secret(
     where = f"{parts.settings.vault.mount}/{target.vault_path}"
     record = store.load(name).record
     consumer = store.consumer(target)
-    when = now or parts.reconciler.clock()  # Vault's time, known from the reads above
     problem = in_progress(record)
     if problem:
         raise UsageError(problem)
@@ -131,12 +130,15 @@ def adopt_secret(
             f"({consumer.fingerprint}; stdin has {secret.fingerprint()}): one of them is not "
             "Intercom's. Check which, then add --force to store the one from stdin"
         )
+    version = consumer.version
     if not same:
         # cas = the version checked above: whatever changed it since is not overwritten.
-        version = _store(parts, target, info, secret, when, cas=consumer.version)
+        version = _store(parts, target, info, secret, cas=consumer.version)
         lines.append(f"{name}: stored secret {secret_id} at {where} (version {version})")
+    # Vault's time after the store (its answer told the clock): the grace starts no earlier.
+    when = now or parts.reconciler.clock()
     before, after, retires = _record(
-        parts, target, secret_id=secret_id, now=when, fresh=fresh, binding=mine
+        parts, target, secret_id=secret_id, now=when, fresh=fresh, binding=mine, version=version
     )
     lines.append(
         f"{name}: adopted secret {secret_id} ({info.name!r}, {secret.fingerprint()})"
@@ -198,15 +200,15 @@ def _store(
     target: TargetSettings,
     info: SecretInfo,
     secret: SecretValue,
-    now: datetime,
     *,
     cas: int,
 ) -> int:
+    created = info.created_at
     payload = consumer_payload_for(
         secret,
         intercom_id=info.id,
         name=info.name,
-        created_at=info.created_at if info.created_at is not None else int(now.timestamp()),
+        created_at=created if created is not None else int(parts.reconciler.clock().timestamp()),
         rotation_id=None,
     )
     try:
@@ -232,6 +234,7 @@ def _record(
     now: datetime,
     fresh: Callable[[], str],
     binding: Binding,
+    version: int,
 ) -> tuple[Record | None, Record, str | None]:
     retires: list[str | None] = [None]
 
@@ -243,6 +246,7 @@ def _record(
             grace_period=timedelta(seconds=target.grace_period),
             now=now,
             fresh=fresh(),
+            version=version,
         )
         retires[0] = adoption.retires
         return replace(adoption.record, binding=binding)

@@ -97,10 +97,12 @@ def adopted(
     grace_period: timedelta,
     now: datetime,
     fresh: str,
+    version: int,
 ) -> Adoption:
     """The record once consumers hold ``secret_id``. Pure: same inputs, same record.
 
-    ``fresh`` is random hex for a rotation id. Raises ``AdoptionRefused`` when ``in_progress``
+    ``fresh`` is random hex for a rotation id, ``version`` the consumers' path version that holds
+    the adopted secret. Raises ``AdoptionRefused`` when ``in_progress``
     objects.
     """
     problem = in_progress(record)
@@ -122,6 +124,11 @@ def adopted(
     # The old secret may be live even if the list did not show it (lists lag): it is retired
     # after the rollout either way, and its DELETE tells whether it was still there.
     adopting = transitions.adopting(
-        base, secret_id, now=now, grace=grace_period, rotation_id=f"adopt-{fresh[:8]}"
+        base,
+        secret_id,
+        now=now,
+        grace=grace_period,
+        rotation_id=f"adopt-{fresh[:8]}",
+        version=version,
     )
     return Adoption(adopting, retires=old)

@@ -52,15 +52,16 @@ def confirm(
     )
     if rotation_id is not None and rotation_id != record.rotation_id:
         names_it = False
-    if (
-        names_it
-        and record.phase is Phase.CREATING
-        and record.pending_secret is not None
-        and holds_pending(record, consumer)
-    ):
-        # Stored and read back (by us, just now) though not yet recorded: record it first, as
-        # of now (Vault's time, which the read-back told us is past the store).
-        record = transitions.stored(record, at=now, grace=policy.grace_period)
+    restored = (record.phase is Phase.CREATING and record.pending_secret is not None) or (
+        record.phase is Phase.AWAITING_ROLLOUT and record.stored_version != consumer.version
+    )
+    if names_it and restored and holds_pending(record, consumer):
+        # Stored (or stored again) and read back, by us just now, though not yet recorded:
+        # record that store first, as of now (Vault's time, which the read-back told us is
+        # past it); this confirmation is of that store.
+        record = transitions.stored(
+            record, at=now, grace=policy.grace_period, version=consumer.version
+        )
     if record.phase is not Phase.AWAITING_ROLLOUT:
         return None, *_not_awaiting(
             record, names_it=names_it, secret_id=secret_id, rotation_id=rotation_id

@@ -61,6 +61,7 @@ from rotator.core.safety import (
     live_ids,
     orphans,
     owned,
+    rolled_out,
     rollout_done,
     unsafe_to_delete,
 )
@@ -128,6 +129,13 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
         if not asked:
             return _settle(_rest(record, f"blocked: {record.blocked_reason}"), obs)
         record = t.unblocked(record)
+        if record.rotating and not _as_stored(record, obs.consumer):
+            # Resumed, the new secret is no longer at the consumers' path as it was stored: a
+            # rotation stores it again; an adoption (no material) is dropped by _awaiting.
+            if record.adoption:
+                record = replace(record, phase=Phase.AWAITING_ROLLOUT)
+            elif record.pending_secret is not None:
+                record = t.store_again(record)
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
         why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
         return _settle(_rest(record, why), obs)
@@ -143,11 +151,17 @@ def _joined(record: Record, obs: Observation) -> Record:
     if record.adoption and not holds_pending(record, obs.consumer):
         return record
     emergency = record.emergency or (obs.command is not None and obs.command.emergency)
-    if record.request is not None:
-        emergency = emergency or record.request.emergency
+    emergency = emergency or _leaked(record)
     if emergency == record.emergency and record.request is None:
         return record
     return replace(record, emergency=emergency, request=None)
+
+
+def _leaked(record: Record) -> bool:
+    """A recorded emergency request about the secret that is current now (one made about a
+    secret since replaced is an ordinary request: the leak is no longer what consumers hold)."""
+    request = record.request
+    return request is not None and request.emergency and request.leaked == record.current_id
 
 
 def _settle(decision: Decision, obs: Observation) -> Decision:
@@ -188,9 +202,7 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
         return _delete(sweep, obs, now, found[0], f"deleting {len(found)} orphaned secret(s)")
     if not (asked or obs.due or vanished) and obs.consumer.intercom_id is not None:
         return _rest(record, "not due")
-    emergency = (obs.command is not None and obs.command.emergency) or (
-        record.request is not None and record.request.emergency
-    )
+    emergency = (obs.command is not None and obs.command.emergency) or _leaked(record)
     rotation_id = f"r{obs.fresh[:12]}"
     started = t.start_rotation(record, rotation_id=rotation_id, now=now, emergency=emergency)
     why = "rotate-now" if asked else "consumers' secret gone" if vanished else "schedule due"
@@ -236,6 +248,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
         now=now,
         grace=obs.policy.grace_period,
         rotation_id=f"adopt-{obs.fresh[:8]}",
+        version=obs.consumer.version,
     )
     return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
 
@@ -269,10 +282,16 @@ def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
     return Decision(record, Store(cas=obs.consumer.version), why)
 
 
+def _as_stored(record: Record, consumer: ConsumerView) -> bool:
+    """The consumers' path holds the new secret, untouched since it was stored (a path
+    rewritten since, even with the same secret, may have handed consumers another value)."""
+    return holds_pending(record, consumer) and record.stored_version in {None, consumer.version}
+
+
 def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
     # ``now`` is Vault's time, and never earlier than the store: the store's own answer (and
     # the read-back's) told the clock the version's created_time.
-    stored = t.stored(record, at=now, grace=obs.policy.grace_period)
+    stored = t.stored(record, at=now, grace=obs.policy.grace_period, version=obs.consumer.version)
     if record.current_id is None or record.current_id == record.pending_id:
         return _retire(stored, obs, now, "nothing to retire")
     decision = _awaiting(stored, obs, now)
@@ -293,6 +312,9 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
             "someone changed it during the rotation. Check it, then run rotate-now to store "
             "the new secret again.",
         )
+    if not _as_stored(record, obs.consumer):
+        # Someone wrote the same secret there again: a new store, whose rollout starts now.
+        return _stored(record, obs, now)
     record, missing = _watch_pending(record, obs, now)
     if missing:
         return _block(
@@ -330,10 +352,10 @@ def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Dec
     keeper = record.pending_id
     olds = [record.current_id] if record.current_id and record.current_id != keeper else []
     if obs.intercom is not None:
-        # Strays go with the old secret: orphans, and (once the rollout is done) secrets this
-        # target knows that a list still shows, an abandoned adoption's, say. Their DELETEs
-        # say whether they were still there.
-        if rollout_done(record, obs.policy, now) is not None:
+        # Strays go with the old secret: orphans, and (once consumers are all on the new one,
+        # not merely in an emergency) secrets this target knows that a list still shows, an
+        # abandoned adoption's, say. Their DELETEs say whether they were still there.
+        if rolled_out(record, obs.policy, now) is not None:
             listed = live_ids(obs)
             olds += [i for i in record.known_ids if i in listed and i != keeper]
         olds += orphans(record, obs)
@@ -342,6 +364,11 @@ def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Dec
 
 
 def _retiring(record: Record, obs: Observation, now: datetime, reason: str = "") -> Decision:
+    pending = record.pending_id is not None and holds_pending(record, obs.consumer)
+    if pending and not _as_stored(record, obs.consumer):
+        # Rewritten since the rollout was judged done: consumers may have seen something else
+        # in between. The rollout of this store starts again.
+        return _stored(record, obs, now)
     if not record.old_ids:
         return _complete(record, obs, now)
     target_id = record.old_ids[0]

@@ -68,6 +68,9 @@ class Request:
     emergency: bool
     by: str
     at: datetime
+    #: The secret that was current when the request was recorded: an emergency is about that
+    #: one leaked secret, and no longer applies once another is current.
+    leaked: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,9 @@ class Record:
     started_at: datetime | None = None
     #: When Vault created the version of the consumers' path that holds the new secret.
     stored_at: datetime | None = None
+    #: The consumers' path version that store wrote (or found): a path rewritten since, even
+    #: with the same secret, may have handed consumers something else in between.
+    stored_version: int | None = None
     deadline: datetime | None = None
     #: A confirmation of the secret *as stored now*: cleared whenever it is stored again.
     confirmed_at: datetime | None = None
@@ -219,6 +225,7 @@ class Record:
                 retired_ids=_texts(data.get("retired_ids")),
                 started_at=_time(data.get("started_at")),
                 stored_at=_time(data.get("stored_at")),
+                stored_version=_optional_count(data.get("stored_version")),
                 deadline=_time(data.get("deadline")),
                 confirmed_at=_time(data.get("confirmed_at")),
                 confirmed_by=_optional_text(data.get("confirmed_by")),
@@ -246,7 +253,12 @@ def _request(raw: Any) -> Request | None:
     at = _time(raw["at"])
     if at is None:
         raise ValueError("a request without its time")
-    return Request(emergency=bool(raw["emergency"]), by=_text(raw["by"]), at=at)
+    return Request(
+        emergency=bool(raw["emergency"]),
+        by=_text(raw["by"]),
+        at=at,
+        leaked=_optional_text(raw.get("leaked")),
+    )
 
 
 def _history(raw: Mapping[str, Any]) -> HistoryEntry:
@@ -286,6 +298,10 @@ def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("a count must be a whole number, 0 or more")
     return value
+
+
+def _optional_count(value: Any) -> int | None:
+    return None if value is None else _count(value)
 
 
 def _time(value: Any) -> datetime | None:

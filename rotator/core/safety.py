@@ -67,16 +67,22 @@ def reached_consumers(record: Record, obs: Observation, secret_id: str) -> bool:
 
 
 def rollout_done(record: Record, policy: Policy, now: datetime) -> str | None:
-    """Why the secret at the consumers' path may now replace the old one everywhere; ``None``
-    while consumers may still use the old one. ``now`` is on Vault's clock, like the deadline.
+    """Why the old secret may now be retired; ``None`` while consumers may still use it. An
+    emergency retires the leaked (current) secret at once; see ``rolled_out`` for the rest."""
+    if record.emergency:
+        return "emergency: retiring the old secret now"
+    return rolled_out(record, policy, now)
+
+
+def rolled_out(record: Record, policy: Policy, now: datetime) -> str | None:
+    """Why consumers are all on the secret at their path now; ``None`` while some may not be.
+    ``now`` is on Vault's clock, like the deadline.
 
     A confirmation in the record always concerns the secret as stored now: storing it again
     clears it (``transitions.stored``). A grace that elapsed is recorded as a confirmation
     ``by="grace"`` when retirement starts, so a process whose clock estimate is a moment behind
     does not undo it.
     """
-    if record.emergency:
-        return "emergency: retiring the old secret now"
     if record.confirmed_at is not None:
         return f"rollout confirmed ({record.confirmed_by})"
     if policy.confirmation != "hook" and record.deadline is not None and now >= record.deadline:
@@ -104,6 +110,8 @@ def unsafe_to_delete(record: Record, obs: Observation, secret_id: str, now: date
         return "the consumers' copy of the new secret does not match what Intercom issued"
     if record.pending_id is None:
         return "consumers may still use it; the next rotation retires it after its rollout"
-    if rollout_done(record, obs.policy, now) is None:
+    if record.emergency and secret_id == record.current_id:
+        return None  # the leaked secret: an operator asked for it to go at once
+    if rolled_out(record, obs.policy, now) is None:
         return "the new secret was neither confirmed nor past its grace period"
     return None

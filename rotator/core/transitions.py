@@ -21,8 +21,8 @@ BY_GRACE = "grace"
 def requested(record: Record, request: Request) -> Record:
     """An operator's rotate-now, merged with one already waiting (an emergency stays one)."""
     waiting = record.request
-    if waiting is not None:
-        request = replace(waiting, emergency=waiting.emergency or request.emergency)
+    if waiting is not None and waiting.emergency and not request.emergency:
+        request = waiting  # the emergency, and the secret it is about, stand
     return replace(record, request=request)
 
 
@@ -42,6 +42,7 @@ def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency
         retired_ids=(),
         started_at=now,
         stored_at=None,
+        stored_version=None,
         deadline=None,
         confirmed_at=None,
         confirmed_by=None,
@@ -74,13 +75,14 @@ def committed(
     )
 
 
-def stored(record: Record, *, at: datetime, grace: timedelta) -> Record:
-    """creating -> awaiting_rollout: the consumers' path holds the new secret (read back) since
-    ``at``. Any confirmation recorded before is void: it did not confirm *this* store."""
+def stored(record: Record, *, at: datetime, grace: timedelta, version: int) -> Record:
+    """-> awaiting_rollout: the consumers' path holds the new secret (read back) since ``at``, in
+    its ``version``. Any confirmation recorded before is void: it did not confirm *this* store."""
     return replace(
         record,
         phase=Phase.AWAITING_ROLLOUT,
         stored_at=at,
+        stored_version=version,
         deadline=at + grace,
         confirmed_at=None,
         confirmed_by=None,
@@ -175,21 +177,25 @@ def blocked(record: Record, reason: str) -> Record:
 
 
 def unblocked(record: Record) -> Record:
-    """blocked -> the phase it was blocked in. A rotation blocked while awaiting rollout goes
-    back to storing (its material is still in the record); an adoption has no material and
-    re-checks the consumers' path instead. Either way any confirmation is void: it confirmed a
-    store that something undid."""
-    phase = record.resume_phase or Phase.IDLE
-    if phase is Phase.AWAITING_ROLLOUT and not record.adoption:
-        phase = Phase.CREATING
+    """blocked -> the phase it was blocked in (``restore`` then decides whether the new secret
+    must be stored again)."""
     return replace(
         record,
-        phase=phase,
+        phase=record.resume_phase or Phase.IDLE,
         blocked_reason=None,
         resume_phase=None,
         attempts=0,
         retry_at=None,
         last_error=None,
+    )
+
+
+def store_again(record: Record) -> Record:
+    """-> creating: the consumers' path no longer holds the new secret as it was stored, so it
+    is stored again, and any confirmation is void: it confirmed a store something undid."""
+    return replace(
+        record,
+        phase=Phase.CREATING,
         confirmed_at=None,
         confirmed_by=None,
     )
@@ -215,7 +221,13 @@ def adopted_as_current(record: Record, secret_id: str, *, now: datetime) -> Reco
 
 
 def adopting(
-    record: Record, secret_id: str, *, now: datetime, grace: timedelta, rotation_id: str
+    record: Record,
+    secret_id: str,
+    *,
+    now: datetime,
+    grace: timedelta,
+    rotation_id: str,
+    version: int,
 ) -> Record:
     """Consumers hold ``secret_id`` while the current secret is live: the current one is retired
     like a rotation's old secret, after the grace period or a confirmation (never at once)."""
@@ -225,6 +237,7 @@ def adopting(
         pending_id=secret_id,
         adoption=True,
         stored_at=now,
+        stored_version=version,
         deadline=now + grace,
         known_ids=record.remember_id(secret_id),
         request=record.request,

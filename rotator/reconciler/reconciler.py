@@ -231,7 +231,9 @@ class Reconciler:
                 if not command.emergency or record.emergency:
                     return None
                 return replace(record, emergency=True)
-            request = Request(emergency=command.emergency, by=self.me, at=now)
+            request = Request(
+                emergency=command.emergency, by=self.me, at=now, leaked=record.current_id
+            )
             return transitions.requested(record, request)
 
         self.store.update(target, change, reason="rotate-now requested")
