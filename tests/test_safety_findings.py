@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _faketime import faketime
 from test_regressions import gated_reconciler
 from test_rotation import bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
@@ -138,14 +139,6 @@ class Cli:
         result = self.run("reconcile")
         assert result.returncode == 0, result.stdout + result.stderr
         return str(self.consumer()["intercom_id"])
-
-
-def faketime(offset: str) -> dict[str, str]:
-    """The environment that moves a process's wall clock by ``offset`` (e.g. ``+2d``), by
-    preloading libfaketime; its monotonic clock is left alone."""
-    libfaketime = pytest.importorskip("libfaketime")
-    _, env = libfaketime.get_reload_information()
-    return {**env, "FAKETIME": offset, "DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1"}
 
 
 @pytest.fixture

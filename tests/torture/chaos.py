@@ -17,12 +17,18 @@ from lab import Consumer, Lab, Target
 from rotator.demo.openbao import free_port
 from rotator.emulator import FaultSpec
 
+#: Wall clocks of the daemons, the CronJob loop and the rotate-now loop: days apart, as pods on
+#: badly kept nodes are. Decisions are judged on Vault's clock, so none of this may matter.
+SKEWS = ("+2d", "-2d", None)
+CRON_SKEW, ROTATE_NOW_SKEW = "+1d", "-36h"
+
 
 @dataclass
 class Actor:
     tag: str
     argv: tuple[str, ...]
     port: int | None = None
+    skew: str | None = None
     process: subprocess.Popen[str] | None = None
     paused_until: float = 0.0
 
@@ -94,7 +100,7 @@ class Storm:
             self.configs[tag] = lab.write_config(
                 lab.workdir / f"{tag}.toml", targets, schedule="2s", grace="30s", listen_port=port
             )
-            self.actors.append(Actor(tag, ("run",), port=port))
+            self.actors.append(Actor(tag, ("run",), port=port, skew=SKEWS[i % len(SKEWS)]))
         self.cron_config = lab.write_config(
             lab.workdir / "cron.toml", targets, schedule="2s", grace="30s"
         )
@@ -117,7 +123,9 @@ class Storm:
 
     def start(self) -> None:
         for actor in self.actors:
-            actor.process = self.lab.spawn(self.configs[actor.tag], *actor.argv, tag=actor.tag)
+            actor.process = self.lab.spawn(
+                self.configs[actor.tag], *actor.argv, tag=actor.tag, skew=actor.skew
+            )
         for thread in [*self.consumers, *self.loops]:
             thread.start()
 
@@ -185,14 +193,16 @@ def _settle(lab: Lab, targets: list[Target], config: Path) -> None:
 
 def _cron_loop(lab: Lab, config: Path, stop: threading.Event) -> None:
     while not stop.wait(lab.rng.uniform(0.5, 2.0)):
-        lab.run(config, "reconcile", timeout=120)
+        lab.run(config, "reconcile", timeout=120, skew=CRON_SKEW)
 
 
 def _rotate_now_loop(
     lab: Lab, config: Path, targets: list[Target], chaos: Chaos, stop: threading.Event
 ) -> None:
     while not stop.wait(lab.rng.uniform(0.5, 1.5) * chaos.rotate_now_every):
-        lab.run(config, "rotate-now", lab.rng.choice(targets).name, timeout=120)
+        lab.run(
+            config, "rotate-now", lab.rng.choice(targets).name, timeout=120, skew=ROTATE_NOW_SKEW
+        )
 
 
 def _kill_one(lab: Lab, actors: list[Actor], configs: dict[str, Path]) -> None:
@@ -204,7 +214,7 @@ def _kill_one(lab: Lab, actors: list[Actor], configs: dict[str, Path]) -> None:
     actor.paused_until = 0.0
     lab.stats.kills += 1
     lab.log(f"SIGKILL {actor.tag}")
-    actor.process = lab.spawn(configs[actor.tag], *actor.argv, tag=actor.tag)
+    actor.process = lab.spawn(configs[actor.tag], *actor.argv, tag=actor.tag, skew=actor.skew)
 
 
 def _pause_one(lab: Lab, actors: list[Actor]) -> None:

@@ -20,11 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _faketime import faketime
 from _openbao import OpenBaoFileServer, find_bao
 
 from rotator.emulator import Emulator, FaultSpec, StoredSecret, Token, user_hash
 
 ROTATOR = [sys.executable, "-m", "rotator"]
+
+
 HOOK_TOKEN = "torture-hook-token-0123456789abcdef"
 
 
@@ -143,8 +146,13 @@ class Lab:
         return path
 
     def environ(
-        self, config: Path, failpoints: str = "", markers: Path | None = None
+        self,
+        config: Path,
+        failpoints: str = "",
+        markers: Path | None = None,
+        skew: str | None = None,
     ) -> dict[str, str]:
+        """The environment of a rotator process; ``skew`` (``+2d``) moves its wall clock."""
         env = {
             **os.environ,
             "VAULT_TOKEN": self.bao.root_token,
@@ -157,6 +165,8 @@ class Lab:
             env[t.token_env] = t.token
         if markers is not None:
             env["ROTATOR_FAILPOINT_MARKERS"] = str(markers)
+        if skew:
+            env.update(faketime(skew))
         return env
 
     # --- running rotator -----------------------------------------------------------------------
@@ -168,32 +178,36 @@ class Lab:
         failpoints: str = "",
         markers: Path | None = None,
         timeout: float = 60,
+        skew: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [*ROTATOR, "--log-format", "json", *args],
-            env=self.environ(config, failpoints, markers),
+            env=self.environ(config, failpoints, markers, skew),
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
         )
         self.keep_output(
-            f"$ rotator {' '.join(args)} [{failpoints}] -> {result.returncode}",
+            f"$ rotator {' '.join(args)} [{failpoints}{' skew ' + skew if skew else ''}] "
+            f"-> {result.returncode}",
             result.stdout + result.stderr,
         )
         return result
 
-    def spawn(self, config: Path, *args: str, tag: str) -> subprocess.Popen[str]:
+    def spawn(
+        self, config: Path, *args: str, tag: str, skew: str | None = None
+    ) -> subprocess.Popen[str]:
         log = (self.workdir / f"{tag}.log").open("a")
         process = subprocess.Popen(
             [*ROTATOR, "--log-format", "json", *args],
-            env=self.environ(config),
+            env=self.environ(config, skew=skew),
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
         )
         log.close()
-        self.log(f"spawned {tag} pid {process.pid}: rotator {' '.join(args)}")
+        self.log(f"spawned {tag} pid {process.pid} (skew {skew or 0}): rotator {' '.join(args)}")
         return process
 
     def keep_output(self, header: str, text: str) -> None:

@@ -6,7 +6,8 @@
 
 Parts: the crash matrix (every failpoint hit, killed and raised, in the real CLI, then recovered);
 races (three daemons, a CronJob loop and rotate-now calls on the same targets, with SIGKILL and
-SIGSTOP); faults (Intercom at >= 20 % 429/5xx/latency/post_drop, OpenBao stopped and restarted).
+SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
+429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
 Consumers sign and verify every 50 ms throughout, confirming each new secret once reloaded.
 Invariants I1-I6 are checked along the way (see lab.py). On any violation the run's seed,
 events, outputs and Intercom audit are kept in the work directory, whose path is printed.
@@ -33,7 +34,8 @@ from lab import Lab
 from rotator.durations import parse_duration
 from rotator.logs import configure_logging
 
-FAULTS = "429=0.2:1,5xx=0.2,latency=0.2:50ms,post_drop=0.2"
+# Lists lag behind creates and deletes too: a third of them show the workspace 3 s ago.
+FAULTS = "429=0.2:1,5xx=0.2,latency=0.2:50ms,post_drop=0.2,list_lag=0.3:3s"
 
 
 def main(argv: list[str] | None = None) -> int:

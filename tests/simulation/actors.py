@@ -1,0 +1,215 @@
+"""Simulated rotator processes, each running the real code, interleaved at every call it makes.
+
+A ``Process`` is one rotator process: its own monotonic clock (and a wall clock skewed by up
+to days), its own memory (a ``Reconciler`` with its lease watch and clients), and at most one
+command under way: the daemon's pass, a CronJob's ``reconcile``, ``rotate-now`` (emergency or
+not), ``confirm`` by the CLI or by the hook, ``adopt``. A command runs in a greenlet; every Vault
+or Intercom call it makes first switches back to the scheduler (``checkpoint``), so the test
+decides who runs next, and may crash a process between any two calls (``Crash`` unwinds it like
+SIGKILL: nothing it holds in memory survives, only what it wrote).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from greenlet import greenlet
+from simulation.stats import COUNTS
+from simulation.world import CONSUMERS, World, moment
+
+from rotator.cli import rotate
+from rotator.cli.adopt import adopt_secret
+from rotator.cli.context import Context, Parts
+from rotator.config import Settings, parse_settings
+from rotator.errors import RotatorError
+from rotator.reconciler import Reconciler
+from rotator.redaction import SecretValue
+
+GRACE = timedelta(hours=1)
+TOKEN = "sim-intercom-token-0123456789"
+
+
+class Crash(BaseException):
+    """The process dies where it stands (a BaseException: no ``except Exception`` stops it)."""
+
+
+def settings() -> Settings:
+    return parse_settings(
+        {
+            "vault": {
+                "address": "http://vault.sim",
+                "mount": "secret",
+                "state_path": "rotator/state",
+            },
+            "daemon": {"concurrency": 1, "lease_ttl": "60s"},
+            "targets": [
+                {
+                    "name": "web",
+                    "base_url": "https://intercom.sim",
+                    "token_env": "INTERCOM_TOKEN",
+                    "secret_name": "Web",
+                    "vault_path": CONSUMERS,
+                    "schedule": "1d",
+                    "grace_period": "1h",
+                    "confirmation": "hook-or-grace",
+                }
+            ],
+        }
+    )
+
+
+@dataclass
+class Process:
+    """One rotator process of the simulation."""
+
+    world: World
+    name: str
+    mono_offset: float
+    skew: float
+    #: The clock decisions are judged on: Vault's (the product) or, for a mutation check that
+    #: reverts that fix, the process's own wall clock.
+    decide_on_wall: bool = False
+    main: greenlet | None = None
+    glet: greenlet | None = None
+    doing: str = ""
+    #: The command under way ("" when idle): the watch learns who wrote what.
+    command: str = ""
+    #: It crashed at an armed point: it restarts with an empty memory before its next command.
+    dead: bool = False
+    reconciler: Reconciler | None = None
+    kv: Any = None
+
+    def monotonic(self) -> float:
+        return self.world.now + self.mono_offset
+
+    def wall(self) -> datetime:
+        return moment(self.world.now + self.skew)
+
+    @property
+    def busy(self) -> bool:
+        return self.glet is not None and not self.glet.dead
+
+    def checkpoint(self, label: str) -> None:
+        """Before every call to Vault or Intercom: the scheduler decides what happens next (or
+        a crash armed for this kind of call fires here, as a failpoint would)."""
+        COUNTS["calls"] += 1
+        self.doing = label
+        if self.main is None or greenlet.getcurrent() is not self.glet:
+            return
+        for armed in self.world.crash_at:
+            if label.startswith(armed):
+                self.world.crash_at.remove(armed)
+                COUNTS["crashes"] += 1
+                self.dead = True
+                raise Crash(label)
+        self.main.switch()
+
+    def sleep(self, seconds: float) -> None:
+        """A process waiting (for a lease) lets time pass for everyone."""
+        self.world.tick(seconds)
+        self.checkpoint(f"sleep {seconds:g}s")
+
+    def boot(self) -> None:
+        """Start with an empty memory (a new process, or one restarted after a crash)."""
+        from simulation.world import ProcessIntercom, ProcessKV
+
+        self.dead = False
+        self.kv = ProcessKV(
+            self.world, self.checkpoint, self.monotonic, lambda: f"{self.name}:{self.command}"
+        )
+        self.reconciler = Reconciler(
+            settings(),
+            self.kv,
+            environ={"INTERCOM_TOKEN": TOKEN},
+            client_factory=lambda _t, _token: ProcessIntercom(self.world, self.checkpoint),
+            clock=self.wall if self.decide_on_wall else None,
+            monotonic=self.monotonic,
+            fresh=self.world.fresh,
+            me=self.name,
+            sleep=self.sleep,
+        )
+
+    def parts(self) -> Parts:
+        assert self.reconciler is not None
+        return Parts(self.reconciler.settings, self.kv, self.reconciler)
+
+    def start(self, main: greenlet, command: Callable[[], object], label: str) -> None:
+        """Run ``command`` until its first call (or its end)."""
+        if self.reconciler is None or self.dead:
+            self.boot()
+
+        def body() -> None:
+            # What rotator's main() turns into an exit code; a bug (anything else) fails the test.
+            try:
+                with contextlib.suppress(Crash, RotatorError):
+                    command()
+            finally:
+                self.command = ""
+
+        self.main = main
+        self.doing = self.command = label
+        self.glet = greenlet(body, parent=main)
+        self.glet.switch()
+
+    def step(self) -> None:
+        """Let the command run until its next call."""
+        if self.busy and self.glet is not None:
+            self.glet.switch()
+
+    def crash(self) -> None:
+        """SIGKILL: the command stops where it is; the process restarts with no memory."""
+        if self.busy and self.glet is not None:
+            COUNTS["crashes"] += 1
+            self.glet.throw(Crash)
+        self.glet = None
+        self.boot()
+
+
+class Commands:
+    """What operators and schedulers run, each the real code of the verb."""
+
+    def __init__(self, process: Process) -> None:
+        self.p = process
+
+    def ctx(self) -> Context:
+        process = self.p
+
+        class SimContext(Context):
+            def settings(self) -> Settings:
+                return process.reconciler.settings  # type: ignore[union-attr]
+
+            def open(self, *_args: Any, **_kwargs: Any) -> Parts:  # type: ignore[override]
+                return process.parts()
+
+        return SimContext(None, {})
+
+    def daemon_pass(self) -> None:
+        assert self.p.reconciler is not None
+        self.p.reconciler.reconcile_all()
+
+    def cronjob(self) -> None:
+        rotate.reconcile(self.ctx())
+
+    def rotate_now(self, *, emergency: bool) -> None:
+        rotate.rotate_now(self.ctx(), "web", emergency=emergency, yes=True)
+
+    def confirm_cli(self) -> None:
+        rotate.confirm(self.ctx(), "web", secret_id=None)
+
+    def confirm_hook(self, secret_id: str | None) -> None:
+        """What the daemon's hook does with an authenticated call: record, then pass."""
+        assert self.p.reconciler is not None
+        result = self.p.reconciler.confirm(
+            "web", secret_id=secret_id, rotation_id=None, via="hook:bearer"
+        )
+        if result.status.value == "confirmed":
+            self.p.reconciler.reconcile_target("web")
+
+    def adopt(self, secret_id: str, material: str, *, force: bool) -> None:
+        parts = self.p.parts()
+        target = parts.settings.target("web")
+        adopt_secret(parts, target, secret_id, SecretValue(material), force=force)

@@ -1,0 +1,215 @@
+"""The mutation check of issue 9: revert each safety fix, one at a time, and see whether the
+simulation finds the hole again (and after how many examples).
+
+    python tests/simulation/mutants.py                  # every mutant, 3000 examples each
+    python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
+
+Each mutant is a copy of the ``rotator`` package with the fix's code put back the way it was
+before issue 9 (text edits below, each checked to apply exactly once), run under
+``tests/test_simulation.py`` with that copy first on ``PYTHONPATH``. Fix 6 (deciding on Vault's
+clock) is reverted by having each simulated process decide on its own skewed wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Edit = tuple[str, str, str]  # (file under rotator/, text now, text before the fix)
+
+MUTANTS: dict[str, list[Edit]] = {
+    # Finding 1: a secret missing from one list answer was taken to be gone (and history said so).
+    "1-absent-means-gone": [
+        (
+            "core/machine.py",
+            """    if not record.old_ids:
+        return _complete(record, obs, now)
+    target_id = record.old_ids[0]""",
+            """    if obs.intercom is not None:
+        gone = tuple(i for i in record.old_ids if i not in live_ids(obs))
+        record = replace(
+            record,
+            old_ids=tuple(i for i in record.old_ids if i not in gone),
+            retired_ids=(*record.retired_ids, *gone),
+        )
+    if not record.old_ids:
+        return _complete(record, obs, now)
+    target_id = record.old_ids[0]""",
+        ),
+        (
+            "core/machine.py",
+            "    return False  # retiring: every old secret gets its DELETE, whatever a list shows",
+            "    return True",
+        ),
+    ],
+    # Finding 2: rotate-now was not recorded before its first call that could fail.
+    "2-request-not-recorded": [
+        (
+            "reconciler/reconciler.py",
+            """        self.store.update(target, change, reason="rotate-now requested")""",
+            """        loaded = self.store.load(target.name)
+        outcome[:] = [Ask(command, loaded.record.generation if loaded.record else 0)]""",
+        ),
+    ],
+    # Finding 3: a confirmation was accepted while the new secret was only committed (not at the
+    # consumers' path) and kept when it was stored.
+    "3-confirm-before-store": [
+        (
+            "core/confirmation.py",
+            "    if record.phase is not Phase.AWAITING_ROLLOUT:",
+            """    if names_it and record.phase is Phase.CREATING and record.pending_secret is not None:
+        if record.confirmed_at is not None:
+            return None, ConfirmStatus.ALREADY_CONFIRMED, "already confirmed"
+        done = transitions.confirmed(record, at=now, by=via)
+        return done, ConfirmStatus.CONFIRMED, "confirmed before the store"
+    if record.phase is not Phase.AWAITING_ROLLOUT:""",
+        ),
+        (
+            "core/transitions.py",
+            """        deadline=at + grace,
+        confirmed_at=None,
+        confirmed_by=None,
+        known_ids=record.remember_id(record.pending_id),""",
+            """        deadline=at + grace,
+        known_ids=record.remember_id(record.pending_id),""",
+        ),
+    ],
+    # Finding 4: a confirmation survived a block and the store that followed it (and a path
+    # written again since the store).
+    "4-stale-confirmation": [
+        (
+            "core/transitions.py",
+            """        deadline=at + grace,
+        confirmed_at=None,
+        confirmed_by=None,
+        known_ids=record.remember_id(record.pending_id),""",
+            """        deadline=at + grace,
+        known_ids=record.remember_id(record.pending_id),""",
+        ),
+        (
+            "core/transitions.py",
+            """        phase=Phase.CREATING,
+        confirmed_at=None,
+        confirmed_by=None,
+    )""",
+            """        phase=Phase.CREATING,
+    )""",
+        ),
+        (
+            "core/machine.py",
+            "    return holds_pending(record, consumer) and record.stored_version in {None, consumer.version}",
+            "    return holds_pending(record, consumer)",
+        ),
+    ],
+    # Finding 5: a committed secret missing from one list was judged vanished and created again;
+    # its id was known only once stored; deletes of orphans skipped the safety check.
+    "5-lagging-list-vanishes": [
+        (
+            "core/machine.py",
+            "    # A secret whose material is committed is never judged gone on a list: it is stored.\n",
+            """    if obs.intercom is not None and record.pending_id not in live_ids(obs):
+        dropped = replace(record, pending_id=None, pending_secret=None, pending_created_at=None)
+        return _create(dropped, obs, "new secret vanished at Intercom; again")
+""",
+        ),
+        (
+            "core/machine.py",
+            "        return record.pending_id is None  # orphans of a lost answer are found by their name",
+            "        return True",
+        ),
+        (
+            "core/transitions.py",
+            """        pending_created_at=created_at,
+        known_ids=record.remember_id(secret_id),
+    )""",
+            """        pending_created_at=created_at,
+    )""",
+        ),
+        (
+            "core/machine.py",
+            """    problem = unsafe_to_delete(record, obs, secret_id, now)
+    if problem:""",
+            """    problem = unsafe_to_delete(record, obs, secret_id, now)
+    if problem and record.phase is not Phase.RETIRING and secret_id in orphans(record, obs):
+        problem = None
+    if problem:""",
+        ),
+    ],
+    # Finding 6: deadlines were judged on each process's own wall clock.
+    "6-wall-clock": [],
+}
+
+
+def mutate(target: Path, edits: list[Edit]) -> None:
+    for relative, now, before in edits:
+        path = target / "rotator" / relative
+        text = path.read_text()
+        if text.count(now) != 1:
+            raise SystemExit(f"{relative}: the fixed code to revert is not there exactly once")
+        path.write_text(text.replace(now, before))
+
+
+def run(name: str, examples: int) -> tuple[bool, str, float]:
+    with tempfile.TemporaryDirectory(prefix=f"rotator-mutant-{name}-") as work:
+        copy = Path(work)
+        shutil.copytree(ROOT / "rotator", copy / "rotator")
+        mutate(copy, MUTANTS[name])
+        report = copy / "first-failure"
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "ROTATOR_SIMULATION_EXAMPLES": str(examples),
+            "ROTATOR_SIMULATION_REPORT": str(report),
+        }
+        if name == "6-wall-clock":
+            env["ROTATOR_SIMULATION_MUTANT"] = "wall-clock"
+        started = time.monotonic()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/test_simulation.py",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        took = time.monotonic() - started
+        found = result.returncode != 0
+        detail = report.read_text().strip() if report.exists() else "-"
+        if found and not report.exists():
+            detail = "? (" + result.stdout.strip().splitlines()[-1] + ")"
+        return found, detail, took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mutants", nargs="*", default=list(MUTANTS))
+    parser.add_argument("--examples", type=int, default=3000)
+    args = parser.parse_args()
+    print(f"{'mutant':28} {'found':6} {'examples to the first violation':32} seconds")
+    missed = 0
+    for name in args.mutants:
+        found, detail, took = run(name, args.examples)
+        missed += not found
+        print(f"{name:28} {'yes' if found else 'NO':6} {detail:32} {took:.0f}", flush=True)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
