@@ -39,6 +39,7 @@ import httpx
 import tenacity
 
 import rotator
+from rotator.backoff import full_jitter
 from rotator.config import NotifyEvent, NotifySettings, TargetSettings, WebhookSettings
 from rotator.core.record import Phase, Record
 from rotator.logs import get_logger
@@ -275,7 +276,7 @@ class Notifier:
         }
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.settings.attempts),
-            wait=tenacity.wait_exponential(multiplier=0.5, max=5.0),
+            wait=lambda state: full_jitter(state.attempt_number, base=0.5, cap=5.0),
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep,
             reraise=True,

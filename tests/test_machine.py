@@ -24,6 +24,7 @@ from rotator.core.observation import (
     Store,
     Stored,
     absorb,
+    needs_intercom,
 )
 from rotator.core.record import Binding, Lease, Phase, Record, RecordError, Request
 from rotator.redaction import SecretValue
@@ -456,7 +457,7 @@ def test_confirm_refusals():
 )
 def test_intercom_is_listed_only_when_a_decision_needs_it(record, due, command, expected):
     """Idle and waiting targets cost no Intercom call."""
-    assert machine.needs_intercom(record, due=due, command=command, now=NOW) is expected
+    assert needs_intercom(record, due=due, command=command, now=NOW) is expected
 
 
 def test_record_round_trips_through_storage_with_its_material():
@@ -575,12 +576,12 @@ def test_a_request_in_the_record_is_served_by_any_pass():
         retry_at=NOW + timedelta(seconds=10),
         last_error="503",
     )
-    assert machine.needs_intercom(asked, due=False, command=None, now=NOW) is False
+    assert needs_intercom(asked, due=False, command=None, now=NOW) is False
     waiting = machine.step(asked, observe(asked), NOW)
     assert waiting.action is None
     assert waiting.record.request is not None
     later = NOW + timedelta(seconds=11)
-    assert machine.needs_intercom(asked, due=False, command=None, now=later)
+    assert needs_intercom(asked, due=False, command=None, now=later)
     served = machine.step(asked, observe(asked), later)
     assert isinstance(served.action, Create)
     assert served.record.emergency

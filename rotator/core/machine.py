@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from rotator.backoff import exponential
 from rotator.core import transitions as t
 from rotator.core.observation import (
     LIST_LAG_TOLERANCE,
@@ -51,7 +52,6 @@ from rotator.core.observation import (
     Deleted,
     Failed,
     Observation,
-    Policy,
     Store,
     Stored,
 )
@@ -66,51 +66,12 @@ from rotator.core.safety import (
     unsafe_to_delete,
 )
 
-BACKOFF_BASE = timedelta(seconds=10)
-BACKOFF_CAP = timedelta(hours=1)
+#: Seconds: the persisted backoff after a failed attempt, doubling up to an hour.
+BACKOFF_BASE, BACKOFF_CAP = 10.0, 3600.0
 #: The longest wait a server may ask for (a Retry-After in milliseconds would be years).
 LONGEST_DELAY = timedelta(days=1)
-#: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).
-_TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
 
 Handler = Callable[[Record, Observation, datetime], Decision]
-
-
-def needs_intercom(record: Record | None, *, due: bool, command: object, now: datetime) -> bool:
-    """Whether a pass must list Intercom's secrets before deciding (idle targets need not)."""
-    if command is not None or record is None:
-        return True
-    if record.retry_at is not None and now < record.retry_at:
-        return False
-    if record.request is not None:
-        return True
-    if record.phase is Phase.BLOCKED:
-        return False
-    if record.phase is Phase.IDLE:
-        return due
-    if record.phase is Phase.CREATING:
-        return record.pending_id is None  # orphans of a lost answer are found by their name
-    if record.phase is Phase.AWAITING_ROLLOUT:
-        # About to retire: a list finds the strays to retire with the old secret.
-        return (
-            record.emergency
-            or record.confirmed_at is not None
-            or (record.deadline is not None and now >= record.deadline)
-        )
-    return False  # retiring: every old secret gets its DELETE, whatever a list shows
-
-
-def initial_record(policy: Policy, consumer: ConsumerView, now: datetime) -> Record:
-    """A target seen for the first time adopts whatever secret its consumers' path holds."""
-    created = consumer.created_at
-    if created is not None and created in _TIMESTAMPS:
-        last: datetime | None = datetime.fromtimestamp(created, tz=now.tzinfo)
-    else:
-        last = now if consumer.intercom_id else None
-    held = (consumer.intercom_id,) if consumer.intercom_id else ()
-    return Record(
-        target=policy.target, current_id=consumer.intercom_id, last_rotation_at=last, known_ids=held
-    )
 
 
 # --- the step -----------------------------------------------------------------------------------
@@ -441,7 +402,7 @@ def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
     if failure.permanent:
         return _block(record, failure.message)
     attempts = record.attempts + 1
-    wait = backoff_for(attempts)
+    wait = timedelta(seconds=exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP))
     if failure.delay is not None:
         wait = max(wait, min(LONGEST_DELAY, timedelta(seconds=max(0.0, failure.delay))))
     failed = t.failed(record, message=failure.message, retry_at=now + wait)
@@ -460,9 +421,3 @@ def _create(record: Record, obs: Observation, reason: str) -> Decision:
     # attempt can then never be mistaken for this one, and every name stays recognisable.
     name = f"{obs.policy.secret_name} · rotator g{record.generation} {obs.fresh[-6:]}"
     return Decision(t.planned(record, name), Create(name), reason)
-
-
-def backoff_for(attempts: int) -> timedelta:
-    """The wait after ``attempts`` consecutive failures."""
-    doublings = min(max(0, attempts - 1), 20)
-    return min(BACKOFF_CAP, BACKOFF_BASE * (1 << doublings))

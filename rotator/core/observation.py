@@ -1,6 +1,7 @@
 """What the rotation machine is told (``Observation``) and what it answers (``Decision``).
 
-Plain frozen values, no behaviour beyond ``absorb``, which folds an action's result into the
+Plain frozen values; ``needs_intercom`` says what a pass must gather, ``initial_record`` what a
+target seen for the first time starts from, and ``absorb`` folds an action's result into the
 observation so the next step sees the world as it now is. See ``rotator.core.machine`` for the
 rules.
 """
@@ -8,10 +9,10 @@ rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from rotator.core.record import Binding, Record
+from rotator.core.record import Binding, Phase, Record
 from rotator.redaction import SecretValue
 
 #: How a target's rollout is confirmed before the old secret is retired.
@@ -111,7 +112,7 @@ class Observation:
     policy: Policy
     consumer: ConsumerView
     #: Intercom's live secrets as one list answer showed them (lists may lag); ``None`` when
-    #: not gathered (see ``machine.needs_intercom``).
+    #: not gathered (see ``needs_intercom``).
     intercom: tuple[LiveSecret, ...] | None
     due: bool
     me: str
@@ -124,6 +125,47 @@ class Observation:
     #: The workspace this process acts for, once the reconciler checked the record may be acted
     #: on by it (``rotator.core.binding``); stamped on every record written.
     binding: Binding | None = None
+
+
+#: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).
+_TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
+
+
+def needs_intercom(record: Record | None, *, due: bool, command: object, now: datetime) -> bool:
+    """Whether a pass must list Intercom's secrets before deciding (idle targets need not)."""
+    if command is not None or record is None:
+        return True
+    if record.retry_at is not None and now < record.retry_at:
+        return False
+    if record.request is not None:
+        return True
+    if record.phase is Phase.BLOCKED:
+        return False
+    if record.phase is Phase.IDLE:
+        return due
+    if record.phase is Phase.CREATING:
+        return record.pending_id is None  # orphans of a lost answer are found by their name
+    if record.phase is Phase.AWAITING_ROLLOUT:
+        # About to retire: a list finds the strays to retire with the old secret.
+        return (
+            record.emergency
+            or record.confirmed_at is not None
+            or (record.deadline is not None and now >= record.deadline)
+        )
+    return False  # retiring: every old secret gets its DELETE, whatever a list shows
+
+
+def initial_record(policy: Policy, consumer: ConsumerView, now: datetime) -> Record:
+    """A target seen for the first time adopts whatever secret its consumers' path holds."""
+    created = consumer.created_at
+    if created is not None and created in _TIMESTAMPS:
+        last: datetime | None = datetime.fromtimestamp(created, tz=now.tzinfo)
+    else:
+        last = now if consumer.intercom_id else None
+    held = (consumer.intercom_id,) if consumer.intercom_id else ()
+    return Record(
+        target=policy.target, current_id=consumer.intercom_id, last_rotation_at=last, known_ids=held
+    )
 
 
 # --- what the machine answers -----------------------------------------------------------------

@@ -19,10 +19,16 @@ BY_GRACE = "grace"
 
 
 def requested(record: Record, request: Request) -> Record:
-    """An operator's rotate-now, merged with one already waiting (an emergency stays one)."""
+    """An operator's rotate-now, merged with one already waiting: an emergency waiting about
+    the current secret stands; a new emergency replaces whatever waited."""
     waiting = record.request
-    if waiting is not None and waiting.emergency and not request.emergency:
-        request = waiting  # the emergency, and the secret it is about, stand
+    if (
+        waiting is not None
+        and waiting.emergency
+        and not request.emergency
+        and waiting.leaked == record.current_id
+    ):
+        request = waiting
     return replace(record, request=request)
 
 

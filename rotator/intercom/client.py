@@ -34,6 +34,7 @@ import httpx
 import tenacity
 
 import rotator
+from rotator.backoff import full_jitter
 from rotator.core.endpoints import resolve_base_url
 from rotator.errors import RotatorError
 from rotator.intercom.errors import (
@@ -357,12 +358,12 @@ class IntercomClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, _Retryable) and error.delay is not None:
             return min(error.delay, self._retry.max_retry_after)
-        # Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2^n)].
-        ceiling = min(
-            self._retry.max_backoff,
-            self._retry.initial_backoff * 2 ** (state.attempt_number - 1),
+        return full_jitter(
+            state.attempt_number,
+            base=self._retry.initial_backoff,
+            cap=self._retry.max_backoff,
+            rng=self._rng,
         )
-        return self._rng.uniform(0, ceiling)
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

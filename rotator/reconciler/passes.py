@@ -40,6 +40,8 @@ from rotator.core.observation import (
     Store,
     Stored,
     absorb,
+    initial_record,
+    needs_intercom,
 )
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError, PermanentError, RotatorError, TemporaryError
@@ -184,14 +186,12 @@ class Pass:
         consumer = ports.store.consumer(target)
         policy = ports.policy(target)
         mine = ports.clients.binding(target)  # LocalError when this process lacks its token
-        record = stored or machine.initial_record(policy, consumer, now)
+        record = stored or initial_record(policy, consumer, now)
         if stored is None and self._command is not None:
             command = self._command(record)
         due = is_due(target, record, consumer, now)
         listed, failure = None, None
-        wanted = machine.needs_intercom(
-            record, due=due or target.rotate_on_drift, command=command, now=now
-        )
+        wanted = needs_intercom(record, due=due or target.rotate_on_drift, command=command, now=now)
         if wanted or needs_evidence(record, mine):
             listed, failure = self._list()
         problem = binding_problem(record, mine, listed)

@@ -18,7 +18,7 @@ from rotator.redaction import SecretValue
 
 if TYPE_CHECKING:
     from rotator.intercom.models import CreatedSecret, DeleteOutcome, Platforms, SecretInfo
-    from rotator.vault.kv import KVEntry
+    from rotator.vault import KVEntry
 
 
 class Clock(Protocol):

@@ -24,8 +24,7 @@ from rotator.config import Settings, TargetSettings
 from rotator.core import confirmation, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
-from rotator.core.machine import initial_record
-from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow
+from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
 from rotator.core.record import Binding, Record, Request
 from rotator.errors import LocalError, RotatorError
 from rotator.failpoints import FailpointError, failpoint
@@ -231,6 +230,12 @@ class Reconciler:
                 if not command.emergency or record.emergency:
                     return None
                 return replace(record, emergency=True)
+            waiting = record.request
+            covered = waiting is not None and (
+                not command.emergency or (waiting.emergency and waiting.leaked == record.current_id)
+            )
+            if covered:
+                return None  # a request already waits that covers this one: it is served
             request = Request(
                 emergency=command.emergency, by=self.me, at=now, leaked=record.current_id
             )

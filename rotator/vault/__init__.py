@@ -1,7 +1,8 @@
 """The Vault (or OpenBao) adapter: KV v2 with check-and-set, login and renewal, retries.
 
-``kv`` holds the adapter (the only user of hvac and requests, with ``auth``, its credential
-half); ``errors`` the exceptions it raises instead of theirs.
+``kv`` holds the adapter, ``auth`` its credentials (login, renewal), ``translate`` what hvac and
+requests say turned into ``errors``, and ``clock`` Vault's time read from its answers. This
+package is the only part of rotator that imports hvac or requests.
 """
 
 from rotator.vault.errors import (
@@ -11,7 +12,8 @@ from rotator.vault.errors import (
     VaultRequestError,
     VaultUnavailable,
 )
-from rotator.vault.kv import KVEntry, Vault
+from rotator.vault.kv import Vault
+from rotator.vault.translate import KVEntry
 
 __all__ = [
     "CasConflict",

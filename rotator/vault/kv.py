@@ -20,34 +20,22 @@ version ``cas + 1`` holding exactly our data means it happened; version ``cas`` 
 and it is sent again (at most ``attempts`` sends); anything else means another writer won, which
 is a ``CasConflict`` like any other.
 
-This module and its credential half, ``rotator.vault.auth``, are the only ones in rotator that
-import hvac or requests. Their exceptions never leave; each is wrapped ``from`` the original::
+Every answer also tells Vault's time (``rotator.vault.clock``): its ``Date`` header and the
+``created_time`` of the version written or read.
 
-    RotatorError
-    ├── CasConflict               another writer was first: re-read, decide again (.path)
-    ├── TemporaryError
-    │   └── VaultUnavailable      unreachable, timeout, 429, 5xx, sealed, after bounded retries
-    └── PermanentError
-        ├── VaultAuthError        cannot log in, or the static token is dead
-        ├── VaultPermissionError  403 even with a fresh token; names the path and capability
-        └── VaultRequestError     any other refusal: no such mount, not KV v2, TLS, a bad answer
-
-Messages name addresses, mounts and paths, never a token, secret id, JWT or secret value.
+The ``rotator.vault`` package is the only part of rotator that imports hvac or requests; their
+exceptions never leave it (``rotator.vault.translate`` turns each into one of
+``rotator.vault.errors``). Messages name addresses, mounts and paths, never a token or a value.
 """
 
 from __future__ import annotations
 
 import builtins
-import email.utils
 import json
 import os
-import random
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 import hvac
@@ -57,18 +45,29 @@ import requests
 import requests.exceptions
 import tenacity
 
+from rotator.backoff import full_jitter
 from rotator.config import VaultSettings
 from rotator.errors import RotatorError
 from rotator.logs import get_logger
-from rotator.redaction import SecretValue, scrub
+from rotator.redaction import SecretValue
 from rotator.vault.auth import LoginSource, TokenKeeper, json_object
 from rotator.vault.clock import SharedClock
 from rotator.vault.errors import (
     CasConflict,
-    VaultAuthError,
     VaultPermissionError,
     VaultRequestError,
     VaultUnavailable,
+)
+from rotator.vault.translate import (
+    NEEDS,
+    JSONAdapter,
+    KVEntry,
+    Observe,
+    Translator,
+    entry_of,
+    http_date,
+    no_route,
+    vault_time,
 )
 
 T = TypeVar("T")
@@ -77,101 +76,7 @@ T = TypeVar("T")
 INITIAL_BACKOFF: Final = 0.5
 MAX_BACKOFF: Final = 10.0
 
-_TRANSIENT_VAULT: Final = (
-    hvac_errors.VaultDown,
-    hvac_errors.InternalServerError,
-    hvac_errors.BadGateway,
-    hvac_errors.RateLimitExceeded,
-    hvac_errors.VaultNotInitialized,
-)
-# SSLError is a ConnectionError too, but a certificate that fails to verify will keep failing.
-_TRANSIENT_TRANSPORT: Final = (
-    requests.exceptions.ConnectionError,
-    requests.exceptions.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-)
-_STATUS: Final[dict[type[Exception], int]] = {
-    hvac_errors.InvalidRequest: 400,
-    hvac_errors.Unauthorized: 401,
-    hvac_errors.Forbidden: 403,
-    hvac_errors.InvalidPath: 404,
-    hvac_errors.RateLimitExceeded: 429,
-    hvac_errors.InternalServerError: 500,
-    hvac_errors.VaultNotInitialized: 501,
-    hvac_errors.BadGateway: 502,
-    hvac_errors.VaultDown: 503,
-}
-_HVAC_5XX: Final = frozenset({500, 501, 502, 503})
-# The API path (under the mount) and policy capability each operation needs, so that a 403 can
-# tell the operator exactly what to grant.
-_NEEDS: Final = {
-    "read": ("data", "read"),
-    "write": ("data", "create and update"),
-    "list": ("metadata", "list"),
-    "require_cas": ("metadata", "create and update"),
-    "delete_metadata": ("metadata", "delete"),
-}
-
 log = get_logger()
-
-#: ``(operation, status, seconds)`` for one request to Vault; status is the HTTP status as text,
-#: or "error" when no answer came back.
-Observe = Callable[[str, str, float], None]
-
-# The HTTP status of the latest answer the adapter received, per thread: hvac hands the caller
-# a dict or an exception, not the status, and a read's 404 is folded into an empty entry.
-_answer = threading.local()
-
-
-@dataclass(frozen=True, slots=True)
-class KVEntry:
-    """The latest version of a KV v2 secret."""
-
-    #: None when the path never existed, or its latest version is deleted or destroyed.
-    data: dict[str, Any] | None = field(repr=False)  # may hold material: never in a repr
-    #: The latest version number (0 if never written): the ``cas`` for the next write.
-    version: int = 0
-    #: When Vault created that version, on Vault's clock (None if never written).
-    created_time: datetime | None = field(default=None, compare=False)
-
-    def __repr__(self) -> str:
-        keys = sorted(self.data) if self.data is not None else None
-        return f"KVEntry(keys={keys}, version={self.version})"
-
-
-class _Adapter(hvac.adapters.JSONAdapter):
-    """hvac's JSON adapter, except that any 5xx hvac has no class for (a proxy's 504) counts as
-    a server error rather than an ``UnexpectedError``, so that it is retried."""
-
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response | dict[Any, Any]:
-        wants_errors = kwargs.pop("raise_exception", True) and not self.ignore_exceptions
-        answer = super().request(*args, raise_exception=False, **kwargs)
-        # JSONAdapter turns exactly the 200s with a JSON body into a dict.
-        _answer.status = answer.status_code if isinstance(answer, requests.Response) else 200
-        if wants_errors and isinstance(answer, requests.Response) and not answer.ok:
-            raise _vault_error_from(answer)
-        return answer
-
-
-def _vault_error_from(response: requests.Response) -> hvac_errors.VaultError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    errors = body.get("errors") if isinstance(body, dict) else None
-    status = response.status_code
-    if status >= 500 and status not in _HVAC_5XX:
-        status = 500
-    return hvac_errors.VaultError.from_status(
-        status,
-        None if errors else response.text,
-        errors=errors,
-        method=response.request.method,
-        url=response.url,
-        text=response.text,
-        json=body,
-    )
 
 
 class Vault:
@@ -197,7 +102,7 @@ class Vault:
         self.settings = settings
         self._mount = settings.mount
         self._sleep = sleep
-        self._observe = observe
+        self._translate = Translator(settings.address, settings.mount, observe)
         self._attempts = attempts
         self._mount_checked = False
         verify: bool | str = (settings.ca_cert or True) if settings.tls_verify else False
@@ -225,7 +130,7 @@ class Vault:
             timeout=cast("int", settings.timeout),
             session=self._session,
             namespace=settings.namespace,
-            adapter=_Adapter,
+            adapter=JSONAdapter,
         )
         self._token = TokenKeeper(
             self._client,
@@ -242,7 +147,7 @@ class Vault:
 
     def _saw_answer(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
         """Every answer tells Vault's time (to the second) in its Date header."""
-        moment = _http_date(response.headers.get("Date"))
+        moment = http_date(response.headers.get("Date"))
         if moment is not None:
             self.clock.observe(moment, self._monotonic())
 
@@ -264,11 +169,11 @@ class Vault:
             except hvac_errors.InvalidPath as e:
                 # A deleted or destroyed latest version still answers with its metadata.
                 if isinstance(e.json, dict) and isinstance(e.json.get("data"), dict):
-                    return _entry(e.json)
-                if _no_route(e):
+                    return entry_of(e.json)
+                if no_route(e):
                     raise
                 return KVEntry(None, 0)
-            return _entry(answer)
+            return entry_of(answer)
 
         entry = self._call("read", path, read)
         if entry.created_time is not None:
@@ -291,7 +196,7 @@ class Vault:
                 path=path, secret=payload, cas=cas, mount_point=self._mount
             )
             written = json_object(answer)["data"]
-            created = _vault_time(written.get("created_time"))
+            created = vault_time(written.get("created_time"))
             if created is not None:
                 self.clock.observe(created)
             return int(written["version"])
@@ -304,13 +209,12 @@ class Vault:
             if version is not None:
                 return version
             if sending < self._attempts:
-                # The same full-jitter backoff as ``_retrying``.
-                ceiling = min(MAX_BACKOFF, INITIAL_BACKOFF * 2 ** (sending - 1))
-                self._sleep(random.uniform(0, ceiling))
-                log.warning("vault.resend", path=self._where(path), attempt=sending + 1)
+                self._sleep(full_jitter(sending, base=INITIAL_BACKOFF, cap=MAX_BACKOFF))
+                log.warning("vault.resend", path=self._translate.where(path), attempt=sending + 1)
+        where = self._translate.where(path)
         raise VaultUnavailable(
-            f"Vault did not accept the write to {self._where(path)} after {self._attempts} "
-            "sends; nothing was written.",
+            f"Vault did not accept the write to {where} after {self._attempts} sends; nothing "
+            "was written.",
             operation="write",
         )
 
@@ -328,7 +232,7 @@ class Vault:
     def read_value(self, path: str, key: str) -> SecretValue:
         """One key of a KV v2 secret, such as an Intercom token kept in Vault."""
         entry = self.read(path)
-        where = self._where(path)
+        where = self._translate.where(path)
         if entry.data is None:
             raise VaultRequestError(
                 f"Nothing is stored at {where} (never written, or its latest version is "
@@ -352,7 +256,7 @@ class Vault:
             try:
                 answer = self._client.secrets.kv.v2.list_secrets(path=path, mount_point=self._mount)
             except hvac_errors.InvalidPath as e:
-                if _no_route(e):
+                if no_route(e):
                     raise
                 return []
             return [str(key) for key in json_object(answer)["data"]["keys"]]
@@ -429,12 +333,12 @@ class Vault:
     ) -> T:
         for last_chance in (False, True):
             generation = self._token.fresh() if authenticated else 0
-            if authenticated and not self._mount_checked and operation in _NEEDS:
+            if authenticated and not self._mount_checked and operation in NEEDS:
                 self._check_mount()
             try:
                 if retry:
                     return self._retrying(operation, path, request)
-                return self._once(operation, path, request)
+                return self._translate.once(operation, path, request)
             except VaultPermissionError as e:
                 if last_chance or not authenticated:
                     raise
@@ -458,7 +362,9 @@ class Vault:
 
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._attempts),
-            wait=tenacity.wait_random_exponential(INITIAL_BACKOFF, MAX_BACKOFF),
+            wait=lambda state: full_jitter(
+                state.attempt_number, base=INITIAL_BACKOFF, cap=MAX_BACKOFF
+            ),
             retry=tenacity.retry_if_exception_type(VaultUnavailable),
             sleep=self._sleep,
             before_sleep=log_retry,
@@ -467,117 +373,11 @@ class Vault:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._once(operation, path, request)
+                    return self._translate.once(operation, path, request)
         except VaultUnavailable as e:
             e.message += f" Gave up after {self._attempts} attempt(s)."
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
-
-    def _once(self, operation: str, path: str, request: Callable[[], T]) -> T:
-        try:
-            if self._observe is None:
-                return request()
-            return _observed(self._observe, operation, request)
-        except RotatorError:
-            raise
-        except hvac_errors.VaultError as e:
-            raise self._refusal(operation, path, e) from e
-        # Some requests exceptions are ValueErrors too (InvalidURL): only this one is an answer.
-        except requests.exceptions.JSONDecodeError as e:
-            raise self._bad_answer(operation, path, e) from e
-        except requests.exceptions.RequestException as e:
-            raise self._transport_failure(operation, path, e) from e
-        except (AttributeError, KeyError, TypeError, ValueError) as e:
-            raise self._bad_answer(operation, path, e) from e
-        # The promise of this module: nothing else escapes it, whatever the libraries raise.
-        except Exception as e:
-            raise VaultRequestError(
-                f"Unexpected {type(e).__name__} during {self._subject(operation, path)}: "
-                f"{scrub(str(e))}",
-                operation=operation,
-            ) from e
-
-    def _bad_answer(self, operation: str, path: str, e: Exception) -> VaultRequestError:
-        return VaultRequestError(
-            f"The answer to {self._subject(operation, path)} is not what Vault sends "
-            f"({type(e).__name__}); is {self.settings.address} a Vault server?",
-            operation=operation,
-        )
-
-    def _refusal(self, operation: str, path: str, e: hvac_errors.VaultError) -> RotatorError:
-        status = _STATUS.get(type(e))
-        detail = _detail(e)
-        subject = self._subject(operation, path)
-        if isinstance(e, hvac_errors.Forbidden):
-            api, capability = _NEEDS.get(operation, ("", ""))
-            grant = (
-                f" The token's policy needs {capability} on {self._mount}/{api}/{path}."
-                if api
-                else ""
-            )
-            return VaultPermissionError(
-                f"Vault denied {subject} ({detail}).{grant}",
-                status=status,
-                operation=operation,
-            )
-        if isinstance(e, hvac_errors.Unauthorized):
-            return VaultAuthError(
-                f"Vault refused our credentials for {subject} ({detail}).",
-                status=status,
-                operation=operation,
-            )
-        if isinstance(e, hvac_errors.InvalidRequest) and "check-and-set" in detail:
-            return CasConflict(
-                f"{self._where(path)} changed since the version given as cas was read ({detail}): "
-                "another writer was first. Re-read it and decide again.",
-                path=path,
-            )
-        if _no_route(e) and operation in _NEEDS:
-            return VaultRequestError(
-                f"Nothing is mounted at {self._mount}/ on {self.settings.address} ({detail}): "
-                "check [vault] mount (a KV v2 secrets engine) and namespace.",
-                status=status,
-                operation=operation,
-            )
-        if isinstance(e, _TRANSIENT_VAULT):
-            return VaultUnavailable(
-                f"Vault at {self.settings.address} could not serve {subject} ({status}: {detail}).",
-                status=status,
-                operation=operation,
-            )
-        return VaultRequestError(
-            f"Vault refused {subject} ({status or 'unexpected answer'}: {detail}).",
-            status=status,
-            operation=operation,
-        )
-
-    def _transport_failure(
-        self, operation: str, path: str, e: requests.exceptions.RequestException
-    ) -> RotatorError:
-        detail = scrub(f"{type(e).__name__}: {e}")
-        where = self._subject(operation, path)
-        if isinstance(e, requests.exceptions.SSLError):
-            return VaultRequestError(
-                f"TLS with {self.settings.address} failed during {where} ({detail}): check "
-                "[vault] address, ca_cert and tls_verify.",
-                operation=operation,
-            )
-        if isinstance(e, _TRANSIENT_TRANSPORT):
-            return VaultUnavailable(
-                f"Could not reach Vault at {self.settings.address} for {where} ({detail}).",
-                operation=operation,
-            )
-        return VaultRequestError(
-            f"Cannot send {where} to {self.settings.address} ({detail}): check [vault] address.",
-            operation=operation,
-        )
-
-    def _where(self, path: str) -> str:
-        return f"{self._mount}/{path.strip('/')}"
-
-    def _subject(self, operation: str, path: str) -> str:
-        """``read of secret/x`` for an operation on a path, ``login`` for the others."""
-        return f"{operation} of {self._where(path)}" if operation in _NEEDS else operation
 
     # --- writes whose outcome is unknown ----------------------------------------------------
 
@@ -585,21 +385,22 @@ class Vault:
         self, path: str, payload: dict[str, Any], cas: int, lost: VaultUnavailable
     ) -> int | None:
         """After a write with no answer: its version if it happened, None if it did not."""
+        where = self._translate.where(path)
         try:
             entry = self.read(path)
         except VaultUnavailable as e:
             raise VaultUnavailable(
-                f"The write to {self._where(path)} may or may not have happened ({lost}), and "
-                f"reading it back failed too ({e}). Re-read it before deciding again.",
+                f"The write to {where} may or may not have happened ({lost}), and reading it "
+                f"back failed too ({e}). Re-read it before deciding again.",
                 operation="write",
             ) from e
         if entry.version == cas + 1 and entry.data == payload:
-            log.info("vault.write_confirmed", path=self._where(path), version=entry.version)
+            log.info("vault.write_confirmed", path=where, version=entry.version)
             return entry.version
         if entry.version == cas:
             return None
         raise CasConflict(
-            f"{self._where(path)} is at version {entry.version} with other data after our "
+            f"{where} is at version {entry.version} with other data after our "
             f"write at cas {cas} lost its answer: another writer was first. Re-read it and "
             "decide again.",
             path=path,
@@ -608,7 +409,7 @@ class Vault:
     def _check_mount(self) -> None:
         """Fail early and clearly when the mount is not KV v2 (the Vault CLI asks the same)."""
         try:
-            info = self._once(
+            info = self._translate.once(
                 "check",
                 "",
                 lambda: json_object(
@@ -633,68 +434,8 @@ class Vault:
             )
 
 
-def _observed(observe: Observe, operation: str, request: Callable[[], T]) -> T:
-    """``request()``, reported to ``observe`` with its answer's status and its duration."""
-    _answer.status = None
-    started = time.monotonic()
-    try:
-        return request()
-    finally:
-        status = getattr(_answer, "status", None)
-        seconds = time.monotonic() - started
-        try:
-            observe(operation, "error" if status is None else str(status), seconds)
-        except Exception:  # a metrics bug must never cost a Vault operation
-            log.exception("vault.observe_failed", operation=operation)
-
-
 def _relative(path: str) -> str:
     path = path.strip("/")
     if not path:
         raise ValueError("a path under the mount is required")
     return path
-
-
-def _entry(answer: object) -> KVEntry:
-    data = json_object(answer)["data"]
-    metadata = data["metadata"]
-    version = int(metadata["version"])
-    content = data.get("data")
-    created = _vault_time(metadata.get("created_time"))
-    return KVEntry(content if isinstance(content, dict) else None, version, created)
-
-
-def _vault_time(value: object) -> datetime | None:
-    """A KV v2 ``created_time`` (RFC 3339, nanoseconds); None when absent or not a time."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _detail(e: hvac_errors.VaultError) -> str:
-    errors = e.errors
-    if isinstance(errors, str):
-        text = errors
-    elif errors:
-        text = "; ".join(str(error) for error in errors)
-    else:
-        text = str(e.args[0]) if e.args and e.args[0] else type(e).__name__
-    return scrub(text, 200)
-
-
-def _no_route(e: hvac_errors.VaultError) -> bool:
-    return isinstance(e, hvac_errors.InvalidPath) and "no handler for route" in _detail(e)

@@ -45,7 +45,7 @@ MUTANTS: dict[str, list[Edit]] = {
     target_id = record.old_ids[0]""",
         ),
         (
-            "core/machine.py",
+            "core/observation.py",
             "    return False  # retiring: every old secret gets its DELETE, whatever a list shows",
             "    return True",
         ),
@@ -121,7 +121,7 @@ MUTANTS: dict[str, list[Edit]] = {
 """,
         ),
         (
-            "core/machine.py",
+            "core/observation.py",
             "        return record.pending_id is None  # orphans of a lost answer are found by their name",
             "        return True",
         ),
