@@ -144,6 +144,7 @@ def test_a_record_blocked_mid_rotation_refuses_adoption():
             now=datetime.now(UTC),
             fresh="ab" * 8,
             version=1,
+            fingerprint="sha256:x",
         )
 
 

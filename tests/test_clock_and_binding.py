@@ -104,3 +104,14 @@ def test_an_unbound_record_with_a_secret_needs_evidence_and_a_new_one_does_not()
     assert needs_evidence(Record(target="web", current_id="103"), MINE)
     assert not needs_evidence(Record(target="web"), MINE)
     assert not needs_evidence(None, MINE)
+
+
+def test_the_shared_clock_follows_vault_stepped_back():
+    """Vault's clock stepped back (NTP): answers from a few seconds on carry the new time, and
+    the older, later readings stop counting, so a deadline is not judged on the old time."""
+    mono = Monotonic()
+    clock = SharedClock(mono)
+    clock.observe(T0 + timedelta(days=2), received=mono.now)
+    mono.now += 60
+    clock.observe(T0 + timedelta(seconds=60), received=mono.now)
+    assert clock.now() == T0 + timedelta(seconds=60)

@@ -608,7 +608,13 @@ def test_a_blocked_adoption_resumes_or_gives_way_to_a_rotation():
     """An adoption blocked because consumers no longer hold its secret: rotate-now drops it and
     starts a rotation (it never asks to store material the record does not have)."""
     adopting = transitions.adopting(
-        idle(), "77", now=NOW, grace=timedelta(hours=1), rotation_id="adopt-1", version=3
+        idle(),
+        "77",
+        now=NOW,
+        grace=timedelta(hours=1),
+        rotation_id="adopt-1",
+        version=3,
+        fingerprint=None,
     )
     blocked = transitions.blocked(adopting, "consumers' path changed")
     obs = observe(blocked, intercom=(OLD, LiveSecret("77", "Legacy")), command=RotateNow())

@@ -196,7 +196,9 @@ def test_signed_confirmation_reaches_the_callback(hook: Hook):
     body = json.dumps({"rotation_id": ROTATION_ID}).encode()
     response = hook.post(body, signed(body, NOW))
     assert response.status_code == 200
-    assert hook.confirm.calls == [("web", ConfirmRequest(None, ROTATION_ID, via="hmac"))]
+    assert hook.confirm.calls == [
+        ("web", ConfirmRequest(None, ROTATION_ID, via="hmac", signed_at=int(NOW)))
+    ]
 
 
 @pytest.mark.parametrize("offset", [-300, 300])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
@@ -29,9 +29,12 @@ from rotator.core.adoption import (
     adopted,
     in_progress,
     material_problem,
-    valid_secret_id,
 )
+from rotator.core.binding import binding_problem
+from rotator.core.names import valid_secret_id
+from rotator.core.observation import ConsumerView, LiveSecret
 from rotator.core.record import Binding, Record
+from rotator.core.safety import retired
 from rotator.errors import TemporaryError
 from rotator.intercom import SecretInfo
 from rotator.logs import get_logger
@@ -91,30 +94,81 @@ def adopt_secret(
 ) -> list[str]:
     """Adopt ``secret_id`` into ``target``; the lines to print. Raises ``UsageError`` when the
     operator must change something, ``RotatorError`` when Vault or Intercom fail."""
-    name, store, clients = target.name, parts.store, parts.clients
-    where = f"{parts.settings.vault.mount}/{target.vault_path}"
-    record = store.load(name).record
-    consumer = store.consumer(target)
+    seen = _look(parts, target, secret_id, secret, force=force)
+    name, where = target.name, f"{parts.settings.vault.mount}/{target.vault_path}"
+    lines = []
+    version = seen.consumer.version
+    if not seen.same:
+        # cas = the version checked above: whatever changed it since is not overwritten.
+        version = _store(parts, target, seen.info, secret, cas=seen.consumer.version)
+        lines.append(f"{name}: stored secret {secret_id} at {where} (version {version})")
+    # Vault's time after the store (its answer told the clock): the grace starts no earlier.
+    when = now or parts.reconciler.clock()
+    before, after, retires = _record(
+        parts,
+        target,
+        secret_id=secret_id,
+        now=when,
+        fresh=fresh,
+        binding=seen.mine,
+        stored=(version, secret.fingerprint()),
+        foreign=seen.foreign,
+    )
+    lines.append(
+        f"{name}: adopted secret {secret_id} ({seen.info.name!r}, {secret.fingerprint()})"
+        + ("; already adopted" if seen.same and before == after else "")
+    )
+    lines += _aftermath(parts, target, seen, after, retires)
+    log.info(
+        "adoption.recorded", target=name, intercom_id=secret_id, fingerprint=secret.fingerprint()
+    )
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """What adopt found before writing anything."""
+
+    record: Record | None
+    consumer: ConsumerView
+    mine: Binding
+    info: SecretInfo
+    live: frozenset[str]
+    #: The record's secrets live in another workspace (a forced takeover leaves them).
+    foreign: bool
+    #: The consumers' path already holds this secret with this material.
+    same: bool
+
+
+def _look(
+    parts: Parts, target: TargetSettings, secret_id: str, secret: SecretValue, *, force: bool
+) -> _Seen:
+    """Read everything adopt needs, and refuse (``UsageError``) before anything is written."""
+    name, where = target.name, f"{parts.settings.vault.mount}/{target.vault_path}"
+    record = parts.store.load(name).record
+    consumer = parts.store.consumer(target)
     problem = in_progress(record)
     if problem:
         raise UsageError(problem)
-    mine = clients.binding(target)
+    mine = parts.clients.binding(target)
     if record is not None and record.binding not in {None, mine} and not force:
         raise UsageError(
-            f"target {name}'s record belongs to another Intercom workspace or endpoint than "
-            "this process's configuration; check the token and base_url, then add --force to "
-            "take the record over for this one"
+            f"target {name}'s record belongs to another Intercom workspace, endpoint or "
+            "consumers' path than this process's configuration; check the token, base_url and "
+            "vault_path, then add --force to take the record over for this one"
         )
-    live = {s.id: s for s in clients.client(target).list_secrets()}
+    listed = parts.clients.client(target).list_secrets()
+    live = {s.id: s for s in listed}
     info = live.get(secret_id)
-    if info is None:
+    if info is None or (record is not None and secret_id in retired(record)):
         shown = ", ".join(sorted(live)[:10]) or "none"
         raise UsageError(
             f"secret {secret_id} is not live at Intercom in target {name}'s workspace "
-            f"(live: {shown}): check the id (rotator doctor lists secrets rotator does not know)"
+            f"(live: {shown}; a secret this target retired stays gone, even while a list still "
+            "shows it): check the id (rotator doctor lists secrets rotator does not know)"
         )
     _refuse_other_targets(parts, target, secret_id)
-    held, lines = consumer.intercom_id, []
+    held = consumer.intercom_id
     same = held == secret_id and consumer.fingerprint == secret.fingerprint()
     if held is not None and held != secret_id and not force:
         ours = record is not None and held in {record.current_id, *record.known_ids}
@@ -130,25 +184,34 @@ def adopt_secret(
             f"({consumer.fingerprint}; stdin has {secret.fingerprint()}): one of them is not "
             "Intercom's. Check which, then add --force to store the one from stdin"
         )
-    version = consumer.version
-    if not same:
-        # cas = the version checked above: whatever changed it since is not overwritten.
-        version = _store(parts, target, info, secret, cas=consumer.version)
-        lines.append(f"{name}: stored secret {secret_id} at {where} (version {version})")
-    # Vault's time after the store (its answer told the clock): the grace starts no earlier.
-    when = now or parts.reconciler.clock()
-    before, after, retires = _record(
-        parts, target, secret_id=secret_id, now=when, fresh=fresh, binding=mine, version=version
+    # A record bound elsewhere whose secrets this token's list does not show: they live in
+    # another workspace, and this (forced) adoption takes the record over without them.
+    secrets_listed = [LiveSecret(s.id, s.name) for s in listed]
+    foreign = (
+        record is not None
+        and record.binding is not None
+        and binding_problem(record, mine, secrets_listed) is not None
     )
-    lines.append(
-        f"{name}: adopted secret {secret_id} ({info.name!r}, {secret.fingerprint()})"
-        + ("; already adopted" if same and before == after else "")
-    )
+    return _Seen(record, consumer, mine, info, frozenset(live), foreign, same)
+
+
+def _aftermath(
+    parts: Parts, target: TargetSettings, seen: _Seen, after: Record, retires: str | None
+) -> list[str]:
+    """What becomes of the secrets the adoption displaced, and what comes next."""
+    name, record, held = target.name, seen.record, seen.consumer.intercom_id
+    lines = []
     if retires:
         lines.append(_retirement(target, after, retires))
+    if seen.foreign and record is not None and record.current_id:
+        lines.append(
+            f"{name}: the record belonged to another Intercom workspace; its secret "
+            f"{record.current_id} lives there and is no longer tracked: delete it there by hand "
+            "once nothing uses it"
+        )
     if (
-        held in live
-        and held not in {secret_id, retires}
+        held in seen.live
+        and held not in {after.pending_id or after.current_id, retires}
         and (record is None or held not in record.known_ids)
     ):
         lines.append(
@@ -158,9 +221,6 @@ def adopt_secret(
     upcoming = parts.reconciler.next_rotation_at(target, after)
     if upcoming is not None and not retires:
         lines.append(f"{name}: next rotation at {upcoming.isoformat()}")
-    log.info(
-        "adoption.recorded", target=name, intercom_id=secret_id, fingerprint=secret.fingerprint()
-    )
     return lines
 
 
@@ -234,7 +294,8 @@ def _record(
     now: datetime,
     fresh: Callable[[], str],
     binding: Binding,
-    version: int,
+    stored: tuple[int, str],
+    foreign: bool,
 ) -> tuple[Record | None, Record, str | None]:
     retires: list[str | None] = [None]
 
@@ -246,7 +307,9 @@ def _record(
             grace_period=timedelta(seconds=target.grace_period),
             now=now,
             fresh=fresh(),
-            version=version,
+            version=stored[0],
+            fingerprint=stored[1],
+            foreign=foreign,
         )
         retires[0] = adoption.retires
         return replace(adoption.record, binding=binding)

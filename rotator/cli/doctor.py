@@ -45,15 +45,15 @@ def gather(parts: Parts, target: TargetSettings) -> Facts:
     try:
         facts = replace(facts, record=store.load(target.name).record)
     except RotatorError as e:
-        facts = replace(facts, record_error=str(e))
+        facts = replace(facts, record_error=e)
     try:
         facts = replace(facts, consumer=store.consumer(target))
     except RotatorError as e:
-        facts = replace(facts, consumer_error=str(e))
+        facts = replace(facts, consumer_error=e)
     try:
         facts = replace(facts, capabilities=vault.capabilities(_needs(facts)))
     except RotatorError as e:
-        facts = replace(facts, capabilities_error=str(e))
+        facts = replace(facts, capabilities_error=e)
     try:
         facts = replace(facts, live=tuple(parts.clients.client(target).list_secrets()))
     except RotatorError as e:

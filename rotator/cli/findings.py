@@ -20,6 +20,7 @@ from rotator.errors import RotatorError, TemporaryError
 from rotator.intercom import IntercomAuthError, IntercomPermissionError, SecretInfo
 from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
 from rotator.reconciler import TargetReport
+from rotator.vault import VaultMountError, VaultPermissionError
 
 Severity = Literal["ok", "warning", "error"]
 _RANK: Mapping[str, int] = {"ok": 0, "warning": 1, "error": 2}
@@ -49,11 +50,11 @@ class Facts:
     mount: str
     state_key: str
     record: Record | None = None
-    record_error: str | None = None
+    record_error: RotatorError | None = None
     consumer: ConsumerView | None = None
-    consumer_error: str | None = None
+    consumer_error: RotatorError | None = None
     capabilities: Mapping[str, Sequence[str]] | None = None
-    capabilities_error: str | None = None
+    capabilities_error: RotatorError | None = None
     live: tuple[SecretInfo, ...] | None = None
     intercom_error: RotatorError | None = None
 
@@ -78,7 +79,7 @@ def vault_findings(facts: Facts) -> list[Finding]:
     found = [
         Finding(
             name,
-            "vault.kv_v2" if "not KV v2" in error else "vault.read",
+            "vault.kv_v2" if isinstance(error, VaultMountError) else "vault.read",
             "error",
             f"cannot read the {what}: {error}",
             _vault_fix(error),
@@ -338,9 +339,9 @@ def render_text(findings: Sequence[Finding]) -> str:
     return "\n".join(lines)
 
 
-def _vault_fix(error: str) -> str:
-    if "not KV v2" in error:
+def _vault_fix(error: RotatorError) -> str:
+    if isinstance(error, VaultMountError):
         return "point [vault] mount at a KV version 2 engine (vault secrets enable -version=2 kv)"
-    if "policy needs" in error:
+    if isinstance(error, VaultPermissionError):
         return "grant the capability named here in rotator's Vault policy"
     return "fix the cause named here, then run doctor again"

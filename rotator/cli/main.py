@@ -95,13 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(error: Exception) -> int:
     from rotator.config import ConfigError, UnknownTargetError
     from rotator.errors import RotatorError
+    from rotator.redaction import redact_text
 
     if isinstance(error, ConfigError):
         print(f"rotator: {error}", file=sys.stderr)
         return EXIT_USAGE
     usage = isinstance(error, UnknownTargetError | UsageError)
     if isinstance(error, RotatorError):
-        print(f"rotator: error: {error}", file=sys.stderr)
+        print(redact_text(f"rotator: error: {error}"), file=sys.stderr)
         return EXIT_USAGE if usage else EXIT_NEEDS_OPERATOR
     # A bug, not a user mistake: say so, with a redacted traceback in the log.
     from rotator.logs import get_logger

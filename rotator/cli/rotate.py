@@ -13,6 +13,7 @@ import threading
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
 from rotator.core.observation import RotateNow
 from rotator.reconciler import TargetReport
+from rotator.redaction import redact_text
 
 
 def reconcile(ctx: Context) -> int:
@@ -93,5 +94,5 @@ def line(report: TargetReport) -> str:
     """How a report reads on the terminal: ``web: awaiting_rollout r1a2b: <reason>``."""
     rotation = f" {report.rotation_id}" if report.rotation_id and report.phase != "idle" else ""
     if report.error:
-        return f"{report.target}: ERROR: {report.error}"
-    return f"{report.target}: {report.phase}{rotation}: {report.reason}"
+        return redact_text(f"{report.target}: ERROR: {report.error}")
+    return redact_text(f"{report.target}: {report.phase}{rotation}: {report.reason}")

@@ -12,7 +12,6 @@ seconds; schedules as an interval or a 5-field cron line (``rotator.config.sched
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Self
 
@@ -32,10 +31,9 @@ from pydantic import (
 
 from rotator.config.schedule import Schedule
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
+from rotator.core.names import valid_target_name
 from rotator.durations import parse_duration
 from rotator.errors import PermanentError
-
-_TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
 class ConfigError(PermanentError):
@@ -274,7 +272,7 @@ class TargetSettings(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _TARGET_NAME.fullmatch(value):
+        if not valid_target_name(value):
             raise ValueError(
                 f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
                 "starting with a letter or digit; it appears in URLs and metric labels"

@@ -32,8 +32,6 @@ from rotator.core.record import Phase, Record
 #: What Intercom issues: 256 random bits, base64url without padding (the contract's ``secret``).
 _MATERIAL = re.compile(r"[A-Za-z0-9_-]{43}")
 MATERIAL_BYTES = 32
-#: Intercom ids are opaque strings; anything outside this is a typo, not an id.
-_SECRET_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +44,6 @@ class Adoption:
 
 class AdoptionRefused(ValueError):
     """The record cannot take an adoption now; the message says why and what to do."""
-
-
-def valid_secret_id(secret_id: str) -> bool:
-    return bool(_SECRET_ID.fullmatch(secret_id))
 
 
 def material_problem(raw: bytes) -> str | None:
@@ -98,12 +92,16 @@ def adopted(
     now: datetime,
     fresh: str,
     version: int,
+    fingerprint: str,
+    foreign: bool = False,
 ) -> Adoption:
     """The record once consumers hold ``secret_id``. Pure: same inputs, same record.
 
-    ``fresh`` is random hex for a rotation id, ``version`` the consumers' path version that holds
-    the adopted secret. Raises ``AdoptionRefused`` when ``in_progress``
-    objects.
+    ``fresh`` is random hex for a rotation id, ``version`` and ``fingerprint`` the consumers'
+    path version holding the adopted secret and that secret's fingerprint. ``foreign``: the
+    record's secrets live in another Intercom workspace than the adopted one; they are no longer
+    this target's to retire (a DELETE here could not reach them). Raises ``AdoptionRefused``
+    when ``in_progress`` objects.
     """
     problem = in_progress(record)
     if problem is not None:
@@ -114,6 +112,8 @@ def adopted(
         # adoption under way: this adoption settles what consumers hold. An adoption it replaces
         # leaves its secret known, so the next rotation retires it after its rollout.
         base = transitions.rested(base)
+    if foreign:
+        base = replace(base, current_id=None, known_ids=(), lease=None)
     base = replace(base, known_ids=base.remember_id(secret_id), lease=None)
     old = base.current_id
     if old == secret_id:
@@ -130,5 +130,6 @@ def adopted(
         grace=grace_period,
         rotation_id=f"adopt-{fresh[:8]}",
         version=version,
+        fingerprint=fingerprint,
     )
     return Adoption(adopting, retires=old)

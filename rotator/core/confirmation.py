@@ -13,12 +13,16 @@ secret, it records the store first and the confirmation with it, in one check-an
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rotator.core import transitions
 from rotator.core.observation import ConsumerView, Policy
 from rotator.core.record import Phase, Record
 from rotator.core.safety import holds_pending
+
+#: How far before the store a signed confirmation may be dated (the sender's clock may be a
+#: little behind Vault's); anything older was signed for an earlier store: a replay.
+SIGNED_EARLY = timedelta(seconds=5)
 
 
 class ConfirmStatus(enum.StrEnum):
@@ -29,6 +33,7 @@ class ConfirmStatus(enum.StrEnum):
     UNKNOWN_TARGET = "unknown_target"
     NOT_AWAITING = "not_awaiting"
     WRONG_SECRET = "wrong_secret"  # noqa: S105 - a status name, not a password
+    STALE = "stale"
     POLICY_REFUSES = "policy_refuses"
 
     @property
@@ -45,8 +50,10 @@ def confirm(
     rotation_id: str | None,
     via: str,
     now: datetime,
+    signed_at: datetime | None = None,
 ) -> tuple[Record | None, ConfirmStatus, str]:
-    """``(record to persist or None, status, message)``."""
+    """``(record to persist or None, status, message)``. ``signed_at`` is a signed call's
+    timestamp: one signed before the secret's latest store (a replay) is refused."""
     names_it = (secret_id is not None and secret_id == record.pending_id) or (
         secret_id is None and rotation_id is not None and rotation_id == record.rotation_id
     )
@@ -72,6 +79,14 @@ def confirm(
             ConfirmStatus.WRONG_SECRET,
             f"the secret awaiting rollout is {record.pending_id} (rotation {record.rotation_id})",
         )
+    stored_at = record.stored_at
+    if signed_at is not None and stored_at is not None and signed_at < stored_at - SIGNED_EARLY:
+        message = (
+            f"signed at {signed_at.isoformat()}, before secret {record.pending_id} was stored "
+            f"as it is now ({stored_at.isoformat()}): a replay, or a clock far behind. Sign a "
+            "new confirmation once your services read the secret"
+        )
+        return None, ConfirmStatus.STALE, message
     if policy.confirmation == "grace":
         return (
             None,

@@ -61,6 +61,7 @@ from rotator.core.safety import (
     live_ids,
     orphans,
     owned,
+    retired,
     rolled_out,
     rollout_done,
     unsafe_to_delete,
@@ -171,9 +172,12 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
 
 
 def _watch_consumer(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:
-    """``rotate_on_drift``: whether the consumers' secret has been missing from Intercom's lists
-    for longer than lists lag (one list that omits it proves nothing)."""
+    """Whether the consumers' secret is gone: retired by this target (Intercom answered its
+    DELETE), or, with ``rotate_on_drift``, missing from Intercom's lists for longer than they
+    lag (one list that omits it proves nothing)."""
     held = obs.consumer.intercom_id
+    if held is not None and held in retired(record):
+        return record, True  # Intercom answered our DELETE for it: gone, whatever a list shows
     if not obs.policy.watch_drift or held is None or obs.intercom is None:
         return record, False
     if held in live_ids(obs):
@@ -191,8 +195,10 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
     held = obs.consumer.intercom_id
     if held is None or held == record.current_id:
         return None
-    if held not in live_ids(obs):
-        return None  # not listed (gone, or not listed yet): the next rotation replaces it
+    if held not in live_ids(obs) or held in retired(record):
+        # Not listed (gone, or not listed yet), or retired by us (a list may still show it):
+        # never adopted; a rotation replaces it.
+        return None
     if held not in obs.policy.adopt and held not in record.known_ids:
         return _block(
             record,
@@ -210,6 +216,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
         grace=obs.policy.grace_period,
         rotation_id=f"adopt-{obs.fresh[:8]}",
         version=obs.consumer.version,
+        fingerprint=obs.consumer.fingerprint,
     )
     return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
 
@@ -246,7 +253,7 @@ def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
 def _as_stored(record: Record, consumer: ConsumerView) -> bool:
     """The consumers' path holds the new secret, untouched since it was stored (a path
     rewritten since, even with the same secret, may have handed consumers another value)."""
-    return holds_pending(record, consumer) and record.stored_version in {None, consumer.version}
+    return holds_pending(record, consumer) and record.stored_version == consumer.version
 
 
 def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
@@ -285,6 +292,11 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
             "was it deleted outside rotator? Check the secrets at Intercom, then run rotate-now.",
         )
     done = rollout_done(record, obs.policy, now)
+    if done is not None and _unlisted_since_long_stored(record, obs, now):
+        # Old enough to be listed by now: its absence may mean it is gone, and the old secret
+        # may be the last live one. Retire only once a list shows it (or block, above).
+        why = f"{done}, but Intercom's list does not show the new secret {record.pending_id}"
+        return _rest(record, f"{why}: waiting for it to be listed before retiring the old one")
     if done is not None:
         if record.confirmed_at is None and not record.emergency:
             record = t.confirmed(record, at=now, by=t.BY_GRACE)
@@ -293,6 +305,14 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )
     return _rest(record, f"awaiting rollout of {record.pending_id}: waiting for {waits_for}")
+
+
+def _unlisted_since_long_stored(record: Record, obs: Observation, now: datetime) -> bool:
+    """The list answer omits the new secret, though it was stored longer ago than lists lag
+    (a younger one missing is just a list behind its create: its 201 answer is the proof)."""
+    if obs.intercom is None or record.pending_id in live_ids(obs) or record.stored_at is None:
+        return False
+    return now - record.stored_at >= LIST_LAG_TOLERANCE
 
 
 def _watch_pending(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -75,11 +75,13 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Binding:
-    """The Intercom endpoint and workspace a record belongs to. ``workspace`` is a digest of the
-    access token (``rotator.core.binding``): a process configured for another refuses to act."""
+    """The Intercom endpoint and workspace a record belongs to, and the consumers' path it
+    stores to. ``workspace`` is a digest of the access token (``rotator.core.binding``): a
+    process configured otherwise refuses to act."""
 
     endpoint: str
     workspace: str
+    vault_path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +123,9 @@ class Record:
     pending_secret: SecretValue | None = None
     pending_created_at: int | None = None
     #: The rotation under way adopts ``pending_id`` (``rotator adopt``): no material here, the
-    #: consumers' path holds it.
+    #: consumers' path holds it, with this fingerprint (a short digest, not the material).
     adoption: bool = False
+    pending_fingerprint: str | None = None
     #: Secrets to delete, in order; every id here passed the ownership rules when added.
     old_ids: tuple[str, ...] = ()
     #: Secrets this rotation has deleted so far (Intercom answered 204 or its own 404).
@@ -206,7 +209,7 @@ class Record:
                 f"{SCHEMA_VERSION} (and 1). Upgrade rotator (or restore the record) before it acts."
             )
         try:
-            return cls(
+            record = cls(
                 target=_text(data["target"]),
                 phase=Phase(data["phase"]),
                 generation=_count(data["generation"]),
@@ -221,6 +224,7 @@ class Record:
                 ),
                 pending_created_at=data.get("pending_created_at"),
                 adoption=bool(data.get("adoption", False)),
+                pending_fingerprint=_optional_text(data.get("pending_fingerprint")),
                 old_ids=_texts(data.get("old_ids")),
                 retired_ids=_texts(data.get("retired_ids")),
                 started_at=_time(data.get("started_at")),
@@ -245,6 +249,19 @@ class Record:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
+        return record if version == SCHEMA_VERSION else _from_version_1(record)
+
+
+def _from_version_1(record: Record) -> Record:
+    """A version 1 rollout's deadline was one process's wall clock plus the grace, and its
+    confirmation may predate the store: the rollout starts again, judged on Vault's clock."""
+    phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
+    if record.pending_id is None or phase not in {Phase.AWAITING_ROLLOUT, Phase.RETIRING}:
+        return record
+    restarted = replace(record, stored_at=None, deadline=None, confirmed_at=None, confirmed_by=None)
+    if record.phase is Phase.BLOCKED:
+        return replace(restarted, resume_phase=Phase.AWAITING_ROLLOUT)
+    return replace(restarted, phase=Phase.AWAITING_ROLLOUT)
 
 
 def _request(raw: Any) -> Request | None:

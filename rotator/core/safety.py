@@ -21,13 +21,23 @@ from rotator.core.record import Record
 
 
 def holds_pending(record: Record, consumer: ConsumerView) -> bool:
-    """The consumers' path holds the record's new secret, with the material Intercom issued."""
+    """The consumers' path holds the record's new secret, with the material Intercom issued (or,
+    for an adoption, the material adopted)."""
     secret = record.pending_secret
+    expected = secret.fingerprint() if secret is not None else record.pending_fingerprint
     return (
         record.pending_id is not None
         and consumer.intercom_id == record.pending_id
-        and (secret is None or consumer.fingerprint == secret.fingerprint())
+        and (expected is None or consumer.fingerprint == expected)
     )
+
+
+def retired(record: Record) -> set[str]:
+    """Secrets Intercom told this target are gone (its DELETE answered 204 or 404)."""
+    gone = set(record.retired_ids)
+    for entry in record.history:
+        gone.update(entry.retired_ids)
+    return gone
 
 
 def live_ids(obs: Observation) -> set[str]:
@@ -105,8 +115,7 @@ def unsafe_to_delete(record: Record, obs: Observation, secret_id: str, now: date
         return "it would leave the target without a live secret"
     if consumer.intercom_id != keeper:
         return f"the consumers' Vault path does not hold its replacement {keeper}"
-    secret = record.pending_secret
-    if secret is not None and consumer.fingerprint != secret.fingerprint():
+    if record.pending_id is not None and not holds_pending(record, consumer):
         return "the consumers' copy of the new secret does not match what Intercom issued"
     if record.pending_id is None:
         return "consumers may still use it; the next rotation retires it after its rollout"

@@ -44,6 +44,7 @@ def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency
         pending_secret=None,
         pending_created_at=None,
         adoption=False,
+        pending_fingerprint=None,
         old_ids=(),
         retired_ids=(),
         started_at=now,
@@ -158,6 +159,7 @@ def rested(record: Record) -> Record:
         pending_secret=None,
         pending_created_at=None,
         adoption=False,
+        pending_fingerprint=None,
         old_ids=(),
         retired_ids=(),
         planned_name=None,
@@ -193,6 +195,9 @@ def unblocked(record: Record) -> Record:
         attempts=0,
         retry_at=None,
         last_error=None,
+        # An operator looked: absences count again from the next list.
+        pending_absent_since=None,
+        consumer_absent_since=None,
     )
 
 
@@ -234,6 +239,7 @@ def adopting(
     grace: timedelta,
     rotation_id: str,
     version: int,
+    fingerprint: str | None,
 ) -> Record:
     """Consumers hold ``secret_id`` while the current secret is live: the current one is retired
     like a rotation's old secret, after the grace period or a confirmation (never at once)."""
@@ -242,6 +248,7 @@ def adopting(
         phase=Phase.AWAITING_ROLLOUT,
         pending_id=secret_id,
         adoption=True,
+        pending_fingerprint=fingerprint,
         stored_at=now,
         stored_version=version,
         deadline=now + grace,

@@ -54,15 +54,18 @@ class Daemon:
         vault: Vault,
         *,
         environ: Mapping[str, str],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         listen: tuple[str, int] | None = None,
         stopping: threading.Event | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """``metrics`` already listening to ``reconciler``; without, one is made and added."""
+        """``metrics`` already listening to ``reconciler``; without, one is made and added.
+        ``clock`` (unix seconds) judges signed hook calls: Vault's time unless a test moves it,
+        so a sender's clock is compared with the one every process shares, not ours."""
         self.settings = settings
         self.reconciler = reconciler
         self.vault = vault
+        clock = clock or self._vault_time
         if metrics is None:
             metrics = Metrics(clock=lambda: datetime.fromtimestamp(clock(), UTC))
             reconciler.listeners.append(metrics)
@@ -86,6 +89,12 @@ class Daemon:
             clock=clock,
         )
         self.server = HttpServer(app, host, port)
+
+    def _vault_time(self) -> float:
+        """Vault's time once an answer told it; this process's clock until then."""
+        if self.vault.clock.known():
+            return self.vault.clock.now().timestamp()
+        return time.time()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -157,11 +166,13 @@ class Daemon:
     def _confirm(self, name: str, request: ConfirmRequest) -> ConfirmOutcome:
         if name not in {t.name for t in self.settings.targets}:
             return ConfirmOutcome(ConfirmStatus.UNKNOWN_TARGET, f"no target named {name!r}")
+        signed = request.signed_at
         result = self.reconciler.confirm(
             name,
             secret_id=request.secret_id,
             rotation_id=request.rotation_id,
             via=f"hook:{request.via}",
+            signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
         )
         if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from werkzeug.wrappers import Request, Response
 
 from rotator.config import ServerSettings
 from rotator.core.confirmation import ConfirmStatus
-from rotator.errors import RotatorError, TemporaryError
+from rotator.core.names import valid_secret_id, valid_target_name
+from rotator.errors import LocalError, RotatorError, TemporaryError
 from rotator.hook.auth import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -45,9 +45,6 @@ from rotator.redaction import scrub, truncate
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-# As in the configuration; anything else cannot be a target, so the callback is not bothered.
-_TARGET_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 log = get_logger()
 
@@ -59,6 +56,8 @@ class ConfirmRequest:
     secret_id: str | None
     rotation_id: str | None
     via: str
+    #: A signed call's timestamp (unix seconds, the sender's clock); None for a bearer token.
+    signed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +76,7 @@ _OUTCOME_HTTP = {
     ConfirmStatus.UNKNOWN_TARGET: 404,
     ConfirmStatus.NOT_AWAITING: 409,
     ConfirmStatus.WRONG_SECRET: 409,
+    ConfirmStatus.STALE: 409,
     ConfirmStatus.POLICY_REFUSES: 403,
 }
 
@@ -176,10 +176,12 @@ class _App:
         if not self._auth.credentials.configured:
             raise _reject(503, "hook_not_configured", "the hook is not configured", where)
         via, digest = self._authenticate(request, where)
-        confirm = _parse(self._body(request, where), via, where)
+        signed_at = int(request.headers[TIMESTAMP_HEADER]) if via == "hmac" else None
+        confirm = _parse(self._body(request, where), via, where, signed_at)
         # Logs call Intercom's ids ``intercom_id`` (see rotator.logs).
         where |= {"via": via, "rotation_id": confirm.rotation_id, "intercom_id": confirm.secret_id}
-        if not _TARGET_NAME.fullmatch(name):
+        # As the configuration allows; anything else is no target: the callback is not bothered.
+        if not valid_target_name(name):
             raise _reject(404, "unknown_target", "no such target", where)
         return self._call(name, confirm, digest, where)
 
@@ -221,6 +223,10 @@ class _App:
         except Exception as e:
             if digest is not None:  # nothing was decided: the same signed request may come again
                 self._auth.release(digest)
+            if isinstance(e, LocalError):
+                # This process may not act for the target (another workspace's configuration).
+                log.error("hook.confirm_refused", error=str(e), **where)
+                raise _Answer(_error(403, "refused", scrub(str(e)))) from None
             if isinstance(e, TemporaryError):
                 log.warning("hook.confirm_failed", error=str(e), **where)
                 response = _error(503, "temporarily_unavailable", "could not confirm; retry later")
@@ -248,7 +254,9 @@ class _App:
         return _json(200, body)
 
 
-def _parse(body: bytes, via: str, where: dict[str, Any]) -> ConfirmRequest:
+def _parse(
+    body: bytes, via: str, where: dict[str, Any], signed_at: float | None = None
+) -> ConfirmRequest:
     """The ids in a confirmation body; the body itself is never quoted back or logged."""
     try:
         data = json.loads(body)
@@ -259,14 +267,16 @@ def _parse(body: bytes, via: str, where: dict[str, Any]) -> ConfirmRequest:
     ids: dict[str, str | None] = {}
     for key in ("secret_id", "rotation_id"):
         value = data.get(key)
-        if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
+        if value is not None and not (isinstance(value, str) and valid_secret_id(value)):
             message = f"{key} must be a string of 1-128 letters, digits, '_', '.', ':' or '-'"
             raise _reject(400, "invalid_field", message, where)
         ids[key] = value
     if ids["secret_id"] is None and ids["rotation_id"] is None:
         message = "give secret_id or rotation_id (the new secret, or its rotation)"
         raise _reject(400, "missing_field", message, where)
-    return ConfirmRequest(secret_id=ids["secret_id"], rotation_id=ids["rotation_id"], via=via)
+    return ConfirmRequest(
+        secret_id=ids["secret_id"], rotation_id=ids["rotation_id"], via=via, signed_at=signed_at
+    )
 
 
 def _reject(status: int, code: str, message: str, where: Mapping[str, Any]) -> _Answer:

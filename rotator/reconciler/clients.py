@@ -73,7 +73,7 @@ class IntercomClients:
                 token = self.token(target)
                 client = self._factory(target, token)
                 self._clients[target.name] = client
-                self._bindings[target.name] = binding_for(target.endpoint, token)
+                self._bindings[target.name] = binding_for(target.endpoint, token, target.vault_path)
             return client
 
     def binding(self, target: TargetSettings) -> Binding:

@@ -25,7 +25,7 @@ from rotator.core import confirmation, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
-from rotator.core.record import Binding, Record, Request
+from rotator.core.record import Binding, Phase, Record, Request
 from rotator.errors import LocalError, RotatorError
 from rotator.failpoints import FailpointError, failpoint
 from rotator.logs import bind_context, clear_context, get_logger
@@ -42,18 +42,24 @@ class Ask:
     """An operator's rotate-now, across the re-reads of one invocation.
 
     If the target's generation moves on after the request was recorded, a rotation served it:
-    the command is dropped, so two rotate-nows never make two rotations.
+    the command is dropped, so two rotate-nows never make two rotations. An emergency is about
+    ``leaked``, the secret current when it was recorded: once another is current, it is an
+    ordinary request.
     """
 
     command: RotateNow
     generation: int
     joined: bool = False
+    leaked: str | None = None
 
     def command_for(self, record: Record) -> RotateNow | None:
+        command = self.command
+        if command.emergency and record.current_id != self.leaked:
+            command = RotateNow(emergency=False)
         if record.generation != self.generation:
             # A leak still wants the rotation under way to retire the old secret at once.
-            return self.command if self.command.emergency and record.rotating else None
-        return self.command
+            return command if command.emergency and record.rotating else None
+        return command
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +231,14 @@ class Reconciler:
                 consumer = self.store.consumer(target)
                 record = initial_record(self.ports.policy(target), consumer, now)
             self._check_binding(target, record, mine)
-            outcome[:] = [Ask(command, record.generation, joined=record.rotating)]
-            if record.rotating:
+            outcome[:] = [
+                Ask(command, record.generation, joined=record.rotating, leaked=record.current_id)
+            ]
+            if record.rotating and record.phase is not Phase.BLOCKED:
                 if not command.emergency or record.emergency:
                     return None
                 return replace(record, emergency=True)
+            # Idle, or blocked (the request is also what resumes it): recorded for every process.
             waiting = record.request
             covered = waiting is not None and (
                 not command.emergency or (waiting.emergency and waiting.leaked == record.current_id)
@@ -259,14 +268,25 @@ class Reconciler:
             raise LocalError(problem)
 
     def confirm(
-        self, name: str, *, secret_id: str | None, rotation_id: str | None, via: str
+        self,
+        name: str,
+        *,
+        secret_id: str | None,
+        rotation_id: str | None,
+        via: str,
+        signed_at: datetime | None = None,
     ) -> ConfirmResult:
-        """Record a rollout confirmation of the stored secret (check-and-set, retried)."""
+        """Record a rollout confirmation of the stored secret (check-and-set, retried);
+        ``signed_at`` is a signed call's timestamp (a replay from before the store is refused)."""
         target = self.target(name)
         policy = self.ports.policy(target)
+        mine = self.clients.binding(target)  # LocalError before anything is written
         outcome: list[ConfirmResult] = []
 
         def change(record: Record | None) -> Record | None:
+            if record is not None:
+                # Another workspace's process (a staging config) must not confirm this one's.
+                self._check_binding(target, record, mine)
             if record is None:
                 result = ConfirmResult(
                     confirmation.ConfirmStatus.NOT_AWAITING, f"target {name} has no rotation yet"
@@ -282,6 +302,7 @@ class Reconciler:
                 rotation_id=rotation_id,
                 via=via,
                 now=self.clock(),
+                signed_at=signed_at,
             )
             outcome[:] = [ConfirmResult(status, message, record.rotation_id, record.pending_id)]
             if updated is not None:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rotator import redaction
 from rotator.config import TargetSettings
+from rotator.core.names import valid_secret_id
 from rotator.core.observation import ConsumerView
 from rotator.core.record import Record
 from rotator.errors import TemporaryError
@@ -28,6 +30,8 @@ log = get_logger()
 
 #: Lost check-and-sets before ``update`` gives up (another writer keeps moving the record).
 UPDATE_ATTEMPTS = 5
+#: Intercom's secret ids are short numbers; an id this long is treated as if it were material.
+_LONGEST_PLAIN_ID = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +193,15 @@ def consumer_view(entry: KVEntry) -> ConsumerView:
     data = entry.data or {}
     secret = data.get("secret")
     created = data.get("created_at")
+    held = str(data["intercom_id"]) if data.get("intercom_id") else None
+    if held is not None and (len(held) >= _LONGEST_PLAIN_ID or not valid_secret_id(held)):
+        # Not an id Intercom gives (its ids are short): material written in the wrong field by
+        # hand, say. It is not taken for a secret (the path reads as holding none), and stays out
+        # of every log line and message, as material does.
+        redaction.register(held)
+        held = None
     return ConsumerView(
-        intercom_id=str(data["intercom_id"]) if data.get("intercom_id") else None,
+        intercom_id=held,
         rotation_id=data.get("rotation_id") if isinstance(data.get("rotation_id"), str) else None,
         fingerprint=_fingerprint(secret),
         # Unix seconds only: a value in milliseconds (or nonsense) is ignored, not believed.

@@ -8,6 +8,7 @@ package is the only part of rotator that imports hvac or requests.
 from rotator.vault.errors import (
     CasConflict,
     VaultAuthError,
+    VaultMountError,
     VaultPermissionError,
     VaultRequestError,
     VaultUnavailable,
@@ -20,6 +21,7 @@ __all__ = [
     "KVEntry",
     "Vault",
     "VaultAuthError",
+    "VaultMountError",
     "VaultPermissionError",
     "VaultRequestError",
     "VaultUnavailable",

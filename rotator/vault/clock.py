@@ -10,11 +10,12 @@ Each answer from Vault tells a moment on Vault's clock: its HTTP ``Date`` header
 seconds), and, for KV v2, the ``created_time`` of the version written or read (nanoseconds).
 Both were taken *before* the answer reached us, so ``moment - our_monotonic_at_receipt`` is a
 lower bound of the offset between Vault's clock and our monotonic clock. ``now()`` adds the
-largest recent lower bound to our monotonic clock: it is never ahead of Vault's time, and runs
-at most a network round trip (plus a second, with headers alone) behind. Being behind only
-makes deadlines later, never earlier. Our monotonic clock measures elapsed time correctly
-whatever the wall clock says; only recent observations count, so a stepped Vault clock is
-followed within ``keep`` answers.
+largest lower bound among the answers of the last few seconds (``RECENT``) to our monotonic
+clock: it is never ahead of Vault's time, and runs at most a network round trip (plus a second,
+with headers alone) behind. Being behind only makes deadlines later, never earlier. Our
+monotonic clock measures elapsed time correctly whatever the wall clock says. Only the most
+recent answers count: if Vault's clock is stepped back (NTP), the next pass's answers, taken
+right before it decides, carry the new time, and older ones are forgotten.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from rotator.errors import TemporaryError
 
 #: Beyond this, the daemon says so: the wall clock is wrong (decisions are unaffected).
 SKEW_WORTH_A_WARNING = 30.0
+#: Seconds: the answers counted are those received this close to the latest one.
+RECENT = 5.0
 
 
 class ClockUnknown(TemporaryError):
@@ -40,7 +43,7 @@ class SharedClock:
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic, keep: int = 64) -> None:
         self._monotonic = monotonic
-        self._offsets: deque[float] = deque(maxlen=keep)
+        self._seen: deque[tuple[float, float]] = deque(maxlen=keep)  # (received, offset)
         self._best: float | None = None
         self._lock = threading.Lock()
 
@@ -48,10 +51,12 @@ class SharedClock:
         """Vault's clock read ``moment`` before an answer that arrived at ``received`` (our
         monotonic seconds; default: now)."""
         at = self._monotonic() if received is None else received
-        offset = moment.timestamp() - at
         with self._lock:
-            self._offsets.append(offset)
-            self._best = max(self._offsets)
+            self._seen.append((at, moment.timestamp() - at))
+            latest = max(received for received, _ in self._seen)
+            self._best = max(
+                offset for received, offset in self._seen if received >= latest - RECENT
+            )
 
     def now(self) -> datetime:
         """Vault's time now (never ahead of it). Raises ``ClockUnknown`` before any answer."""

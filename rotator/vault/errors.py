@@ -37,3 +37,7 @@ class CasConflict(RotatorError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(message, status=400, operation="write")
         self.path = path
+
+
+class VaultMountError(VaultRequestError):
+    """The configured mount does not exist, or is not a KV version 2 engine."""

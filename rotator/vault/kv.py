@@ -54,6 +54,7 @@ from rotator.vault.auth import LoginSource, TokenKeeper, json_object
 from rotator.vault.clock import SharedClock
 from rotator.vault.errors import (
     CasConflict,
+    VaultMountError,
     VaultPermissionError,
     VaultRequestError,
     VaultUnavailable,
@@ -427,7 +428,7 @@ class Vault:
         version = str((info.get("options") or {}).get("version", ""))
         if kind != "kv" or version != "2":
             found = f"KV version {version or 1}" if kind == "kv" else f"a {kind!r} engine"
-            raise VaultRequestError(
+            raise VaultMountError(
                 f"{self._mount}/ on {self.settings.address} is {found}, not KV v2: check "
                 "[vault] mount.",
                 operation="check",

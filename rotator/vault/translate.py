@@ -26,6 +26,7 @@ from rotator.vault.auth import json_object
 from rotator.vault.errors import (
     CasConflict,
     VaultAuthError,
+    VaultMountError,
     VaultPermissionError,
     VaultRequestError,
     VaultUnavailable,
@@ -182,7 +183,7 @@ class Translator:
                 path=path,
             )
         if no_route(e) and operation in NEEDS:
-            return VaultRequestError(
+            return VaultMountError(
                 f"Nothing is mounted at {self.mount}/ on {self.address} ({detail}): "
                 "check [vault] mount (a KV v2 secrets engine) and namespace.",
                 status=status,

@@ -73,11 +73,11 @@ class Watch:
                 self.violate(f"I4: generation {generation} stored {earlier}, then {secret_id}")
 
     def _state(self, before: Record | None, after: Record, writer: str) -> None:
-        asked = after.emergency or (after.request is not None and after.request.emergency)
-        had = before is not None and (
-            before.emergency or (before.request is not None and before.request.emergency)
+        request = after.request
+        asked = after.emergency or (
+            request is not None and request.emergency and request.leaked == after.current_id
         )
-        if asked and not had and writer.endswith(":emergency") and after.current_id:
+        if asked and writer.endswith(":emergency") and after.current_id:
             # An operator's emergency rotate-now recorded itself (on the rotation under way, or
             # as a request the next rotation serves): the current secret leaked.
             self.leaked.add(after.current_id)

@@ -105,7 +105,7 @@ MUTANTS: dict[str, list[Edit]] = {
         ),
         (
             "core/machine.py",
-            "    return holds_pending(record, consumer) and record.stored_version in {None, consumer.version}",
+            "    return holds_pending(record, consumer) and record.stored_version == consumer.version",
             "    return holds_pending(record, consumer)",
         ),
     ],

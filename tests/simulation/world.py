@@ -79,6 +79,8 @@ class World:
     next_id: int = 100
     lag: float = 0.0
     faults: list[Fault] = field(default_factory=list)
+    #: ``kind[:variant]`` -> the share of such calls a fault strikes (variants: refused, empty).
+    weather: dict[str, float] = field(default_factory=dict)
     #: Calls (by the start of their label) at which the next process to reach one dies.
     crash_at: list[str] = field(default_factory=list)
     #: Adoptions started so far (an emergency asked across one is ambiguous: I9 leaves it).
@@ -98,10 +100,18 @@ class World:
         return f"{self.rng.getrandbits(40):010x}{self.fresh_count:014x}"
 
     def take_fault(self, kind: str) -> Fault | None:
+        """The fault this call of ``kind`` meets: one armed for it, or one the weather draws."""
         for fault in self.faults:
             if fault.kind == kind:
                 self.faults.remove(fault)
                 return fault
+        for what, rate in self.weather.items():
+            name, _, variant = what.partition(":")
+            if name == kind and rate and self.rng.random() < rate:
+                applied = self.rng.random() < 0.5
+                return Fault(
+                    kind, applied, permanent=variant == "refused", empty=variant == "empty"
+                )
         return None
 
     # --- Vault KV v2 ---------------------------------------------------------------------------
