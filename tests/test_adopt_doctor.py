@@ -435,12 +435,14 @@ def test_doctor_names_a_missing_write_scope_after_a_403_on_create(world):
     world.emulator.emulator.add_token(Token.parse("read-only-token:read"))
     world.environ["INTERCOM_TOKEN"] = "read-only-token"
     assert world.reconciler().reconcile_all()[0].phase == "blocked"
+    assert world.record().missing_scope == "write_secure_mode_secret"  # a type, not a wording
     found = findings(world)
     [scope] = by_check(found, "intercom.write_scope")
     assert scope.severity == "error"
     assert "not verifiable without a create" in scope.message
     world.environ["INTERCOM_TOKEN"] = INTERCOM_EMULATOR_TOKEN
     assert world.reconciler().reconcile_target("web", RotateNow()).phase == "idle"
+    assert world.record().missing_scope is None
     [assumed] = by_check(findings(world), "intercom.write_scope")
     assert (assumed.severity, "assumed" in assumed.message) == ("ok", True)
 

@@ -35,6 +35,7 @@ from simulation.invariants import Watch
 from simulation.stats import COUNTS, summary
 from simulation.world import CONSUMERS, Fault, World
 
+import rotator
 from rotator.core.record import Phase
 from rotator.logs import configure_logging
 
@@ -68,6 +69,10 @@ DISRUPTIONS = (
 )
 #: Decide on each process's own wall clock instead of Vault's (the mutation check of fix 6).
 WALL_CLOCK_MUTANT = os.environ.get("ROTATOR_SIMULATION_MUTANT") == "wall-clock"
+#: The mutation check runs a changed copy of the package: make sure it is the one imported.
+_EXPECTED_PACKAGE = os.environ.get("ROTATOR_SIMULATION_PACKAGE")
+if _EXPECTED_PACKAGE and Path(rotator.__file__).parent != Path(_EXPECTED_PACKAGE):
+    pytest.exit(f"imported {rotator.__file__}, not the copy at {_EXPECTED_PACKAGE}", returncode=9)
 
 
 class Simulation(RuleBasedStateMachine):

@@ -140,8 +140,7 @@ def intercom_findings(facts: Facts) -> list[Finding]:
             fix = f"fix the cause named here (base_url or region, the token in {source})"
         found = [Finding(name, "intercom.read", "error", message, fix)]
     record = facts.record
-    last = " ".join(filter(None, (record.last_error, record.blocked_reason))) if record else ""
-    if WRITE_SCOPE in last and "403" in last:
+    if record is not None and record.missing_scope == WRITE_SCOPE:
         message = (
             f"not verifiable without a create; rotator needs {WRITE_SCOPE}, and Intercom "
             "refused the last create or delete for lack of it (403)"

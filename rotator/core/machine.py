@@ -420,12 +420,15 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
 
 def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
     if failure.permanent:
-        return _block(record, failure.message)
+        blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
+        return _rest(blocked, f"blocked: {failure.message}")
     attempts = record.attempts + 1
     wait = timedelta(seconds=exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP))
     if failure.delay is not None:
         wait = max(wait, min(LONGEST_DELAY, timedelta(seconds=max(0.0, failure.delay))))
-    failed = t.failed(record, message=failure.message, retry_at=now + wait)
+    failed = t.failed(
+        record, message=failure.message, retry_at=now + wait, missing_scope=failure.missing_scope
+    )
     return _rest(
         failed,
         f"attempt {attempts} failed, retrying in {int(wait.total_seconds())}s: {failure.message}",

@@ -102,6 +102,8 @@ class Failed:
     message: str
     permanent: bool
     delay: float | None = None
+    #: An Intercom scope the token lacks (a 403), kept in the record for ``doctor``.
+    missing_scope: str | None = None
 
 
 Result = Created | CreateUnknown | Stored | Deleted | Failed

@@ -146,6 +146,9 @@ class Record:
     attempts: int = 0
     retry_at: datetime | None = None
     last_error: str | None = None
+    #: The Intercom scope the last failure lacked (a 403), so ``doctor`` names it without
+    #: reading the message.
+    missing_scope: str | None = None
     blocked_reason: str | None = None
     resume_phase: Phase | None = None
     lease: Lease | None = None
@@ -238,6 +241,7 @@ class Record:
                 attempts=_count(data.get("attempts", 0)),
                 retry_at=_time(data.get("retry_at")),
                 last_error=_optional_text(data.get("last_error")),
+                missing_scope=_optional_text(data.get("missing_scope")),
                 blocked_reason=_optional_text(data.get("blocked_reason")),
                 resume_phase=Phase(data["resume_phase"]) if data.get("resume_phase") else None,
                 lease=Lease(**data["lease"]) if data.get("lease") else None,

@@ -57,6 +57,7 @@ def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency
         attempts=0,
         retry_at=None,
         last_error=None,
+        missing_scope=None,
         request=None,
         pending_absent_since=None,
     )
@@ -166,6 +167,7 @@ def rested(record: Record) -> Record:
         attempts=0,
         retry_at=None,
         last_error=None,
+        missing_scope=None,
         emergency=False,
         blocked_reason=None,
         resume_phase=None,
@@ -173,7 +175,7 @@ def rested(record: Record) -> Record:
     )
 
 
-def blocked(record: Record, reason: str) -> Record:
+def blocked(record: Record, reason: str, *, missing_scope: str | None = None) -> Record:
     """-> blocked: nothing more happens until an operator acts; the phase to resume is kept."""
     return replace(
         record,
@@ -181,6 +183,7 @@ def blocked(record: Record, reason: str) -> Record:
         resume_phase=record.phase if record.phase is not Phase.BLOCKED else record.resume_phase,
         blocked_reason=reason,
         last_error=reason,
+        missing_scope=missing_scope,
     )
 
 
@@ -195,6 +198,7 @@ def unblocked(record: Record) -> Record:
         attempts=0,
         retry_at=None,
         last_error=None,
+        missing_scope=None,
         # An operator looked: absences count again from the next list.
         pending_absent_since=None,
         consumer_absent_since=None,
@@ -212,16 +216,24 @@ def store_again(record: Record) -> Record:
     )
 
 
-def failed(record: Record, *, message: str, retry_at: datetime) -> Record:
+def failed(
+    record: Record, *, message: str, retry_at: datetime, missing_scope: str | None = None
+) -> Record:
     """An attempt failed for a reason that may pass: try again at ``retry_at``."""
-    return replace(record, attempts=record.attempts + 1, retry_at=retry_at, last_error=message)
+    return replace(
+        record,
+        attempts=record.attempts + 1,
+        retry_at=retry_at,
+        last_error=message,
+        missing_scope=missing_scope,
+    )
 
 
 def healthy(record: Record) -> Record:
     """An action succeeded: the failure count and its backoff are over."""
     if record.attempts == 0 and record.retry_at is None and record.last_error is None:
         return record
-    return replace(record, attempts=0, retry_at=None, last_error=None)
+    return replace(record, attempts=0, retry_at=None, last_error=None, missing_scope=None)
 
 
 def adopted_as_current(record: Record, secret_id: str, *, now: datetime) -> Record:

@@ -46,7 +46,7 @@ from rotator.core.observation import (
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError, PermanentError, RotatorError, TemporaryError
 from rotator.failpoints import failpoint
-from rotator.intercom.errors import CreateOutcomeUnknown
+from rotator.intercom.errors import CreateOutcomeUnknown, IntercomPermissionError
 from rotator.intercom.models import DeleteOutcome, Platforms
 from rotator.logs import get_logger
 from rotator.reconciler.clients import IntercomClients
@@ -306,4 +306,7 @@ class Pass:
 
 def failure_of(error: RotatorError) -> Failed:
     delay = error.delay if isinstance(error, TemporaryError) else None
-    return Failed(str(error), permanent=isinstance(error, PermanentError), delay=delay)
+    scope = error.scope if isinstance(error, IntercomPermissionError) else None
+    return Failed(
+        str(error), permanent=isinstance(error, PermanentError), delay=delay, missing_scope=scope
+    )

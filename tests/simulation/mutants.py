@@ -168,6 +168,7 @@ def run(name: str, examples: int) -> tuple[bool, str, float]:
             "PYTHONPATH": f"{copy}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
             "ROTATOR_SIMULATION_EXAMPLES": str(examples),
             "ROTATOR_SIMULATION_REPORT": str(report),
+            "ROTATOR_SIMULATION_PACKAGE": str(copy / "rotator"),
         }
         if name == "6-wall-clock":
             env["ROTATOR_SIMULATION_MUTANT"] = "wall-clock"
@@ -175,6 +176,7 @@ def run(name: str, examples: int) -> tuple[bool, str, float]:
         result = subprocess.run(
             [
                 sys.executable,
+                "-P",  # no working directory first on sys.path: the copy must win
                 "-m",
                 "pytest",
                 "-x",
@@ -190,6 +192,8 @@ def run(name: str, examples: int) -> tuple[bool, str, float]:
             check=False,
         )
         took = time.monotonic() - started
+        if result.returncode == 9:
+            raise SystemExit(f"{name}: {result.stdout.strip()}")
         found = result.returncode != 0
         detail = report.read_text().strip() if report.exists() else "-"
         if found and not report.exists():
