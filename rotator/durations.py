@@ -40,12 +40,14 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest readable form: ``86400`` -> ``1d``, ``0.02`` -> ``20ms``."""
+    """The readable form: ``86400`` -> ``1d``, ``0.02`` -> ``20ms``, ``30d`` stays ``30d``
+    (weeks only for whole weeks: nobody writes a month as ``4w2d``)."""
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     remaining = round(seconds)
     parts = []
-    for unit in ("w", "d", "h", "m", "s"):
+    week = int(_UNIT_SECONDS["w"])
+    for unit in ("w", "d", "h", "m", "s") if remaining % week == 0 else ("d", "h", "m", "s"):
         size = int(_UNIT_SECONDS[unit])
         amount, remaining = divmod(remaining, size)
         if amount:

@@ -18,6 +18,8 @@ carry secret material; bodies quoted from remote systems are truncated and redac
 
 from __future__ import annotations
 
+import re
+
 
 class RotatorError(Exception):
     """Base of every error rotator raises on purpose."""
@@ -76,3 +78,36 @@ class LocalError(PermanentError):
     """A problem of this process alone: a missing variable, an unreadable file, a token that
     reaches another workspace. It fails this process (an exit code, a log line, not ready) and
     never changes the shared record, where it would stop every other process too."""
+
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
+_KINDS = (
+    ("ConnectTimeout", "the connection timed out"),
+    ("ReadTimeout", "no answer within the timeout"),
+    ("WriteTimeout", "sending timed out"),
+    ("PoolTimeout", "no free connection within the timeout"),
+    ("Timeout", "timed out"),
+    ("SSL", "the TLS handshake failed"),
+    ("RemoteDisconnected", "the server closed the connection without an answer"),
+    ("ProtocolError", "the connection broke off"),
+)
+
+
+def transport_cause(error: BaseException) -> str:
+    """What went wrong on the wire, in words (``connection refused``, ``name or service not
+    known``), not the HTTP library's nesting of wrapped exceptions and pool names."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror.lower()
+        current = current.__cause__ or current.__context__
+    found = _ERRNO.search(" ".join(str(e) for e in seen))
+    if found:
+        return found.group(1).strip().lower()
+    names = " ".join(type(e).__name__ for e in seen) + " " + str(error)
+    for marker, words in _KINDS:
+        if marker in names:
+            return words
+    return "the connection failed"

@@ -84,18 +84,24 @@ class Notification:
 
     def text(self) -> str:
         """One line for a chat channel."""
-        old = ", ".join(self.old_secret_ids) or "none"
+        old = ", ".join(self.old_secret_ids)
+        plural = "s" if len(self.old_secret_ids) > 1 else ""
         if self.event == "stored":
             until = f" until {self.deadline.isoformat()}" if self.deadline else ""
+            stays = (
+                f"The old secret{plural} {old} {'stay' if plural else 'stays'} live{until}."
+                if old
+                else "There is no old secret to retire."
+            )
             return (
                 f"rotator: {self.target}: new secret {self.new_secret_id} is in Vault "
-                f"(rotation {self.rotation_id}): roll it out now. Old secret(s) {old} stay "
-                f"live{until}."
+                f"(rotation {self.rotation_id}): roll it out now. {stays}"
             )
         if self.event == "retired":
+            retired = f"retired {old}" if old else "there was no old secret to retire"
             return (
                 f"rotator: {self.target}: rotation {self.rotation_id} complete: "
-                f"{self.new_secret_id} is current; retired {old}."
+                f"{self.new_secret_id} is current; {retired}."
             )
         return f"rotator: {self.target} is BLOCKED and needs an operator: {self.reason}"
 

@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from rotator.config import ConfigError, NotifySettings, parse_settings
 from rotator.core.observation import RotateNow
 from rotator.demo.openbao import free_port
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
-from rotator.notify import Notifier
+from rotator.notify import Notification, Notifier
 from rotator.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
 SLACK_PATH = "/services/T000/B000/slack-webhook-path-0123456789"
@@ -311,3 +312,18 @@ def test_each_retry_is_signed_afresh(world, receiver):
             HMAC_KEY.encode(), f"{timestamp}.".encode() + arrival.body, hashlib.sha256
         ).hexdigest()
         assert arrival.headers["X-Rotator-Signature"] == f"sha256={expected}"
+
+
+def test_chat_text_reads_well_with_no_old_secret_and_with_several():
+    """A first rotation says there is no old secret to retire (not "Old secret(s) none stay
+    live"); one old secret "stays", two "stay"."""
+    at = datetime(2026, 11, 30, tzinfo=UTC)
+
+    def text(event: str, old: tuple[str, ...]) -> str:
+        return Notification(event, "web", "r1", "x", "101", old, "why", at).text()  # type: ignore[arg-type]
+
+    assert text("stored", ()).endswith("roll it out now. There is no old secret to retire.")
+    assert "The old secret 100 stays live." in text("stored", ("100",))
+    assert "The old secrets 98, 99 stay live." in text("stored", ("98", "99"))
+    assert text("retired", ()).endswith("101 is current; there was no old secret to retire.")
+    assert text("retired", ("100",)).endswith("101 is current; retired 100.")

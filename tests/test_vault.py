@@ -416,6 +416,46 @@ def test_the_token_is_read_from_a_file(make_vault, openbao, vault_settings, tmp_
     assert vault.write(path, {"a": 1}, cas=0) == 1
 
 
+def test_a_token_file_replaced_after_a_revocation_is_read_again(
+    make_vault, openbao, vault_settings, tmp_path, path
+):
+    """Vault Agent writes a new token to token_file and revokes the old one: the next call
+    is refused, and rotator reads the file again and goes on, without a restart."""
+    policy = "rw-" + uuid.uuid4().hex[:8]
+    openbao.kv_policy(policy, vault_settings.state_path, ALL_CAPS)
+    first = openbao.create_token([policy], ttl="1h")
+    token_file = tmp_path / "token"
+    token_file.write_text(first + "\n")
+    vault = make_vault(token_settings(vault_settings, token_file=str(token_file)), environ={})
+    assert vault.write(path, {"a": 1}, cas=0) == 1
+    second = openbao.create_token([policy], ttl="1h")
+    token_file.write_text(second + "\n")
+    openbao.revoke_token(first)
+    with capture_logs() as logs:
+        assert vault.write(path, {"a": 2}, cas=1) == 2
+    assert len(events(logs, "vault.relogin")) == 1
+
+
+def test_a_token_file_whose_token_expires_is_read_again_before_it_does(
+    make_vault, openbao, vault_settings, tmp_path, clock, path
+):
+    """A non-renewable token from token_file is replaced by what the file holds once less
+    than a third of its TTL is left, rather than used until it dies."""
+    policy = "rw-" + uuid.uuid4().hex[:8]
+    openbao.kv_policy(policy, vault_settings.state_path, ALL_CAPS)
+    first = openbao.create_token([policy], ttl="60s", renewable=False)
+    token_file = tmp_path / "token"
+    token_file.write_text(first + "\n")
+    vault = make_vault(token_settings(vault_settings, token_file=str(token_file)), environ={})
+    vault.read(path)
+    token_file.write_text(openbao.create_token([policy], ttl="1h") + "\n")
+    clock.advance(45)
+    with capture_logs() as logs:
+        vault.read(path)
+    assert len(events(logs, "vault.relogin")) == 1
+    assert not events(logs, "vault.token_expiring")
+
+
 def test_missing_credentials_are_an_auth_error_naming_where_they_were_expected(
     make_vault, vault_settings, tmp_path, path
 ):

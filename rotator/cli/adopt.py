@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
+from rotator.cli.check import acting
 from rotator.cli.context import EXIT_OK, Context, Parts, UsageError
 from rotator.config import TargetSettings
 from rotator.core.adoption import (
@@ -57,7 +58,7 @@ def adopt(
             "(see rotator doctor, or the secrets list in Intercom's dashboard)"
         )
     secret = read_material(sys.stdin.buffer if stdin is None else stdin)
-    with ctx.open(settings) as parts:
+    with acting(ctx, settings, [name]) as parts:
         for line in adopt_secret(parts, target, secret_id, secret, force=force):
             print(line)
     return EXIT_OK
@@ -176,7 +177,7 @@ def _look(
             f"the consumers' path {where} holds secret {held}"
             + (" (this target's current secret)" if ours else "")
             + f"; adopting {secret_id} replaces it for every consumer. Add --force to do so"
-            + ("; it is then retired after the grace period" if ours else "")
+            + (f"; it is then retired {_retired_when(target)}" if ours else "")
         )
     if held == secret_id and not same and consumer.fingerprint and not force:
         raise UsageError(
@@ -226,14 +227,19 @@ def _aftermath(
 
 def _retirement(target: TargetSettings, after: Record, retires: str) -> str:
     """What the policy will really do with the secret the adoption displaces."""
-    deadline = after.deadline.isoformat() if after.deadline else "?"
+    deadline = after.deadline.isoformat() if after.deadline else None
+    return f"{target.name}: secret {retires} is retired {_retired_when(target, deadline)}"
+
+
+def _retired_when(target: TargetSettings, deadline: str | None = None) -> str:
+    """When the target's confirmation policy retires a displaced secret, in words."""
     confirm = f"`rotator confirm {target.name}`"
-    how = {
+    grace = f"after the grace period ({deadline})" if deadline else "after the grace period"
+    return {
         "hook": f"once a confirmation arrives ({confirm} or the hook); no grace period applies",
-        "grace": f"after the grace period ({deadline})",
-        "hook-or-grace": f"after the grace period ({deadline}) or on {confirm}",
+        "grace": grace,
+        "hook-or-grace": f"{grace} or on {confirm}",
     }[target.confirmation]
-    return f"{target.name}: secret {retires} is retired {how}"
 
 
 def _refuse_other_targets(parts: Parts, target: TargetSettings, secret_id: str) -> None:

@@ -2,17 +2,22 @@
 
 ``missing_environment`` lists each variable or file the configuration names that this process
 does not have, by TOML key; ``check-config`` prints it, and every verb that acts refuses to
-start without what it needs (``require_environment``) rather than fail half-way.
+start without what it needs (``preflight``, exit 2) rather than fail half-way, after it wrote
+to a record other processes share.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from rotator.cli.context import EXIT_OK, EXIT_USAGE, Context
-from rotator.config import ConfigError, Settings, config_path, load_settings
+from rotator.cli.context import EXIT_OK, EXIT_USAGE, Context, Parts
+from rotator.config import ConfigError, Settings, TargetSettings, config_path, load_settings
+from rotator.durations import format_duration
+from rotator.errors import LocalError, TemporaryError
 
 
 def check_config(ctx: Context) -> int:
@@ -25,7 +30,8 @@ def check_config(ctx: Context) -> int:
         print(
             f"  {t.name}: {t.endpoint} secret {t.secret_name!r} -> "
             f"{settings.vault.mount}/{t.vault_path}; {t.schedule.describe()}, "
-            f"grace {t.grace_period:g}s, confirmation {t.confirmation}, token {source}"
+            f"grace {format_duration(t.grace_period)}, confirmation {t.confirmation}, "
+            f"token {source}"
         )
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
@@ -36,20 +42,60 @@ def check_config(ctx: Context) -> int:
     return EXIT_OK
 
 
-def require_environment(
-    settings: Settings, environ: Mapping[str, str], *, server: bool = False
+@contextmanager
+def acting(
+    ctx: Context,
+    settings: Settings,
+    names: Sequence[str] | None = None,
+    *,
+    server: bool = False,
+    **parts: Any,
+) -> Iterator[Parts]:
+    """The parts of a verb that acts on ``names`` (every target when None), once
+    ``preflight`` found all it needs."""
+    targets = settings.targets if names is None else [settings.target(n) for n in names]
+    with ctx.open(settings, **parts) as opened:
+        preflight(opened, ctx.environ, targets, server=server)
+        yield opened
+
+
+def preflight(
+    parts: Parts,
+    environ: Mapping[str, str],
+    targets: Sequence[TargetSettings],
+    *,
+    server: bool = False,
 ) -> None:
-    """Refuse to start (``ConfigError``, exit 2) without what the configuration names."""
-    problems = missing_environment(settings, environ, server=server)
+    """Refuse to act (``ConfigError``, exit 2) without what the configuration names for
+    ``targets``: its variables and files, then each target's Intercom token from Vault. A Vault
+    that does not answer fails a one-shot command later (exit 1); the daemon (``server``)
+    starts anyway and is not ready until Vault answers."""
+    problems = missing_environment(parts.settings, environ, server=server, targets=targets)
+    if problems:
+        raise ConfigError("environment", problems)
+    for target in targets:
+        try:
+            parts.clients.client(target)  # reads a token_vault once; the client keeps it
+        except LocalError as e:
+            problems.append(str(e))
+        except TemporaryError:
+            if not server:
+                raise
     if problems:
         raise ConfigError("environment", problems)
 
 
 def missing_environment(
-    settings: Settings, environ: Mapping[str, str], *, server: bool = True
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    server: bool = True,
+    targets: Sequence[TargetSettings] | None = None,
 ) -> list[str]:
     problems = _missing_for_vault(settings, environ)
     for i, t in enumerate(settings.targets):
+        if targets is not None and t not in targets:
+            continue
         if t.token_env and not (environ.get(t.token_env) or "").strip():
             problems.append(f"targets[{i}] ({t.name}).token_env: ${t.token_env} is not set")
     if server:

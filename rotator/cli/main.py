@@ -62,6 +62,8 @@ def _verb(args: argparse.Namespace) -> int:
         return rotate.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
     if verb == "confirm":
         return rotate.confirm(ctx, args.target, secret_id=args.secret_id)
+    if verb == "resume":
+        return rotate.resume(ctx, args.target)
     return rotate.run(ctx)
 
 

@@ -106,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument(
         "--secret-id", metavar="ID", help="the Intercom id of the secret being confirmed"
     )
+    resume = verb(
+        "resume",
+        "clear TARGET's block once its cause is fixed; starts no rotation",
+        "Clear TARGET's block once you fixed its cause (shown by 'rotator status'): a\n"
+        "rotation that was under way carries on from its step; an idle target waits for its\n"
+        "schedule. Unlike rotate-now, it never starts a rotation. Then runs one pass.\n\n"
+        "Exit 0 resumed (or not blocked), 1 the pass needs an operator again, 2 bad usage.",
+    )
+    resume.add_argument("target", metavar="TARGET", help="the target's name in the config")
     status = verb("status", "show each target's phase, secrets, deadlines and last error")
     status.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
     status.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")
@@ -156,7 +165,8 @@ def _add_adopt_and_doctor(
         "--force",
         action="store_true",
         help="replace what the consumers' path holds (another secret, or other material); a "
-        "secret this target owned is retired after the grace period",
+        "secret this target owned is then retired as its confirmation policy says (after the "
+        "grace period, or once confirmed)",
     )
     doctor = verb(
         "doctor",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 
+from rotator.cli.check import acting
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
 from rotator.core.observation import RotateNow
 from rotator.reconciler import TargetReport
@@ -17,41 +18,44 @@ from rotator.redaction import redact_text
 
 
 def reconcile(ctx: Context) -> int:
-    with ctx.open() as parts:
+    with acting(ctx, ctx.settings()) as parts:
         reports = parts.reconciler.reconcile_all(wait_for_leases=True)
     for report in reports:
         print(line(report))
-    return EXIT_NEEDS_OPERATOR if any(r.needs_operator for r in reports) else EXIT_OK
+    return exit_code(reports)
 
 
 def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
     settings = ctx.settings()
     settings.target(target)
-    if emergency and not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
-        answer = input(
-            f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
-            "soon as its replacement is in Vault, even if your services have not reloaded. "
-            "Type 'yes' to go on: "
-        )
-        if answer.strip().lower() != "yes":
+    if emergency and not yes and not sys.stdin.isatty():
+        raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
+    with acting(ctx, settings, [target]) as parts:
+        if emergency and not yes and not _confirmed_emergency(target):
             print("aborted; nothing changed")
             return EXIT_USAGE
-    with ctx.open(settings) as parts:
         report = parts.reconciler.reconcile_target(
             target, RotateNow(emergency=emergency), wait_for_lease=True
         )
     if report.joined:
         print(f"{target}: rotation {report.rotation_id} was already under way; joined it")
     print(line(report))
-    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+    return exit_code([report])
+
+
+def _confirmed_emergency(target: str) -> bool:
+    answer = input(
+        f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
+        "soon as its replacement is in Vault, even if your services have not reloaded. "
+        "Type 'yes' to go on: "
+    )
+    return answer.strip().lower() == "yes"
 
 
 def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
     if secret_id is not None and not secret_id.strip():
         raise UsageError("--secret-id is empty: name the secret your services now use")
-    with ctx.open() as parts:
+    with acting(ctx, ctx.settings(), [target]) as parts:
         record, _ = parts.reconciler.record(target)
         wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
         if wanted is None:
@@ -65,7 +69,16 @@ def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
         # Retire now; if a crashed process left its lease, wait it out rather than give up.
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
     print(line(report))
-    return EXIT_NEEDS_OPERATOR if report.needs_operator else EXIT_OK
+    return exit_code([report])
+
+
+def resume(ctx: Context, target: str) -> int:
+    """Clear a block without asking for a rotation, then run one pass."""
+    with acting(ctx, ctx.settings(), [target]) as parts:
+        print(f"{target}: {parts.reconciler.resume(target)}")
+        report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
+    print(line(report))
+    return exit_code([report])
 
 
 def run(ctx: Context) -> int:
@@ -76,8 +89,14 @@ def run(ctx: Context) -> int:
     stopping = threading.Event()
     metrics = Metrics()
     # Retry waits inside Intercom calls end at once when a signal asks the daemon to stop.
-    with ctx.open(
-        settings, sleep=stopping.wait, listeners=[metrics], observe=metrics, long_running=True
+    with acting(
+        ctx,
+        settings,
+        server=True,
+        sleep=stopping.wait,
+        listeners=[metrics],
+        observe=metrics,
+        long_running=True,
     ) as parts:
         daemon = Daemon(
             settings,
@@ -88,6 +107,12 @@ def run(ctx: Context) -> int:
             metrics=metrics,
         )
         return daemon.run_until_signalled()
+
+
+def exit_code(reports: list[TargetReport]) -> int:
+    """1 when a target is blocked, its pass failed, or its last attempt failed and it backs
+    off (nothing rotated, whatever a retry may do later); else 0."""
+    return EXIT_OK if all(r.ok for r in reports) else EXIT_NEEDS_OPERATOR
 
 
 def line(report: TargetReport) -> str:

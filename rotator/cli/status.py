@@ -15,7 +15,7 @@ from typing import Any
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context
 from rotator.config import TargetSettings
 from rotator.core.observation import ConsumerView
-from rotator.core.record import Phase, Record
+from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.durations import format_duration
 
 
@@ -48,12 +48,57 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
     with ctx.open(settings) as parts:
         for name in names:
             spec = settings.target(name)
-            record, consumer = parts.reconciler.record(name)
+            try:
+                record, consumer = parts.reconciler.record(name)
+            except RecordError as e:
+                # One unreadable record must not hide the others: it is named, with the fix.
+                where = f"{settings.vault.mount}/{parts.store.key(name)}"
+                statuses.append(unreadable_status(spec, e, where))
+                continue
             upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
             statuses.append(target_status(spec, record, consumer, upcoming, history=history))
     use_json = as_json or not sys.stdout.isatty()
     print(render_json(statuses) if use_json else render_table(statuses))
-    return EXIT_NEEDS_OPERATOR if any(s.phase == "blocked" for s in statuses) else EXIT_OK
+    troubled = any(s.phase in {"blocked", UNREADABLE} for s in statuses)
+    return EXIT_NEEDS_OPERATOR if troubled else EXIT_OK
+
+
+#: The phase ``status`` shows for a target whose record cannot be read.
+UNREADABLE = "unknown"
+
+
+def unreadable_status(target: TargetSettings, error: RecordError, where: str) -> TargetStatus:
+    """A target whose record cannot be read, and what to do about it."""
+    if isinstance(error, NewerRecordError):
+        fix = ""  # the message says it: upgrade
+    elif error.version and error.version > 1:
+        fix = (
+            f"if it was edited by hand, restore the last good version: vault kv rollback "
+            f"-version={error.version - 1} {where}"
+        )
+    else:
+        fix = f"if it was edited by hand, delete it to start over: vault kv metadata delete {where}"
+    reason = f"{error.message.rstrip('.')}; {fix}" if fix else error.message
+    return TargetStatus(
+        name=target.name,
+        phase=UNREADABLE,
+        current_secret_id=None,
+        pending_secret_id=None,
+        rotation_id=None,
+        generation=0,
+        next_rotation_at=None,
+        deadline=None,
+        confirmed_at=None,
+        last_rotation_at=None,
+        last_error=reason,
+        blocked_reason=None,
+        attempts=0,
+        retry_at=None,
+        consumer_secret_id=None,
+        schedule=target.schedule.describe(),
+        confirmation=target.confirmation,
+        history=[],
+    )
 
 
 def target_status(

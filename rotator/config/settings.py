@@ -334,7 +334,11 @@ class Settings(_Model):
 
     @model_validator(mode="after")
     def _distinct(self) -> Self:
-        problems = [*_duplicates(self.targets), *_paths_that_collide(self)]
+        problems = [
+            *_duplicates(self.targets),
+            *_paths_that_collide(self),
+            *_hook_only_without_hook(self),
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -383,3 +387,20 @@ def _paths_that_collide(settings: Settings) -> list[str]:
         if t.vault_path in tokens:
             problems.append(f"target {t.name}: vault_path {t.vault_path!r} holds a token")
     return problems
+
+
+def _hook_only_without_hook(settings: Settings) -> list[str]:
+    """A target that waits only for confirmations needs the hook they arrive by: without a
+    credential the daemon answers every confirmation 503, and the old secret lives forever."""
+    server = settings.server
+    if any((server.hook_token_env, server.hook_token_vault)) or any(
+        (server.hook_hmac_key_env, server.hook_hmac_key_vault)
+    ):
+        return []
+    return [
+        f'target {t.name}: confirmation = "hook" waits for confirmations, but [server] has no '
+        "hook credential (hook_token_env, hook_token_vault, hook_hmac_key_env or "
+        'hook_hmac_key_vault): set one, or use confirmation = "hook-or-grace"'
+        for t in settings.targets
+        if t.confirmation == "hook"
+    ]

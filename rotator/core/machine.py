@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 
 from rotator.backoff import exponential
 from rotator.core import transitions as t
+from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
     LIST_LAG_TOLERANCE,
     ConsumerView,
@@ -90,20 +91,31 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
     if record.phase is Phase.BLOCKED:
         if not asked:
             return _settle(_rest(record, f"blocked: {record.blocked_reason}"), obs)
-        record = t.unblocked(record)
-        if record.rotating and not _as_stored(record, obs.consumer):
-            # Resumed, the new secret is no longer at the consumers' path as it was stored: a
-            # rotation stores it again; an adoption (no material) is dropped by _awaiting.
-            if record.adoption:
-                record = replace(record, phase=Phase.AWAITING_ROLLOUT)
-            elif record.pending_secret is not None:
-                record = t.store_again(record)
+        record = resumed(record, obs.consumer)
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
         why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
         return _settle(_rest(record, why), obs)
     if record.rotating:
         record = _joined(record, obs)
-    return _settle(_HANDLERS[record.phase](record, obs, now), obs)
+    decision = _HANDLERS[record.phase](record, obs, now)
+    if decision.action is None and decision.record.phase is not Phase.BLOCKED:
+        # A whole pass without a failure: whatever failed before no longer stands in the way.
+        decision = replace(decision, record=t.healthy(decision.record))
+    return _settle(decision, obs)
+
+
+def resumed(record: Record, consumer: ConsumerView) -> Record:
+    """blocked -> the phase it was blocked in, by an operator's request (``rotate-now``) or
+    ``rotator resume`` (which starts no rotation): a rotation whose new secret is no longer at
+    the consumers' path as it was stored stores it again; an adoption (no material to store)
+    is dropped by ``_awaiting``."""
+    record = t.unblocked(record)
+    if record.rotating and not _as_stored(record, consumer):
+        if record.adoption:
+            record = replace(record, phase=Phase.AWAITING_ROLLOUT)
+        elif record.pending_secret is not None:
+            record = t.store_again(record)
+    return record
 
 
 def _joined(record: Record, obs: Observation) -> Record:
@@ -153,7 +165,7 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
     if obs.intercom is None:
         wanted = asked or obs.due
         return _rest(record, "due, but Intercom was not listed" if wanted else "not due")
-    record, vanished = _watch_consumer(record, obs, now)
+    record, vanished = watch_consumer(record, obs, now)
     if not asked:
         drift = _drift(record, obs, now)
         if drift is not None:
@@ -169,25 +181,6 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
     started = t.start_rotation(record, rotation_id=rotation_id, now=now, emergency=emergency)
     why = "rotate-now" if asked else "consumers' secret gone" if vanished else "schedule due"
     return _create(started, obs, f"rotation {rotation_id} started ({why})")
-
-
-def _watch_consumer(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:
-    """Whether the consumers' secret is gone: retired by this target (Intercom answered its
-    DELETE), or, with ``rotate_on_drift``, missing from Intercom's lists for longer than they
-    lag (one list that omits it proves nothing)."""
-    held = obs.consumer.intercom_id
-    if held is not None and held in retired(record):
-        return record, True  # Intercom answered our DELETE for it: gone, whatever a list shows
-    if not obs.policy.watch_drift or held is None or obs.intercom is None:
-        return record, False
-    if held in live_ids(obs):
-        if record.consumer_absent_since is None:
-            return record, False
-        return replace(record, consumer_absent_since=None), False
-    since = record.consumer_absent_since or now
-    if since != record.consumer_absent_since:
-        record = replace(record, consumer_absent_since=since)
-    return record, now - since >= LIST_LAG_TOLERANCE
 
 
 def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
@@ -218,7 +211,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
         version=obs.consumer.version,
         fingerprint=obs.consumer.fingerprint,
     )
-    return _rest(adopting, f"adopted secret {held}; retiring {record.current_id} after the grace")
+    return _rest(adopting, f"adopted secret {held}; {record.current_id} retires after its rollout")
 
 
 def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
@@ -283,7 +276,7 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
     if not _as_stored(record, obs.consumer):
         # Someone wrote the same secret there again: a new store, whose rollout starts now.
         return _stored(record, obs, now)
-    record, missing = _watch_pending(record, obs, now)
+    record, missing = watch_pending(record, obs, now)
     if missing:
         return _block(
             record,
@@ -292,7 +285,7 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
             "was it deleted outside rotator? Check the secrets at Intercom, then run rotate-now.",
         )
     done = rollout_done(record, obs.policy, now)
-    if done is not None and _unlisted_since_long_stored(record, obs, now):
+    if done is not None and unlisted_since_long_stored(record, obs, now):
         # Old enough to be listed by now: its absence may mean it is gone, and the old secret
         # may be the last live one. Retire only once a list shows it (or block, above).
         why = f"{done}, but Intercom's list does not show the new secret {record.pending_id}"
@@ -305,28 +298,6 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )
     return _rest(record, f"awaiting rollout of {record.pending_id}: waiting for {waits_for}")
-
-
-def _unlisted_since_long_stored(record: Record, obs: Observation, now: datetime) -> bool:
-    """The list answer omits the new secret, though it was stored longer ago than lists lag
-    (a younger one missing is just a list behind its create: its 201 answer is the proof)."""
-    if obs.intercom is None or record.pending_id in live_ids(obs) or record.stored_at is None:
-        return False
-    return now - record.stored_at >= LIST_LAG_TOLERANCE
-
-
-def _watch_pending(record: Record, obs: Observation, now: datetime) -> tuple[Record, bool]:
-    """Whether the new secret has been missing from Intercom's lists for longer than they lag."""
-    if obs.intercom is None:
-        return record, False
-    if record.pending_id in live_ids(obs):
-        if record.pending_absent_since is None:
-            return record, False
-        return replace(record, pending_absent_since=None), False
-    since = record.pending_absent_since or now
-    if since != record.pending_absent_since:
-        record = replace(record, pending_absent_since=since)
-    return record, now - since >= LIST_LAG_TOLERANCE
 
 
 def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Decision:
@@ -398,7 +369,10 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
         if record.phase is not Phase.CREATING or result.name != record.planned_name:
             return _rest(record, "ignored a create result that is not this rotation's")
         created = t.committed(
-            record, secret_id=result.secret_id, secret=result.secret, created_at=result.created_at
+            t.healthy(record),
+            secret_id=result.secret_id,
+            secret=result.secret,
+            created_at=result.created_at,
         )
         # Persisting this record is the commit point: the material is in Vault from now on.
         return Decision(
@@ -413,7 +387,7 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
         return _stored(t.healthy(record), obs, now)
     if not isinstance(result, Deleted):  # pragma: no cover - Result is a closed union
         raise TypeError(f"unknown result {type(result).__name__}")
-    left = t.deleted(record, result.secret_id)
+    left = t.deleted(t.healthy(record), result.secret_id)
     # Carry on in the same pass: the next delete, completion, or the create after an orphan.
     return _HANDLERS[left.phase](left, replace(obs, result=None), now)
 

@@ -44,7 +44,16 @@ ROTATING = frozenset({Phase.CREATING, Phase.AWAITING_ROLLOUT, Phase.RETIRING})
 
 
 class RecordError(PermanentError):
-    """A stored record rotator cannot read (another schema version, or damaged)."""
+    """A stored record rotator cannot read: damaged (edited by hand, say); ``version`` is the
+    KV version that holds it, when known."""
+
+    def __init__(self, message: str, *, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class NewerRecordError(RecordError):
+    """A record written by a newer rotator (a later ``schema_version``): upgrade to read it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +216,7 @@ class Record:
         never a value: the record holds material."""
         version = data.get("schema_version")
         if version not in {1, SCHEMA_VERSION}:
-            raise RecordError(
+            raise NewerRecordError(
                 f"state record has schema_version {version!r}; this rotator reads "
                 f"{SCHEMA_VERSION} (and 1). Upgrade rotator (or restore the record) before it acts."
             )

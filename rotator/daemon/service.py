@@ -186,6 +186,10 @@ class Daemon:
             return False, "scheduler not running"
         if self._credentials_pending:
             return False, "hook credentials not loaded from Vault yet"
+        refused = dict(self.reconciler.refused)
+        if refused:
+            name, why = next(iter(sorted(refused.items())))
+            return False, f"this process cannot act on target {name}: {why}"
         return self.vault.healthy()
 
     def _first_credentials(self) -> HookCredentials:

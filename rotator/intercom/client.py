@@ -36,7 +36,7 @@ import tenacity
 import rotator
 from rotator.backoff import full_jitter
 from rotator.core.endpoints import resolve_base_url
-from rotator.errors import RotatorError
+from rotator.errors import RotatorError, transport_cause
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
     IntercomProtocolError,
@@ -296,7 +296,7 @@ class IntercomClient:
             log.exception("intercom.observe_failed", operation=operation)
 
     def _transport_failure(self, operation: Operation, e: Exception) -> Exception:
-        detail = scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        detail = scrub(transport_cause(e))
         if isinstance(e, _MISCONFIGURED):
             return IntercomRequestError(
                 f"Cannot send the {operation} request to {self.base_url} ({detail}). "

@@ -24,6 +24,7 @@ from rotator.config import Settings, TargetSettings
 from rotator.core import confirmation, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
+from rotator.core.machine import resumed
 from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
 from rotator.core.record import Binding, Phase, Record, Request
 from rotator.errors import LocalError, RotatorError
@@ -114,6 +115,9 @@ class Reconciler:
         # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
         self._target_locks = {t.name: threading.Lock() for t in settings.targets}
         self._by_name = {t.name: t for t in settings.targets}
+        #: Targets this process refused to act on, and why (a ``LocalError``): the daemon is
+        #: not ready while any is, since it is this process that needs fixing.
+        self.refused: dict[str, str] = {}
 
     @property
     def listeners(self) -> list[RecordListener]:
@@ -197,9 +201,10 @@ class Reconciler:
         try:
             with self._target_locks[name]:
                 command = ask.command_for if ask is not None else None
-                return Pass(self.ports, target, command, stop).run()
+                report = Pass(self.ports, target, command, stop).run()
         except LocalError as e:
             log.error("reconcile.refused", error=str(e), note="nothing was written")
+            self.refused[name] = str(e)
             self.store.tell_seen(None, target, str(e))
             return TargetReport(name, "unknown", "refused", error=str(e))
         except RotatorError as e:
@@ -214,6 +219,9 @@ class Reconciler:
             return TargetReport(
                 name, "unknown", "pass crashed", error=f"internal error ({type(e).__name__})"
             )
+        else:
+            self.refused.pop(name, None)
+            return report
         finally:
             clear_context()
 
@@ -325,6 +333,27 @@ class Reconciler:
                 "rotation.confirm_refused", target=name, status=result.status, reason=result.message
             )
         return result
+
+    def resume(self, name: str) -> str:
+        """Clear the target's block (check-and-set), asking for no rotation; what happened,
+        in words."""
+        target = self.target(name)
+        mine = self.clients.binding(target)  # LocalError before anything is written
+        was: list[str] = []
+
+        def change(record: Record | None) -> Record | None:
+            if record is None or record.phase is not Phase.BLOCKED:
+                was[:] = []
+                return None
+            self._check_binding(target, record, mine)
+            was[:] = [record.blocked_reason or ""]
+            return resumed(record, self.store.consumer(target))
+
+        _, after = self.store.update(target, change, reason="resumed by an operator")
+        if after is None:
+            return "not blocked; nothing to resume"
+        log.info("target.resumed", target=name, phase=after.phase.value, was=was[0])
+        return f"resumed in {after.phase.value} (it was blocked: {was[0]})"
 
     # --- reading -----------------------------------------------------------------------------
 

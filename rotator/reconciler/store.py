@@ -18,7 +18,7 @@ from rotator import redaction
 from rotator.config import TargetSettings
 from rotator.core.names import valid_secret_id
 from rotator.core.observation import ConsumerView
-from rotator.core.record import Record
+from rotator.core.record import Phase, Record, RecordError
 from rotator.errors import TemporaryError
 from rotator.failpoints import failpoint
 from rotator.logs import get_logger
@@ -57,7 +57,10 @@ class RecordStore:
 
     def load(self, name: str) -> Loaded:
         entry = self.kv.read(self.key(name))
-        record = Record.from_storage(entry.data) if entry.data is not None else None
+        try:
+            record = Record.from_storage(entry.data) if entry.data is not None else None
+        except RecordError as e:
+            raise type(e)(f"{self.key(name)}: {e.message}", version=entry.version) from None
         return Loaded(record, entry.version)
 
     def write(
@@ -90,6 +93,7 @@ class RecordStore:
             )
         else:
             log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
+        _log_trouble(before, after)
         self.tell(before, after, reason, target)
         return new_version
 
@@ -219,3 +223,22 @@ def _fingerprint(secret: object) -> str | None:
         return SecretValue(secret).fingerprint()
     except UnicodeEncodeError:  # a lone surrogate written by hand: not material Intercom issued
         return "unreadable"
+
+
+def _log_trouble(before: Record | None, after: Record) -> None:
+    """A target newly blocked is an error (an operator must act), a failed attempt a warning
+    (it retries by itself): alerting on log levels sees both."""
+    if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
+        log.error(
+            "rotation.blocked",
+            rotation_id=after.rotation_id,
+            reason=after.blocked_reason,
+        )
+    elif after.attempts > (before.attempts if before is not None else 0):
+        log.warning(
+            "rotation.attempt_failed",
+            rotation_id=after.rotation_id,
+            attempt=after.attempts,
+            retry_at=after.retry_at.isoformat() if after.retry_at else None,
+            error=after.last_error,
+        )

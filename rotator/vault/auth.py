@@ -116,6 +116,11 @@ class LoginSource:
         self._settings = settings
         self._environ = environ
 
+    @property
+    def rereadable(self) -> bool:
+        """The token comes from a file, which its writer may replace while we run."""
+        return self.method == "token" and bool(self._settings.token_file)
+
     def token(self) -> SecretValue:
         settings = self._settings
         if settings.token_file:
@@ -193,8 +198,9 @@ class TokenKeeper:
 
     @property
     def replaceable(self) -> bool:
-        """AppRole and Kubernetes logins can be redone; a static token is what it is."""
-        return self._source.method != "token"
+        """AppRole and Kubernetes logins can be redone, and a token file read again (Vault
+        Agent replaces it); only a token from the environment is what it is."""
+        return self._source.method != "token" or self._source.rereadable
 
     def fresh(self) -> int:
         """Make sure the token is usable now; returns the login generation it belongs to."""
@@ -328,7 +334,8 @@ class TokenKeeper:
             ) from e
         self._lease = lease
         self._generation += 1
-        log.info(
+        # The first login of every one-shot command is routine: only a new login is news.
+        (log.info if again else log.debug)(
             "vault.relogin" if again else "vault.login",
             method=source.method,
             reason=reason,

@@ -19,7 +19,7 @@ import hvac.exceptions as hvac_errors
 import requests
 import requests.exceptions
 
-from rotator.errors import RotatorError
+from rotator.errors import RotatorError, transport_cause
 from rotator.logs import get_logger
 from rotator.redaction import scrub
 from rotator.vault.auth import json_object
@@ -204,7 +204,7 @@ class Translator:
     def transport_failure(
         self, operation: str, path: str, e: requests.exceptions.RequestException
     ) -> RotatorError:
-        detail = scrub(f"{type(e).__name__}: {e}")
+        detail = scrub(transport_cause(e))
         where = self.subject(operation, path)
         if isinstance(e, requests.exceptions.SSLError):
             return VaultRequestError(
@@ -214,7 +214,8 @@ class Translator:
             )
         if isinstance(e, _TRANSIENT_TRANSPORT):
             return VaultUnavailable(
-                f"Could not reach Vault at {self.address} for {where} ({detail}).",
+                f"Could not reach Vault at {self.address} for {where} ({detail}): is it "
+                "running, and is [vault] address right?",
                 operation=operation,
             )
         return VaultRequestError(

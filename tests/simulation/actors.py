@@ -185,7 +185,8 @@ class Commands:
             def open(self, *_args: Any, **_kwargs: Any) -> Parts:  # type: ignore[override]
                 return process.parts()
 
-        return SimContext(None, {})
+        # What the configuration names: verbs refuse to act without it (``preflight``).
+        return SimContext(None, {"VAULT_TOKEN": "simulated", "INTERCOM_TOKEN": TOKEN})
 
     def daemon_pass(self) -> None:
         assert self.p.reconciler is not None
