@@ -1,7 +1,7 @@
 """rotator's configuration: the TOML file, its validated settings, and schedules.
 
-``settings`` holds the frozen models with their rules, ``loading`` finds and reads the file,
-``schedule`` computes due times.
+``settings`` holds the frozen models with their rules, ``bounds`` the ranges of durations,
+``loading`` finds and reads the file, ``schedule`` computes due times.
 """
 
 from rotator.config.loading import (
