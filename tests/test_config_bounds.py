@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rotator.config import ConfigError, parse_settings
+from rotator.config import ConfigError, config_warnings, parse_settings
 from rotator.config.bounds import LEASE_TTL
 from rotator.config.schedule import Schedule
 from rotator.core.lease import LeaseWatch
@@ -141,3 +141,41 @@ def test_a_lease_with_a_damaged_ttl_is_taken_over_after_the_longest_ttl(ttl):
     assert not watch.free("web", lease)
     now[0] = longest
     assert watch.free("web", lease)
+
+
+# --- weak values: normalised, refused or warned about ------------------------------------------
+
+
+def test_a_region_in_capitals_is_the_same_region():
+    """region = "EU" is read as eu (documented), not refused and not sent elsewhere."""
+    target = parse_settings(with_value("targets.region", " EU ")).targets[0]
+    assert target.region == "eu"
+    assert target.endpoint == "https://api.eu.intercom.io"
+    assert problems(with_value("targets.region", "Mars"))[0].startswith("targets[0] (web).region")
+
+
+def test_settings_that_work_but_are_probably_not_meant_are_warnings():
+    """A region that base_url overrides, a zero grace and a grace longer than the interval are
+    each named with their key; a config without them has no warning."""
+    assert config_warnings(parse_settings({"vault": VAULT, "targets": [TARGET]})) == []
+    raw = {
+        "vault": VAULT,
+        "targets": [
+            {**TARGET, "region": "eu", "base_url": "http://127.0.0.1:4010"},
+            {**TARGET, "name": "ios", "vault_path": "c", "secret_name": "i", "grace_period": "0s"},
+            {
+                **TARGET,
+                "name": "and",
+                "vault_path": "d",
+                "secret_name": "a",
+                "schedule": "1h",
+                "grace_period": "2h",
+            },
+        ],
+    }
+    [region, zero, long_grace] = config_warnings(parse_settings(raw))
+    assert region.startswith("targets[0] (web): region 'eu' is ignored: base_url")
+    assert zero.startswith("targets[1] (ios): grace_period 0s deletes the old secret")
+    assert long_grace.startswith("targets[2] (and): grace_period 2h is longer than")
+    base_url_only = {**TARGET, "base_url": "http://127.0.0.1:4010"}
+    assert config_warnings(parse_settings({"vault": VAULT, "targets": [base_url_only]})) == []

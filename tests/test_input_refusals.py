@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
+from rotator.vault import Vault
 
 ROTATOR = [sys.executable, "-m", "rotator"]
 HOOK_TOKEN = "refusals-hook-token-0123456789"
@@ -105,3 +106,98 @@ def test_check_config_refuses_absurd_durations(tmp_path, vault_settings, env, se
     assert result.returncode == 2
     [problem] = [line for line in result.stderr.splitlines() if line.startswith(f"  - {key}: ")]
     assert "must be from " in problem
+
+
+# --- item 18: weak values ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("     ", "starts or ends with whitespace"),
+        ("short", "has 5 characters; use at least 16"),
+        (HOOK_TOKEN + "\n", "starts or ends with whitespace"),
+    ],
+)
+def test_check_config_refuses_a_weak_hook_token_from_the_environment(
+    tmp_path, vault_settings, env, token, says
+):
+    """A whitespace-only, short or newline-trailed hook token in its variable is refused by
+    check-config with the key and the rule, and never echoed."""
+    config = write_config(
+        tmp_path,
+        vault_settings,
+        "http://127.0.0.1:9",
+        server='hook_token_env = "ROTATOR_HOOK_TOKEN"',
+    )
+    result = rotator({**env, "ROTATOR_HOOK_TOKEN": token}, "--config", str(config), "check-config")
+    assert result.returncode == 2
+    assert "server.hook_token_env: $ROTATOR_HOOK_TOKEN: the hook token " in result.stderr
+    assert says in result.stderr
+    if token.strip():
+        assert token.strip() not in result.stdout + result.stderr
+
+
+def test_the_daemon_refuses_a_weak_hook_token_read_from_vault(tmp_path, vault_settings, env):
+    """A hook token in Vault is known only when `rotator run` reads it: a 5-character one
+    stops the daemon with exit 2 and a clear reason, and the token is not printed."""
+    token_path = vault_settings.state_path.replace("/state", "/hook")
+    vault = Vault(vault_settings, environ=env)
+    try:
+        vault.write(token_path, {"token": "abcde"}, cas=0)
+    finally:
+        vault.close()
+    config = write_config(
+        tmp_path,
+        vault_settings,
+        "http://127.0.0.1:9",
+        server=f'hook_token_vault = "{token_path}"',
+    )
+    result = rotator(env, "--config", str(config), "run")
+    assert result.returncode == 2
+    assert "the hook token has 5 characters; use at least 16" in result.stderr
+    assert f"vault:{token_path}" in result.stderr
+    assert "abcde" not in result.stdout + result.stderr
+
+
+def test_check_config_warns_about_what_works_but_is_probably_not_meant(
+    tmp_path, vault_settings, env
+):
+    """A region that base_url overrides and a zero grace period are warnings with their key:
+    printed by check-config, which still exits 0."""
+    config = write_config(
+        tmp_path,
+        vault_settings,
+        "http://127.0.0.1:9",
+        target='region = "EU"\ngrace_period = "0s"',
+    )
+    result = rotator(env, "--config", str(config), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+    assert "2 warning(s):" in result.stderr
+    assert "targets[0] (web): region 'eu' is ignored: base_url" in result.stderr
+    assert "targets[0] (web): grace_period 0s deletes the old secret" in result.stderr
+
+
+def test_an_unknown_log_level_is_refused_the_same_way_from_either_source(
+    tmp_path, vault_settings, env
+):
+    """ROTATOR_LOG_LEVEL=trace is refused like --log-level trace (exit 2, the allowed levels
+    named), not silently read as info."""
+    config = write_config(tmp_path, vault_settings, "http://127.0.0.1:9")
+    by_variable = rotator(
+        {**env, "ROTATOR_LOG_LEVEL": "trace"}, "--config", str(config), "check-config"
+    )
+    by_option = rotator(env, "--config", str(config), "--log-level", "trace", "check-config")
+    allowed = "invalid choice: 'trace' (choose from 'debug', 'info', 'warning', 'error')"
+    for result in (by_variable, by_option):
+        assert result.returncode == 2
+        assert allowed in result.stderr
+        assert "configuration OK" not in result.stdout
+    assert "$ROTATOR_LOG_LEVEL: " + allowed in by_variable.stderr
+    assert (
+        rotator(
+            {**env, "ROTATOR_LOG_LEVEL": "WARNING"}, "--config", str(config), "check-config"
+        ).returncode
+        == 0
+    ), "the variable keeps accepting any case"

@@ -1,4 +1,4 @@
-"""What rotator accepts for each duration, and why each bound is there.
+"""What rotator accepts for each duration and hook credential, and why each bound is there.
 
 A value outside its range is refused when the configuration is read, naming the TOML key and
 the range, rather than accepted and left to fail later: a ``grace_period`` of ``10000000d`` once
@@ -14,7 +14,17 @@ rotation stayed stuck. Every range is closed, so TOML's ``inf`` and ``nan`` are 
     daemon.reconcile_interval     1s .. 24h      0 spins; a day is the longest useful pause
     daemon.lease_ttl              1s .. 1h       how long others wait out a silent holder
     targets.schedule (interval)   1s .. 1825d    five years; the demo rotates every few seconds
-    targets.grace_period          0 .. 365d      a year of two live secrets is plenty
+    targets.grace_period          0 .. 365d      a year of two live secrets is plenty; 0 and a
+                                                 grace longer than the interval are warnings
+
+Refused: what cannot work (a 0 timeout, a 0 interval that would spin) or would weaken the hook's
+authentication. Warned about (``Settings.warnings``): what works as written but is probably not
+meant, such as ``grace_period = "0s"``, which deletes the old secret as soon as the new one is
+stored (what a benchmark wants, not a production service).
+
+Hook credentials (``[server] hook_token_*``, ``hook_hmac_key_*``) need at least
+``MIN_CREDENTIAL_CHARS`` characters and no whitespace around them: a 5-character token is
+guessed, and a value with a stray newline from ``echo`` never matches what a caller sends.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ RECONCILE_INTERVAL = (1.0, DAY)
 LEASE_TTL = (1.0, HOUR)
 SCHEDULE_INTERVAL = (1.0, 1825 * DAY)
 GRACE_PERIOD = (0.0, 365 * DAY)
+
+MIN_CREDENTIAL_CHARS = 16
 
 
 def check_seconds(value: Any, low: float, high: float) -> Any:
@@ -70,3 +82,15 @@ def within(bounds: tuple[float, float]) -> BeforeValidator:
     ``bounds``."""
     low, high = bounds
     return BeforeValidator(lambda value: check_seconds(value, low, high))
+
+
+def credential_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot serve as the hook's ``what`` (a token or key), without quoting it."""
+    if value != value.strip():
+        return f"the {what} starts or ends with whitespace (a stray newline?); remove it"
+    if len(value) < MIN_CREDENTIAL_CHARS:
+        return (
+            f"the {what} has {len(value)} characters; use at least {MIN_CREDENTIAL_CHARS} "
+            "(e.g. openssl rand -hex 32)"
+        )
+    return None

@@ -7,7 +7,8 @@ the file: Intercom tokens come from an environment variable (``token_env``) or a
 
 Durations are written as in ``rotator.durations`` (``30d``, ``24h``, ``90s``) and held as
 seconds, each within the range ``rotator.config.bounds`` gives; schedules as an interval or a
-5-field cron line (``rotator.config.schedule``).
+5-field cron line (``rotator.config.schedule``). What is accepted but probably not meant is
+listed by ``rotator.config.advice``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class ConfigError(PermanentError):
         self.problems = problems
         listing = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listing}")
+
+
+def _lowercase(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _schedule(value: Any) -> Any:
@@ -242,8 +247,9 @@ class TargetSettings(_Model):
     """One Intercom secret lineage and the Vault path its consumers read."""
 
     name: str
-    region: Literal["us", "eu", "au"] = "us"
-    #: Overrides ``region`` (e.g. the emulator, or a proxy).
+    #: Any case (``EU`` is ``eu``).
+    region: Annotated[Literal["us", "eu", "au"], BeforeValidator(_lowercase)] = "us"
+    #: Overrides ``region`` (e.g. the emulator, or a proxy); both set is a warning (advice).
     base_url: str | None = None
     token_env: str | None = None
     #: ``path#key`` on the Vault KV v2 mount (key defaults to ``token``).
