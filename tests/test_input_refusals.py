@@ -6,7 +6,9 @@ changes nothing and prints no traceback; each warning leaves the exit code at 0.
 
 from __future__ import annotations
 
+import json
 import os
+import pty
 import subprocess
 import sys
 import uuid
@@ -201,3 +203,64 @@ def test_an_unknown_log_level_is_refused_the_same_way_from_either_source(
         ).returncode
         == 0
     ), "the variable keeps accepting any case"
+
+
+# --- item 12: end of input at the emergency prompt ---------------------------------------------
+
+
+@pytest.fixture
+def provisioned(tmp_path, vault_settings, env, emulator) -> tuple[Path, str]:
+    """A target with its first secret, and `status --json` as it stands."""
+    config = write_config(tmp_path, vault_settings, emulator.url)
+    first = rotator(env, "--config", str(config), "reconcile")
+    assert first.returncode == 0, first.stderr
+    return config, rotator(env, "--config", str(config), "status", "--json").stdout
+
+
+def test_ctrl_d_at_the_emergency_prompt_is_a_no(provisioned, env, emulator):
+    """End of input (Ctrl-D on a terminal) at the emergency prompt aborts: exit 2, "nothing
+    changed", no traceback, and the record and Intercom's secrets are as they were."""
+    config, before = provisioned
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [*ROTATOR, "--config", str(config), "rotate-now", "web", "--emergency"],
+        stdin=follower,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    ) as process:
+        os.close(follower)
+        os.write(leader, b"\x04")  # what the terminal sends for Ctrl-D: end of input
+        out, err = process.communicate(timeout=60)
+    os.close(leader)
+    assert process.returncode == 2, err
+    assert "Type 'yes' to go on" in out
+    assert "aborted; nothing changed" in out
+    assert "Traceback" not in out + err
+    assert "internal error" not in err
+    assert rotator(env, "--config", str(config), "status", "--json").stdout == before
+    assert len(emulator.store.all()) == 1
+    assert json.loads(before)[0]["phase"] == "idle"
+
+
+def test_the_emergency_prompt_without_any_stdin_is_refused(provisioned, env, emulator):
+    """With standard input closed altogether, --emergency without --yes is refused (exit 2,
+    "add --yes"), not an internal error, and nothing changes."""
+    config, before = provisioned
+    # A shim closes fd 0, then becomes rotator: as when started with `<&-` in a shell.
+    closes_stdin = "import os, sys; os.close(0); os.execv(sys.argv[1], sys.argv[1:])"
+    command = [*ROTATOR, "--config", str(config), "rotate-now", "web", "--emergency"]
+    result = subprocess.run(
+        [sys.executable, "-c", closes_stdin, *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "add --yes to confirm" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert rotator(env, "--config", str(config), "status", "--json").stdout == before
+    assert len(emulator.store.all()) == 1

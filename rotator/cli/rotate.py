@@ -28,13 +28,18 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
     settings = ctx.settings()
     settings.target(target)
     if emergency and not yes:
-        if not sys.stdin.isatty():
+        # No stdin at all (fd 0 closed) is as unable to answer as a pipe.
+        if sys.stdin is None or not sys.stdin.isatty():
             raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
-        answer = input(
-            f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
-            "soon as its replacement is in Vault, even if your services have not reloaded. "
-            "Type 'yes' to go on: "
-        )
+        try:
+            answer = input(
+                f"Emergency rotation of {target}: the current secret will be DELETED at Intercom "
+                "as soon as its replacement is in Vault, even if your services have not reloaded. "
+                "Type 'yes' to go on: "
+            )
+        except (EOFError, OSError):  # Ctrl-D, or the terminal went away: that is not a yes
+            print()
+            answer = ""
         if answer.strip().lower() != "yes":
             print("aborted; nothing changed")
             return EXIT_USAGE
