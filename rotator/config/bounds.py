@@ -18,7 +18,7 @@ rotation stayed stuck. Every range is closed, so TOML's ``inf`` and ``nan`` are 
                                                  grace longer than the interval are warnings
 
 Refused: what cannot work (a 0 timeout, a 0 interval that would spin) or would weaken the hook's
-authentication. Warned about (``Settings.warnings``): what works as written but is probably not
+authentication. Warned about (``rotator.config.advice``): what works as written but is probably not
 meant, such as ``grace_period = "0s"``, which deletes the old secret as soon as the new one is
 stored (what a benchmark wants, not a production service).
 
