@@ -1,7 +1,7 @@
 """Checks of HTTP exchanges against Intercom's published OpenAPI contract (openapi-core).
 
-The contract is read from ``shared/contracts/`` beside the repository (never copied into it).
-Where it is absent the tests that need it skip, saying so.
+The contract is read from ``$INTERCOM_CONTRACT``, else ``../shared/contracts/`` beside the
+repository (never copied into it). Where it is absent the tests that need it skip, saying so.
 
 The contract declares 201/204/401/404/422 answers; the API also answers 403, 429 and 5xx, which
 the contract does not list. Those are checked against the contract's own ``error`` schema (the
@@ -31,14 +31,17 @@ REPO = Path(__file__).resolve().parent.parent
 SPEC_HOST = "https://api.intercom.io"
 
 
-def find_contract() -> Path | None:
-    """``$INTERCOM_CONTRACT``, else ``../shared/contracts/`` from the repository (or a parent's
-    ``shared/``, for clones made elsewhere on the development machine), else ``/work/shared``."""
-    explicit = os.environ.get("INTERCOM_CONTRACT")
-    candidates = [Path(explicit)] if explicit else []
-    candidates += [p / "shared" / "contracts" / CONTRACT_NAME for p in REPO.parents]
-    candidates.append(Path("/work/shared/contracts") / CONTRACT_NAME)
-    return next((c for c in candidates if c.is_file()), None)
+def contract_candidates(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Where the contract may be, in order: ``$INTERCOM_CONTRACT`` (the file), then
+    ``<repository>/../shared/contracts/``. Nothing else: the project knows no machine's layout."""
+    explicit = (os.environ if environ is None else environ).get("INTERCOM_CONTRACT")
+    beside = REPO.parent / "shared" / "contracts" / CONTRACT_NAME
+    return [Path(explicit), beside] if explicit else [beside]
+
+
+def find_contract(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The first of ``contract_candidates`` that is a file, else ``None`` (the tests skip)."""
+    return next((c for c in contract_candidates(environ) if c.is_file()), None)
 
 
 class ContractViolation(AssertionError):

@@ -10,7 +10,13 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from _contract import Contract, ContractMiddleware, ContractTransport, find_contract
+from _contract import (
+    Contract,
+    ContractMiddleware,
+    ContractTransport,
+    contract_candidates,
+    find_contract,
+)
 
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN, RunningEmulator
 from rotator.intercom import IntercomClient, RetryPolicy
@@ -19,8 +25,10 @@ from rotator.logs import configure_logging
 pytest_plugins = ["rotator.emulator.pytest_plugin"]
 
 CONTRACT_MISSING = (
-    "Intercom's OpenAPI contract was not found: set INTERCOM_CONTRACT or keep shared/contracts/ "
-    "beside the repository"
+    "Intercom's OpenAPI contract was not found: set INTERCOM_CONTRACT to the file, or keep "
+    "it in shared/contracts/ beside the repository (looked at: "
+    + ", ".join(str(p) for p in contract_candidates())
+    + ")"
 )
 
 

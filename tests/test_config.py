@@ -69,7 +69,7 @@ def test_every_problem_is_reported_with_its_key():
         ({"name": "Web Site"}, "use lowercase letters"),
         ({"schedule": "0 25 * * *"}, "invalid cron line"),
         ({"schedule": "monthly"}, "neither an interval"),
-        ({"schedule": "0.5s"}, "at least 1s"),
+        ({"schedule": "0.5s"}, "from 1s to 1825d"),
         ({"base_url": "not a url"}, "http(s) URL"),
         ({"vault_path": "/"}, "must not be empty"),
     ],

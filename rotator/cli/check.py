@@ -1,9 +1,11 @@
 """``rotator check-config``: the configuration, and what this process needs to act on it.
 
 ``missing_environment`` lists each variable or file the configuration names that this process
-does not have, by TOML key; ``check-config`` prints it, and every verb that acts refuses to
-start without what it needs (``preflight``, exit 2) rather than fail half-way, after it wrote
-to a record other processes share.
+does not have (or whose hook credential is too weak to use), by TOML key; ``check-config`` prints
+it, and every verb that acts refuses to start without what it needs (``preflight``, exit 2)
+rather than fail half-way, after it wrote to a record other processes share. Warnings
+(``rotator.config.advice``: accepted, but probably not meant) are printed too, and leave the
+exit code at 0.
 """
 
 from __future__ import annotations
@@ -15,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from rotator.cli.context import EXIT_OK, EXIT_USAGE, Context, Parts
-from rotator.config import ConfigError, Settings, TargetSettings, config_path, load_settings
+from rotator.config import (
+    ConfigError,
+    Settings,
+    TargetSettings,
+    config_path,
+    config_warnings,
+    load_settings,
+)
+from rotator.config.bounds import credential_problem
 from rotator.durations import format_duration
 from rotator.errors import LocalError, TemporaryError
 
@@ -33,6 +43,11 @@ def check_config(ctx: Context) -> int:
             f"grace {format_duration(t.grace_period)}, confirmation {t.confirmation}, "
             f"token {source}"
         )
+    warnings = config_warnings(settings)
+    if warnings:
+        print(f"{len(warnings)} warning(s):", file=sys.stderr)
+        for w in warnings:
+            print(f"  - {w}", file=sys.stderr)
     if problems:
         print(f"{len(problems)} problem(s):", file=sys.stderr)
         for p in problems:
@@ -99,10 +114,13 @@ def missing_environment(
         if t.token_env and not (environ.get(t.token_env) or "").strip():
             problems.append(f"targets[{i}] ({t.name}).token_env: ${t.token_env} is not set")
     if server:
-        for key in ("hook_token_env", "hook_hmac_key_env"):
+        for key, what in (("hook_token_env", "hook token"), ("hook_hmac_key_env", "HMAC key")):
             name = getattr(settings.server, key)
-            if name and not environ.get(name):
+            value = environ.get(name) if name else None
+            if name and not value:
                 problems.append(f"server.{key}: ${name} is not set")
+            elif value and (problem := credential_problem(value, what)):
+                problems.append(f"server.{key}: ${name}: {problem}")
     return problems + _missing_for_notify(settings, environ)
 
 

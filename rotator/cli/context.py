@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, UsageError
-from rotator.config import Settings, config_path, load_settings
+from rotator.config import Settings, config_path, config_warnings, load_settings
 from rotator.reconciler import (
     IntercomClients,
     Reconciler,
@@ -85,7 +85,13 @@ class Context:
     environ: Mapping[str, str]
 
     def settings(self) -> Settings:
-        return load_settings(config_path(self.config, dict(self.environ)))
+        settings = load_settings(config_path(self.config, dict(self.environ)))
+        # check-config prints them; every other verb logs them.
+        for warning in config_warnings(settings):
+            from rotator.logs import get_logger
+
+            get_logger().warning("config.warning", warning=warning)
+        return settings
 
     def open(
         self,

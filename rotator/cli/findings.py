@@ -16,6 +16,7 @@ from typing import Any, Literal
 from rotator.config import TargetSettings
 from rotator.core.observation import LIST_LAG_TOLERANCE, ConsumerView
 from rotator.core.record import Phase, Record
+from rotator.durations import shifted
 from rotator.errors import RotatorError, TemporaryError
 from rotator.intercom import IntercomAuthError, IntercomPermissionError, SecretInfo
 from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
@@ -266,7 +267,7 @@ def record_findings(facts: Facts, now: datetime) -> list[Finding]:
         and facts.target.confirmation == "hook"
         and record.confirmed_at is None
         and deadline is not None
-        and now > deadline + OVERDUE
+        and now > shifted(deadline, OVERDUE)
     ):
         found.append(
             Finding(

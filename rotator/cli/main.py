@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_USAGE, UsageError
-from rotator.cli.parser import build_parser
+from rotator.cli.parser import LOG_LEVEL_ENV, LOG_LEVELS, build_parser
 
 
 def _emulate_intercom(args: argparse.Namespace) -> int:
@@ -79,12 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verb is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    level = getattr(args, "log_level", None) or os.environ.get(LOG_LEVEL_ENV, "").strip() or "info"
+    if level.lower() not in LOG_LEVELS:
+        # Refused like `--log-level trace`, not quietly read as info.
+        choices = ", ".join(repr(name) for name in LOG_LEVELS)
+        parser.error(f"${LOG_LEVEL_ENV}: invalid choice: {level!r} (choose from {choices})")
     from rotator.logs import configure_logging
 
-    configure_logging(
-        getattr(args, "log_format", "auto"),
-        getattr(args, "log_level", None) or os.environ.get("ROTATOR_LOG_LEVEL", "info"),
-    )
+    configure_logging(getattr(args, "log_format", "auto"), level)
     handler = _VERBS.get(args.verb, _verb)
     try:
         return handler(args)

@@ -11,6 +11,10 @@ from typing import NoReturn
 import rotator
 from rotator.cli.exits import EXIT_USAGE
 
+#: What ``--log-level`` and ``$ROTATOR_LOG_LEVEL`` accept (the variable in any case).
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVEL_ENV = "ROTATOR_LOG_LEVEL"
+
 _DESCRIPTION = """\
 Rotates Intercom identity-verification secrets and keeps them in HashiCorp Vault (or OpenBao).
 
@@ -52,9 +56,9 @@ def _common_options() -> _Parser:
     )
     group.add_argument(
         "--log-level",
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
         default=argparse.SUPPRESS,
-        help="least severe level logged (default: $ROTATOR_LOG_LEVEL, then info)",
+        help=f"least severe level logged (default: ${LOG_LEVEL_ENV}, then info)",
     )
     return common
 

@@ -28,7 +28,8 @@ def reconcile(ctx: Context) -> int:
 def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
     settings = ctx.settings()
     settings.target(target)
-    if emergency and not yes and not sys.stdin.isatty():
+    if emergency and not yes and (sys.stdin is None or not sys.stdin.isatty()):
+        # No stdin at all (fd 0 closed) is as unable to answer as a pipe.
         raise UsageError("--emergency retires the current secret at once: add --yes to confirm")
     with acting(ctx, settings, [target]) as parts:
         if emergency and not yes and not _confirmed_emergency(target):
@@ -44,11 +45,15 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
 
 
 def _confirmed_emergency(target: str) -> bool:
-    answer = input(
-        f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
-        "soon as its replacement is in Vault, even if your services have not reloaded. "
-        "Type 'yes' to go on: "
-    )
+    try:
+        answer = input(
+            f"Emergency rotation of {target}: the current secret will be DELETED at Intercom as "
+            "soon as its replacement is in Vault, even if your services have not reloaded. "
+            "Type 'yes' to go on: "
+        )
+    except (EOFError, OSError):  # Ctrl-D, or the terminal went away: that is not a yes
+        print()
+        return False
     return answer.strip().lower() == "yes"
 
 

@@ -1,9 +1,11 @@
 """rotator's configuration: the TOML file, its validated settings, and schedules.
 
-``settings`` holds the frozen models with their rules, ``loading`` finds and reads the file,
-``schedule`` computes due times.
+``settings`` holds the frozen models with their rules, ``bounds`` the ranges of durations and
+hook credentials, ``advice`` the warnings, ``loading`` finds and reads the file, ``schedule``
+computes due times.
 """
 
+from rotator.config.advice import config_warnings
 from rotator.config.loading import (
     CONFIG_ENV,
     DEFAULT_PATH,
@@ -42,6 +44,7 @@ __all__ = [
     "VaultSettings",
     "WebhookSettings",
     "config_path",
+    "config_warnings",
     "load_settings",
     "parse_settings",
 ]

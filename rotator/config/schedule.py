@@ -7,13 +7,20 @@ are parsed by APScheduler's ``CronTrigger`` (imported only when a cron schedule 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from rotator.durations import format_duration, parse_duration
+from rotator.config.bounds import SCHEDULE_INTERVAL, describe
+from rotator.durations import DurationTooLong, format_duration, parse_duration, shifted
 
-MIN_INTERVAL = 1.0  # seconds; the demo rotates every few seconds, production every few weeks
+# Seconds; the demo rotates every few seconds, production every few weeks, none every decade.
+MIN_INTERVAL, MAX_INTERVAL = SCHEDULE_INTERVAL
+
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+# Past this, a cron line is never due (no real record gets there; a damaged one may).
+_CRON_HORIZON = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,26 +39,33 @@ class Schedule:
             return cls(text=cleaned, cron=cleaned)
         try:
             seconds = parse_duration(cleaned)
+        except DurationTooLong:
+            seconds = math.inf  # refused below, with the range
         except ValueError:
             raise ValueError(
                 f"schedule {text!r} is neither an interval (e.g. 30d, 12h, 90m) nor a 5-field "
                 "cron line (e.g. '0 3 * * 1')"
             ) from None
-        if seconds < MIN_INTERVAL:
-            raise ValueError(f"schedule interval must be at least {MIN_INTERVAL:g}s")
+        if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
+            raise ValueError(
+                f"schedule interval must be from {describe(MIN_INTERVAL)} to "
+                f"{describe(MAX_INTERVAL)}, not {text[:40]!r}"
+            )
         return cls(text=cleaned, interval=seconds)
 
     def next_after(self, last: datetime) -> datetime:
-        """The first due-time strictly after ``last`` (an aware UTC datetime)."""
+        """The first due-time strictly after ``last`` (an aware UTC datetime).
+
+        ``last`` comes from a stored record: one damaged to year 9999 gives the last instant
+        datetime can hold (never due), not an ``OverflowError`` in every pass."""
         if self.interval is not None:
-            return last + timedelta(seconds=self.interval)
+            return shifted(last, self.interval)
         assert self.cron is not None  # noqa: S101 - parse() sets one of the two
-        fire: datetime | None = _trigger(self.cron).get_next_fire_time(
-            None, last + timedelta(seconds=1)
-        )
-        if fire is None:  # pragma: no cover - a 5-field cron line always fires again
-            raise ValueError(f"cron schedule {self.cron!r} never fires again")
-        return fire.astimezone(UTC)
+        start = shifted(last, 1.0)
+        if start >= _CRON_HORIZON:  # APScheduler's own arithmetic overflows near year 9999
+            return _END_OF_TIME
+        fire: datetime | None = _trigger(self.cron).get_next_fire_time(None, start)
+        return _END_OF_TIME if fire is None else fire.astimezone(UTC)
 
     def describe(self) -> str:
         if self.interval is not None:

@@ -6,7 +6,9 @@ the file: Intercom tokens come from an environment variable (``token_env``) or a
 (``token_vault = "path#key"`` on the configured KV v2 mount).
 
 Durations are written as in ``rotator.durations`` (``30d``, ``24h``, ``90s``) and held as
-seconds; schedules as an interval or a 5-field cron line (``rotator.config.schedule``).
+seconds, each within the range ``rotator.config.bounds`` gives; schedules as an interval or a
+5-field cron line (``rotator.config.schedule``). What is accepted but probably not meant is
+listed by ``rotator.config.advice``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from pydantic import (
     model_validator,
 )
 
+from rotator.config import bounds
+from rotator.config.bounds import within
 from rotator.config.schedule import Schedule
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
 from rotator.core.names import valid_target_name
-from rotator.durations import parse_duration
 from rotator.errors import PermanentError
 
 
@@ -46,19 +49,14 @@ class ConfigError(PermanentError):
         super().__init__(f"{source}: {len(problems)} problem(s) in the configuration:\n{listing}")
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    return value
+def _lowercase(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 def _schedule(value: Any) -> Any:
     if isinstance(value, str):
         return Schedule.parse(value)
     return value
-
-
-Seconds = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
 class _Model(BaseModel):
@@ -112,7 +110,7 @@ class VaultSettings(_Model):
     ca_cert: str | None = None
     tls_verify: bool = True
     #: Seconds to wait for one Vault request.
-    timeout: Seconds = 10.0
+    timeout: Annotated[float, within(bounds.VAULT_TIMEOUT)] = 10.0
     auth: VaultAuthSettings = VaultAuthSettings()
 
     @field_validator("address")
@@ -145,7 +143,7 @@ class ServerSettings(_Model):
     hook_hmac_key_env: str | None = None
     hook_hmac_key_vault: str | None = None
     #: Seconds a signed call stays valid.
-    signature_window: Seconds = 300.0
+    signature_window: Annotated[float, within(bounds.SIGNATURE_WINDOW)] = 300.0
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=64 * 1024, gt=0, le=1024 * 1024)
 
@@ -181,11 +179,11 @@ class DaemonSettings(_Model):
     """How ``rotator run`` paces itself."""
 
     #: Seconds between reconcile passes (each pass only acts on what is due).
-    reconcile_interval: Seconds = 60.0
+    reconcile_interval: Annotated[float, within(bounds.RECONCILE_INTERVAL)] = 60.0
     #: Targets reconciled at the same time in one pass.
     concurrency: int = Field(default=8, ge=1, le=256)
     #: Seconds another process waits, by its own clock, before taking over a silent holder.
-    lease_ttl: Seconds = 60.0
+    lease_ttl: Annotated[float, within(bounds.LEASE_TTL)] = 60.0
 
 
 NotifyEvent = Literal["stored", "retired", "blocked"]
@@ -238,19 +236,20 @@ class NotifySettings(_Model):
 
     webhooks: tuple[WebhookSettings, ...] = ()
     #: Seconds to wait for one delivery attempt.
-    timeout: Seconds = 5.0
+    timeout: Annotated[float, within(bounds.NOTIFY_TIMEOUT)] = 5.0
     #: Delivery attempts per notification and webhook, the first included.
     attempts: int = Field(default=3, ge=1, le=10)
     #: Seconds a one-shot command waits for queued notifications before it exits.
-    flush_timeout: Seconds = 10.0
+    flush_timeout: Annotated[float, within(bounds.FLUSH_TIMEOUT)] = 10.0
 
 
 class TargetSettings(_Model):
     """One Intercom secret lineage and the Vault path its consumers read."""
 
     name: str
-    region: Literal["us", "eu", "au"] = "us"
-    #: Overrides ``region`` (e.g. the emulator, or a proxy).
+    #: Any case (``EU`` is ``eu``).
+    region: Annotated[Literal["us", "eu", "au"], BeforeValidator(_lowercase)] = "us"
+    #: Overrides ``region`` (e.g. the emulator, or a proxy); both set is a warning (advice).
     base_url: str | None = None
     token_env: str | None = None
     #: ``path#key`` on the Vault KV v2 mount (key defaults to ``token``).
@@ -259,7 +258,7 @@ class TargetSettings(_Model):
     platforms: tuple[str, ...] = ("web",)
     vault_path: str
     schedule: Annotated[Schedule, BeforeValidator(_schedule)] = Schedule.parse("30d")
-    grace_period: Seconds = 24 * 3600.0
+    grace_period: Annotated[float, within(bounds.GRACE_PERIOD)] = 24 * 3600.0
     confirmation: Literal["hook-or-grace", "hook", "grace"] = "hook-or-grace"
     #: Ids of existing Intercom secrets this target owns and may retire.
     adopt: tuple[str, ...] = ()

@@ -19,6 +19,7 @@ from rotator.core import transitions
 from rotator.core.observation import ConsumerView, Policy
 from rotator.core.record import Phase, Record
 from rotator.core.safety import holds_pending
+from rotator.durations import shifted
 
 #: How far before the store a signed confirmation may be dated (the sender's clock may be a
 #: little behind Vault's); anything older was signed for an earlier store: a replay.
@@ -80,7 +81,11 @@ def confirm(
             f"the secret awaiting rollout is {record.pending_id} (rotation {record.rotation_id})",
         )
     stored_at = record.stored_at
-    if signed_at is not None and stored_at is not None and signed_at < stored_at - SIGNED_EARLY:
+    if (
+        signed_at is not None
+        and stored_at is not None
+        and signed_at < shifted(stored_at, -SIGNED_EARLY)  # a damaged year-1 stored_at: no error
+    ):
         message = (
             f"signed at {signed_at.isoformat()}, before secret {record.pending_id} was stored "
             f"as it is now ({stored_at.isoformat()}): a replay, or a clock far behind. Sign a "

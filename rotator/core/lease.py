@@ -36,4 +36,14 @@ class LeaseWatch:
             if seen is None or seen[0] != lease.nonce:
                 self._seen[target] = (lease.nonce, now)
                 return False
-            return now - seen[1] >= lease.ttl
+            return now - seen[1] >= _ttl(lease.ttl)
+
+
+#: Seconds: the longest any process configures (``[daemon] lease_ttl``).
+LONGEST_TTL = 3600.0
+
+
+def _ttl(ttl: float) -> float:
+    """A stored ttl, held to what a process may configure: a damaged record's ``inf`` or NaN
+    (NaN compares false with everything) would otherwise keep the target held for ever."""
+    return ttl if 0 <= ttl <= LONGEST_TTL else LONGEST_TTL

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from rotator.backoff import exponential
 from rotator.core import transitions as t
@@ -67,11 +67,12 @@ from rotator.core.safety import (
     rollout_done,
     unsafe_to_delete,
 )
+from rotator.durations import shifted
 
 #: Seconds: the persisted backoff after a failed attempt, doubling up to an hour.
 BACKOFF_BASE, BACKOFF_CAP = 10.0, 3600.0
-#: The longest wait a server may ask for (a Retry-After in milliseconds would be years).
-LONGEST_DELAY = timedelta(days=1)
+#: Seconds: the longest wait a server may ask for (a Retry-After in milliseconds would be years).
+LONGEST_DELAY = 86400.0
 
 Handler = Callable[[Record, Observation, datetime], Decision]
 
@@ -397,16 +398,14 @@ def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
         blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
         return _rest(blocked, f"blocked: {failure.message}")
     attempts = record.attempts + 1
-    wait = timedelta(seconds=exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP))
-    if failure.delay is not None:
-        wait = max(wait, min(LONGEST_DELAY, timedelta(seconds=max(0.0, failure.delay))))
+    wait = exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
+    if failure.delay is not None and failure.delay > wait:  # NaN is never greater
+        wait = min(failure.delay, LONGEST_DELAY)  # capped first: timedelta(1e300 s) overflows
+    at = shifted(now, wait)
     failed = t.failed(
-        record, message=failure.message, retry_at=now + wait, missing_scope=failure.missing_scope
+        record, message=failure.message, retry_at=at, missing_scope=failure.missing_scope
     )
-    return _rest(
-        failed,
-        f"attempt {attempts} failed, retrying in {int(wait.total_seconds())}s: {failure.message}",
-    )
+    return _rest(failed, f"attempt {attempts} failed, retrying in {int(wait)}s: {failure.message}")
 
 
 def _block(record: Record, reason: str) -> Decision:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from rotator.core.record import HISTORY_LIMIT, HistoryEntry, Phase, Record, Request
+from rotator.durations import shifted
 from rotator.redaction import SecretValue
 
 #: Who retired the old secret when no confirmation came: the grace period.
@@ -91,7 +92,7 @@ def stored(record: Record, *, at: datetime, grace: timedelta, version: int) -> R
         phase=Phase.AWAITING_ROLLOUT,
         stored_at=at,
         stored_version=version,
-        deadline=at + grace,
+        deadline=shifted(at, grace),
         confirmed_at=None,
         confirmed_by=None,
         known_ids=record.remember_id(record.pending_id),
@@ -263,7 +264,7 @@ def adopting(
         pending_fingerprint=fingerprint,
         stored_at=now,
         stored_version=version,
-        deadline=now + grace,
+        deadline=shifted(now, grace),
         known_ids=record.remember_id(secret_id),
         request=record.request,
     )

@@ -28,6 +28,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
+from rotator.config.bounds import credential_problem
 from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
 from rotator.errors import RotatorError, TemporaryError
@@ -240,8 +241,14 @@ class Daemon:
             value = self._environ.get(env)
             if not value:
                 raise ConfigError("environment", [f"server: the {what} variable ${env} is not set"])
-            return SecretValue(value)
-        if vault_ref:
+            secret, source = SecretValue(value), f"${env}"
+        elif vault_ref:
             path, _, key = vault_ref.partition("#")
-            return self.vault.read_value(path, key or default_key)
-        return None
+            secret, source = self.vault.read_value(path, key or default_key), f"vault:{vault_ref}"
+        else:
+            return None
+        # Only now is a Vault-held value known: a weak one is refused like a missing one.
+        problem = credential_problem(secret.reveal(), what)
+        if problem:
+            raise ConfigError("hook credentials", [f"server: {problem} (from {source})"])
+        return secret

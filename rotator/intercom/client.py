@@ -19,7 +19,6 @@ httpx exceptions never leave this module; see ``rotator.intercom.errors`` for th
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import json
 import random
@@ -51,6 +50,7 @@ from rotator.intercom.models import (
     SecretInfo,
     parse_secret_list,
 )
+from rotator.intercom.ratelimit import LONGEST_WAIT, server_delay
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, scrub
 
@@ -86,7 +86,8 @@ class RetryPolicy:
     #: Seconds; the longest single wait between attempts.
     max_backoff: float = 10.0
     #: Seconds; a longer ``Retry-After`` is not waited out here but returned to the caller as
-    #: ``IntercomRateLimited.delay``, so one busy workspace does not stall a whole pass.
+    #: ``IntercomRateLimited.delay`` (at most a day: ``ratelimit.LONGEST_WAIT``), so one busy
+    #: workspace does not stall a whole pass.
     max_retry_after: float = 30.0
 
     def __post_init__(self) -> None:
@@ -337,22 +338,8 @@ class IntercomClient:
         )
 
     def _server_delay(self, response: httpx.Response) -> float | None:
-        """Seconds the server asked us to wait: ``Retry-After``, else ``X-RateLimit-Reset``."""
-        retry_after = response.headers.get("Retry-After")
-        if retry_after is not None:
-            retry_after = retry_after.strip()
-            if retry_after.isdigit():
-                return float(retry_after)
-            try:
-                when = email.utils.parsedate_to_datetime(retry_after)
-            except (TypeError, ValueError):
-                pass
-            else:
-                return max(0.0, when.timestamp() - self._clock())
-        reset = response.headers.get("X-RateLimit-Reset")
-        if reset is not None and reset.strip().isdigit():
-            return max(0.0, float(reset) - self._clock())
-        return None
+        """Seconds the server asked us to wait, parsed strictly and at most a day."""
+        return server_delay(response.headers, now=self._clock(), cap=LONGEST_WAIT)
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None

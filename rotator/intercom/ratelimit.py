@@ -1,0 +1,68 @@
+"""How long a 429 (or 5xx) answer asks us to wait: ``Retry-After``, else ``X-RateLimit-Reset``.
+
+Header text comes from a server we do not control, and once crashed a pass: ``²`` passes
+``str.isdigit()`` but not ``float()``, a 400-digit number is ``inf`` as a float, and ``inf`` or a
+date in year 9999 overflowed the ``timedelta`` that schedules the retry. So the parse is strict
+and the result bounded:
+
+* ``Retry-After: <seconds>`` and ``X-RateLimit-Reset: <unix seconds>`` are ASCII digits only, at
+  most ``MAX_DIGITS`` of them (a larger number is no promise anyone can keep);
+* ``Retry-After: <HTTP-date>`` is printable ASCII of at most ``MAX_DATE_CHARS``, read by the
+  standard library; a date without a zone is taken as UTC, as HTTP dates are;
+* anything else is ignored (``None``): the caller falls back to its own backoff;
+* whatever is read is held within ``[0, cap]`` before anyone does arithmetic with it; a date in
+  the past means "now" (0).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Mapping
+from datetime import UTC
+
+#: Seconds: no server's wait is taken longer than this (the reconciler's own backoff limit).
+LONGEST_WAIT = 86400.0
+#: Twelve digits of seconds is 31,000 years: anything longer is not a number we can act on.
+MAX_DIGITS = 12
+#: "Sun, 06 Nov 1994 08:49:37 GMT" is 29 characters; the obsolete forms are no longer.
+MAX_DATE_CHARS = 40
+
+_SECONDS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
+_DATE = re.compile(rf"[\x20-\x7e]{{1,{MAX_DATE_CHARS}}}")
+
+
+def server_delay(
+    headers: Mapping[str, str], *, now: float, cap: float = LONGEST_WAIT
+) -> float | None:
+    """Seconds the server asked us to wait, in ``[0, cap]``, or ``None`` if it did not say so
+    in a form we accept. ``now`` is Unix time; ``headers`` is case-insensitive, like httpx's."""
+    delay = _retry_after(headers.get("Retry-After"), now)
+    if delay is None:
+        delay = _reset(headers.get("X-RateLimit-Reset"), now)
+    if delay is None:
+        return None
+    # Held within [0, cap] before anyone adds it to a time; NaN (never expected) counts as 0.
+    return min(cap, delay) if delay > 0 else 0.0
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if _SECONDS.fullmatch(text):
+        return float(text)
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() - now
+
+
+def _reset(value: str | None, now: float) -> float | None:
+    text = (value or "").strip()
+    return float(text) - now if _SECONDS.fullmatch(text) else None
