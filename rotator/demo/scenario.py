@@ -12,6 +12,7 @@ Secret material is never printed: only Intercom ids and fingerprints.
 
 from __future__ import annotations
 
+import errno
 import secrets
 import signal
 import tempfile
@@ -24,8 +25,9 @@ import httpx
 
 from rotator.config import Settings, load_settings
 from rotator.daemon import Daemon
-from rotator.demo.openbao import OpenBaoDevServer, free_port
-from rotator.emulator import Emulator, Token, user_hash
+from rotator.demo.openbao import BaoNotFoundError, OpenBaoDevServer, find_bao, free_port
+from rotator.emulator import Emulator, RunningEmulator, Token, user_hash
+from rotator.errors import PermanentError
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler, client_factory_with
 from rotator.redaction import SecretValue
@@ -43,15 +45,25 @@ class ConsumerStats:
     reloads: int = 0
 
 
+class DemoSetupError(PermanentError):
+    """The demo cannot start as asked: the user must act (another ``--port``, install ``bao``)."""
+
+
 def run_demo(
     *, rotations: int | None = None, schedule: str = "20s", grace: str = "10s", port: int = 0
 ) -> int:
+    """Raises ``DemoSetupError`` when it cannot start as asked."""
+    try:
+        binary = find_bao()
+    except BaoNotFoundError as e:
+        raise DemoSetupError(e.message) from e
     stop = threading.Event()
     intercom_token = SecretValue("demo-intercom-" + secrets.token_hex(12))
     hook_token = SecretValue("demo-hook-" + secrets.token_hex(12))
     workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     emulator = Emulator(tokens=[Token.parse(f"{intercom_token.reveal()}:read,write")])
-    with OpenBaoDevServer() as bao, emulator.serve(port=port) as intercom:
+    # The emulator first: a port the user chose and cannot have fails before anything starts.
+    with _serve(emulator, port) as intercom, OpenBaoDevServer(binary) as bao:
         hook_port = free_port()
         config = workdir / "rotator.toml"
         config.write_text(_config_text(bao.address, intercom.url, hook_port, schedule, grace))
@@ -101,6 +113,22 @@ def run_demo(
         flush=True,
     )
     return 0 if stats.failures == 0 else 1
+
+
+def _serve(emulator: Emulator, port: int) -> RunningEmulator:
+    try:
+        return emulator.serve(port=port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise DemoSetupError(
+                f"port {port} is already in use by another program: stop it, or choose another "
+                "port for the Intercom emulator with --port N (or leave --port out: any free "
+                "port will do)"
+            ) from e
+        raise DemoSetupError(
+            f"cannot listen on 127.0.0.1:{port} ({e.strerror or e}): choose another port "
+            "with --port N, or leave --port out"
+        ) from e
 
 
 def _config_text(vault: str, intercom: str, hook_port: int, schedule: str, grace: str) -> str:
