@@ -70,6 +70,15 @@ class OpenBaoDevServer:
         self.log_path = Path(name)
 
     def start(self) -> Self:
+        try:
+            return self._start()
+        except BaseException:
+            # Whatever stopped the start (a signal's exception included), no server outlives it:
+            # in its own session, nothing else would ever stop it.
+            self.stop()
+            raise
+
+    def _start(self) -> Self:
         # Another process may take the free port between our probe and bao's bind: retry.
         extra = []
         if self._config is not None:
@@ -93,12 +102,14 @@ class OpenBaoDevServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "BAO_LOG_LEVEL": "warn", "VAULT_LOG_LEVEL": "warn"},
+                # Its own session: a terminal's Ctrl-C (or hang-up) reaches our process group
+                # only, so the server lives until we stop it, after the demo's last word.
+                start_new_session=True,
             )
             if self._wait_healthy():
                 return self
             self._terminate()
         log_tail = self.log_tail()
-        self.stop()
         raise DevServerError(f"bao server did not start; its log ends with:\n{log_tail}")
 
     def _wait_healthy(self) -> bool:
