@@ -470,3 +470,17 @@ def test_a_corrupt_state_file_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(StateFileError, match="cannot read emulator state file"):
         Emulator(state_file=path)
+
+
+def test_serving_on_a_taken_port_raises_instead_of_exiting():
+    """A port another program holds is an OSError its caller can report (werkzeug alone would
+    print its own message and exit the process)."""
+    import errno
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use") as raised:
+            Emulator().serve(port=taken.getsockname()[1])
+    assert raised.value.errno == errno.EADDRINUSE

@@ -25,11 +25,14 @@ def _emulate_intercom(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from rotator.demo import run_demo
+    from rotator.demo import DemoSetupError, run_demo
 
-    return run_demo(
-        rotations=args.rotations, schedule=args.schedule, grace=args.grace, port=args.port
-    )
+    try:
+        return run_demo(
+            rotations=args.rotations, schedule=args.schedule, grace=args.grace, port=args.port
+        )
+    except DemoSetupError as e:  # a port taken, no `bao`: the user's to fix, exit 2
+        raise UsageError(e.message) from e
 
 
 def _verb(args: argparse.Namespace) -> int:

