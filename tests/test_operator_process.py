@@ -178,13 +178,15 @@ def test_resume_clears_a_block_without_starting_a_rotation(cli):
     blocked = cli.run("reconcile")
     assert blocked.returncode == 1
     assert "web: blocked" in blocked.stdout
+    assert "blocked: blocked" not in blocked.stdout  # item 17: no doubled words
     cli.write_consumer(kept)
     secrets = len(cli.emulator.store.all())
     generation = cli.status()["generation"]
     result = cli.run("resume", "web")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "web: resumed in idle (it was blocked: the consumers' Vault path holds" in result.stdout
-    assert "web: idle" in result.stdout
+    assert "web: idle: not due" in result.stdout
+    assert "idle: idle" not in result.stdout
     status = cli.status()
     assert (status["phase"], status["generation"]) == ("idle", generation)
     assert status["current_secret_id"] == current

@@ -134,8 +134,12 @@ class Storm:
         now = time.monotonic()
         next_kill, next_pause = now + chaos.kill_every, now + chaos.pause_every
         next_vault = now + chaos.vault_restart_every if chaos.vault_restart_every else float("inf")
+        # A round that asks for Vault restarts ends only after one: enough rotations can finish
+        # before the first is due on a quiet machine, and the round would prove nothing of them.
+        restarts_wanted = lab.stats.vault_restarts + (1 if chaos.vault_restart_every else 0)
         while time.monotonic() < deadline:
-            if rotations_done(lab, self.targets, self.start_generations) >= rotations:
+            done = rotations_done(lab, self.targets, self.start_generations) >= rotations
+            if done and lab.stats.vault_restarts >= restarts_wanted:
                 return
             now = time.monotonic()
             if now >= next_kill:
