@@ -157,11 +157,15 @@ def setup(tmp_path: Path, openbao: Any, emulator: Any, vault_settings: Any) -> S
     return Setup(tmp_path, openbao, emulator, vault_settings.state_path)
 
 
-def _wait(condition: Callable[[], object], process: subprocess.Popen[str], what: str) -> None:
+def _wait(
+    condition: Callable[[], object], process: subprocess.Popen[str] | None, what: str
+) -> None:
     """Poll what a real process does, failing if it dies first or takes over 30 s."""
     deadline = time.monotonic() + 30
     while not condition():
-        assert process.poll() is None, f"the process exited ({process.returncode}) before {what}"
+        if process is not None:
+            code = process.poll()
+            assert code is None, f"the process exited ({code}) before {what}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         threading.Event().wait(0.05)  # waiting for a real process
 
@@ -251,3 +255,118 @@ def test_sighup_is_logged_and_the_daemon_keeps_serving(setup, tmp_path):
     assert len(told) < 100
     assert "daemon.stopped" in text
     assert "Traceback" not in text
+
+
+# --- item 7: a one-shot command stopped mid-pass ---------------------------------------------
+
+
+def _blocked_mid_pass(
+    setup: Setup, gate: Gate, tmp_path: Path, *args: str
+) -> subprocess.Popen[str]:
+    """A command blocked in a create with its lease written: rotate-now's after a first pass,
+    reconcile's in that first pass (the target has no secret yet)."""
+    if args[0] == "rotate-now":
+        assert setup.run("reconcile").returncode == 0
+    gate.armed = True
+    process = setup.start(*args, log=tmp_path / "command.log")
+    _wait(gate.entered.is_set, process, "the create reaches Intercom")
+    return process
+
+
+@pytest.mark.parametrize(
+    ("args", "signum", "times"),
+    [
+        (("rotate-now", "web"), signal.SIGINT, 1),
+        (("reconcile",), signal.SIGTERM, 1),
+        (("rotate-now", "web"), signal.SIGINT, 2),  # an impatient double Ctrl-C
+    ],
+    ids=["rotate-now-SIGINT", "reconcile-SIGTERM", "rotate-now-double-SIGINT"],
+)
+def test_an_interrupted_command_releases_its_lease(
+    setup, gate, emulator, tmp_path, args, signum, times
+):
+    """Stopped mid-pass by a signal, a one-shot command releases its lease, says so and exits
+    128 + the signal; the next process acts at once instead of waiting out lease_ttl."""
+    with _blocked_mid_pass(setup, gate, tmp_path, *args) as process:
+        held = setup.record()
+        assert held["phase"] == "creating"
+        assert held["lease"] is not None
+        for _ in range(times):
+            os.kill(process.pid, signum)
+        assert process.wait(timeout=15) == 128 + signum
+    log = (tmp_path / "command.log").read_text()
+    assert (
+        f"rotator: interrupted ({signal.Signals(signum).name}): lease released on web; "
+        "the rotation resumes at the next pass"
+    ) in log
+    assert "Traceback" not in log
+    after = setup.record()
+    assert after["lease"] is None
+    assert after["phase"] == "creating"  # the step persisted before the create is kept
+    assert after["rotation_id"] == held["rotation_id"]
+
+    # The create that was in flight lands (its answer lost), as Intercom would do it.
+    live = len(emulator.store.live("default"))
+    gate.armed = False
+    gate.opened.set()
+    _wait(lambda: len(emulator.store.live("default")) > live, None, "the create to land")
+    started = time.monotonic()
+    resumed = setup.run("reconcile", timeout=30)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "waiting_for_lease" not in resumed.stderr
+    assert time.monotonic() - started < 20  # not the 60 s lease_ttl
+    assert setup.record()["phase"] != "creating"
+    assert setup.record()["lease"] is None
+
+
+def test_status_and_doctor_show_a_held_lease(setup, gate, tmp_path):
+    """While a command acts, status and doctor name the lease's holder, its age and from when
+    another process may take over; once it is released they show none."""
+    with _blocked_mid_pass(setup, gate, tmp_path, "rotate-now", "web") as process:
+        holder = setup.record()["lease"]["holder"]
+        shown = json.loads(setup.run("status", "--json").stdout)[0]["lease"]
+        assert shown["holder"] == holder
+        assert shown["ttl_s"] == 60
+        assert 0 <= shown["age_s"] < 60
+        assert shown["takeover_from"] > shown["written_at"]
+        assert f"lease held by {holder}, last written" in shown["summary"]
+        assert "another process may take over from" in shown["summary"]
+        doctor = setup.run("doctor", "web")
+        assert f"lease held by {holder}" in doctor.stdout
+        os.kill(process.pid, signal.SIGINT)
+        assert process.wait(timeout=15) == 130
+    assert json.loads(setup.run("status", "--json").stdout)[0]["lease"] is None
+    assert "lease held" not in setup.run("doctor", "web").stdout
+
+
+def test_a_release_vault_does_not_answer_is_bounded_and_a_second_signal_waits(
+    tmp_path, gate, emulator, vault_settings
+):
+    """With Vault frozen, an interrupted command gives up releasing within its bound and says
+    the lease stays for lease_ttl; a second signal during the release does not cut it short."""
+    from _openbao import OpenBao, find_bao
+
+    with OpenBao(find_bao()) as frozen:
+        setup = Setup(tmp_path, frozen, emulator, vault_settings.state_path)
+        log = tmp_path / "command.log"
+        with _blocked_mid_pass(setup, gate, tmp_path, "rotate-now", "web") as process:
+            frozen._process.send_signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                os.kill(process.pid, signal.SIGINT)
+                _wait(lambda: "lease.releasing" in log.read_text(), process, "the release")
+                os.kill(process.pid, signal.SIGTERM)
+                assert process.wait(timeout=20) == 130  # the first signal's code
+                took = time.monotonic() - started
+            finally:
+                frozen._process.send_signal(signal.SIGCONT)
+        text = log.read_text()
+        assert took < 12, took
+        assert "rotator: SIGTERM while stopping: still releasing" in text
+        assert (
+            "rotator: interrupted (SIGINT): could not release the lease on web (Vault did not "
+            "answer within 5s): another process takes over once it has sat unchanged for "
+            "lease_ttl (60s)"
+        ) in text
+        assert "Traceback" not in text
+        assert setup.record()["lease"] is not None  # kept, as it said
