@@ -27,6 +27,7 @@ The points (where they are, what a crash there leaves behind):
     intercom.after_delete   DELETE answered; the state still lists the secret as to retire
     confirm.before_write    a confirmation is about to be written
     confirm.after_write     ...written; the retirement pass has not run
+    daemon.after_listen     ``rotator run``: the HTTP server listens; the scheduler has not started
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ NAMES = (
     "intercom.after_delete",
     "confirm.before_write",
     "confirm.after_write",
+    "daemon.after_listen",
 )
 
 

@@ -10,12 +10,13 @@ live in ``rotator.cli.exits``, re-exported here for the verb modules.
 from __future__ import annotations
 
 import os
-import time
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, UsageError
+from rotator.cli.interrupt import RELEASE_TIMEOUT, Interrupted
 from rotator.config import Settings, config_path, config_warnings, load_settings
 from rotator.reconciler import (
     IntercomClients,
@@ -25,6 +26,7 @@ from rotator.reconciler import (
     Sleep,
     client_factory_with,
 )
+from rotator.reconciler.release import release_leases
 
 if TYPE_CHECKING:
     from rotator.vault import Vault
@@ -75,29 +77,40 @@ class Parts:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    def __exit__(self, _type: object, error: BaseException | None, _tb: object) -> None:
+        try:
+            if isinstance(error, Interrupted):
+                # A signal stopped the verb: let go of our leases before closing anything.
+                released = release_leases(self.reconciler, timeout=RELEASE_TIMEOUT)
+                error.outcome = released.describe(self.settings.daemon.lease_ttl)
+        finally:
+            self.close()
 
 
 @dataclass(frozen=True)
 class Context:
     config: str | None
     environ: Mapping[str, str]
+    #: Set when a signal asks this process to stop (``rotator.cli.interrupt``): passes end
+    #: between two steps and Intercom retry waits return.
+    stop: threading.Event = field(default_factory=threading.Event)
 
     def settings(self) -> Settings:
         settings = load_settings(config_path(self.config, dict(self.environ)))
         # check-config prints them; every other verb logs them.
-        for warning in config_warnings(settings):
-            from rotator.logs import get_logger
+        warnings = config_warnings(settings)
+        if warnings:
+            from rotator.logs import get_logger  # only when there is something to say
 
-            get_logger().warning("config.warning", warning=warning)
+            for warning in warnings:
+                get_logger().warning("config.warning", warning=warning)
         return settings
 
     def open(
         self,
         settings: Settings | None = None,
         *,
-        sleep: Sleep = time.sleep,
+        sleep: Sleep | None = None,
         listeners: Sequence[RecordListener] = (),
         observe: Observers | None = None,
         long_running: bool = False,
@@ -123,9 +136,16 @@ class Context:
             notifier = Notifier(settings.notify, environ=self.environ, read_secret=vault.read_value)
             told.append(notifier)
             flushed.append(notifier)
-        clients = client_factory_with(sleep, observe.intercom_request if observe else None)
+        clients = client_factory_with(
+            sleep or self.stop.wait, observe.intercom_request if observe else None
+        )
         reconciler = Reconciler(
-            settings, vault, environ=self.environ, client_factory=clients, listeners=told
+            settings,
+            vault,
+            environ=self.environ,
+            client_factory=clients,
+            listeners=told,
+            stopping=self.stop,
         )
         return Parts(settings, vault, reconciler, flushed)
 

@@ -26,6 +26,7 @@ from rotator.cli.findings import (
     target_findings,
     worst,
 )
+from rotator.cli.leases import read_lease
 from rotator.config import TargetSettings
 from rotator.errors import RotatorError
 
@@ -44,6 +45,8 @@ def gather(parts: Parts, target: TargetSettings) -> Facts:
     facts = Facts(target, parts.settings.vault.mount, store.key(target.name))
     try:
         facts = replace(facts, record=store.load(target.name).record)
+        if facts.record is not None and facts.record.lease is not None:
+            facts = replace(facts, lease=read_lease(parts, target.name))
     except RotatorError as e:
         facts = replace(facts, record_error=e)
     try:

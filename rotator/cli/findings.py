@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from rotator.cli.leases import LeaseView
 from rotator.config import TargetSettings
 from rotator.core.observation import LIST_LAG_TOLERANCE, ConsumerView
 from rotator.core.record import Phase, Record
@@ -58,6 +59,8 @@ class Facts:
     capabilities_error: RotatorError | None = None
     live: tuple[SecretInfo, ...] | None = None
     intercom_error: RotatorError | None = None
+    #: The record's lease with its age, when one is held.
+    lease: LeaseView | None = None
 
     def api_path(self, path: str, kind: str = "data") -> str:
         return f"{self.mount}/{kind}/{path}"
@@ -72,6 +75,26 @@ def target_findings(facts: Facts, now: datetime) -> list[Finding]:
         *intercom_findings(facts),
         *drift_findings(facts),
         *record_findings(facts, now),
+        *lease_findings(facts),
+    ]
+
+
+def lease_findings(facts: Facts) -> list[Finding]:
+    """A held lease is normal while a process acts; one left longer than its ttl is not."""
+    lease, name = facts.lease, facts.target.name
+    if lease is None:
+        return []
+    if not lease.abandoned:
+        return [Finding(name, "record.lease", "ok", lease.sentence())]
+    return [
+        Finding(
+            name,
+            "record.lease",
+            "warning",
+            lease.sentence(),
+            f"nothing to do if a process is running: it takes over; else run rotator reconcile "
+            f"(it waits out the lease, at most {lease.ttl_s:g}s)",
+        )
     ]
 
 

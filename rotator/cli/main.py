@@ -11,9 +11,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_USAGE, UsageError
+from rotator.cli.interrupt import Interrupted
 from rotator.cli.parser import LOG_LEVEL_ENV, LOG_LEVELS, build_parser
+
+if TYPE_CHECKING:
+    from rotator.cli.context import Context
 
 
 def _emulate_intercom(args: argparse.Namespace) -> int:
@@ -36,10 +41,17 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _verb(args: argparse.Namespace) -> int:
-    """The verbs that read the configuration: each module is imported when its verb runs."""
+    """The verbs that read the configuration, interruptible (``rotator.cli.interrupt``)."""
     from rotator.cli.context import context
+    from rotator.cli.interrupt import interruptible
 
     ctx = context(getattr(args, "config", None))
+    with interruptible(ctx.stop, hangup=args.verb != "run"):
+        return _dispatch(ctx, args)
+
+
+def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
+    """Each verb's module is imported when its verb runs."""
     verb = args.verb
     if verb == "check-config":
         from rotator.cli.check import check_config
@@ -93,10 +105,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _VERBS.get(args.verb, _verb)
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except Interrupted as e:
+        return _interrupted(e)
+    except KeyboardInterrupt:  # before the verb's own handlers were in place
         return 130
     except Exception as e:  # noqa: BLE001 - the one place every failure becomes an exit code
         return _report(e)
+
+
+def _interrupted(interrupted: Interrupted) -> int:
+    from rotator.logs import get_logger
+
+    outcome = interrupted.outcome or "stopped before acting on any target"
+    get_logger().warning("command.interrupted", signal=interrupted.signal_name, outcome=outcome)
+    print(f"rotator: interrupted ({interrupted.signal_name}): {outcome}", file=sys.stderr)
+    return interrupted.exit_code
 
 
 def _report(error: Exception) -> int:

@@ -110,6 +110,7 @@ def run(ctx: Context) -> int:
             environ=ctx.environ,
             stopping=stopping,
             metrics=metrics,
+            config_check=lambda: config_problems(ctx),
         )
         return daemon.run_until_signalled()
 
@@ -126,3 +127,14 @@ def line(report: TargetReport) -> str:
     if report.error:
         return redact_text(f"{report.target}: ERROR: {report.error}")
     return redact_text(f"{report.target}: {report.phase}{rotation}: {report.reason}")
+
+
+def config_problems(ctx: Context) -> list[str]:
+    """What is wrong with the configuration file as it is on disk now (nothing: it loads)."""
+    from rotator.config import ConfigError
+
+    try:
+        ctx.settings()
+    except ConfigError as e:
+        return e.problems
+    return []

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context
+from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
+from rotator.cli.leases import read_lease
 from rotator.config import TargetSettings
 from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
@@ -39,6 +40,8 @@ class TargetStatus:
     schedule: str
     confirmation: str
     history: list[dict[str, Any]]
+    #: The lease in the record (``rotator.cli.leases``): who acts on the target now.
+    lease: dict[str, Any] | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -56,7 +59,8 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
                 statuses.append(unreadable_status(spec, e, where))
                 continue
             upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
-            statuses.append(target_status(spec, record, consumer, upcoming, history=history))
+            shown = target_status(spec, record, consumer, upcoming, history=history)
+            statuses.append(with_lease(parts, shown) if record and record.lease else shown)
     use_json = as_json or not sys.stdout.isatty()
     print(render_json(statuses) if use_json else render_table(statuses))
     troubled = any(s.phase in {"blocked", UNREADABLE} for s in statuses)
@@ -133,6 +137,12 @@ def target_status(
     )
 
 
+def with_lease(parts: Parts, shown: TargetStatus) -> TargetStatus:
+    """``shown`` with its record's lease, read again with the time its version was written."""
+    view = read_lease(parts, shown.name)
+    return replace(shown, lease=asdict(view) | {"summary": view.sentence()} if view else None)
+
+
 def render_json(statuses: list[TargetStatus]) -> str:
     return json.dumps([_public(s) for s in statuses], indent=2)
 
@@ -156,6 +166,8 @@ def render_table(statuses: list[TargetStatus]) -> str:
             lines.append(f"{s.name}: BLOCKED: {s.blocked_reason}")
         elif s.last_error:
             lines.append(f"{s.name}: last error: {s.last_error}")
+        if s.lease:
+            lines.append(f"{s.name}: {s.lease['summary']}")
         for entry in s.history:
             took = entry["seconds"]
             phases = ", ".join(

@@ -7,7 +7,13 @@ missed runs becomes one), ``max_instances=1`` (passes never overlap) and a real
 ``misfire_grace_time``. Only target names travel as job arguments, never secrets.
 
 SIGTERM or SIGINT: the pass in progress finishes its current step and persists (each Intercom
-client's retry sleep wakes up at once), the server stops, and the process exits 0.
+client's retry sleep wakes up at once), the server stops, and the process exits 0. SIGHUP does
+not reload: it is logged (``daemon.sighup_ignored``, with whether the file on disk would load)
+and the daemon goes on with the configuration it started with; a restart applies changes. A
+reload would have to swap the server, the Vault login and every target under a running pass,
+while a restart is already safe at any instant. Any failure while starting (after the server
+listens included) stops what did start and leaves the process to exit non-zero, rather than
+leave a server answering ``/healthz`` for a daemon that is not there.
 
 Metrics (``rotator.daemon.metrics``) hear of every persisted record as a listener of the reconciler;
 the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
@@ -32,6 +38,7 @@ from rotator.config.bounds import credential_problem
 from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
 from rotator.errors import RotatorError, TemporaryError
+from rotator.failpoints import failpoint
 from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
 from rotator.hook.auth import HookCredentials
 from rotator.hook.server import HttpServer
@@ -43,6 +50,7 @@ from rotator.vault import Vault
 log = get_logger()
 
 STOP_TIMEOUT = 8.0  # seconds: the whole shutdown fits in Kubernetes' and our 10 s promise
+HANGUP_CHECK = 0.25  # seconds between looks at SIGHUPs received (and at `stopping`)
 
 
 class Daemon:
@@ -59,11 +67,15 @@ class Daemon:
         listen: tuple[str, int] | None = None,
         stopping: threading.Event | None = None,
         metrics: Metrics | None = None,
+        config_check: Callable[[], list[str]] | None = None,
     ) -> None:
         """``metrics`` already listening to ``reconciler``; without, one is made and added.
         ``clock`` (unix seconds) judges signed hook calls: Vault's time unless a test moves it,
-        so a sender's clock is compared with the one every process shares, not ours."""
+        so a sender's clock is compared with the one every process shares, not ours.
+        ``config_check`` lists the problems of the configuration file as it is now on disk
+        (told on SIGHUP, which does not reload it)."""
         self.settings = settings
+        self.config_check = config_check
         self.reconciler = reconciler
         self.vault = vault
         clock = clock or self._vault_time
@@ -100,15 +112,28 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Listen, then schedule passes. If anything fails on the way, what started is stopped
+        before the error goes up: a listening server must not outlive a daemon that failed."""
         self.server.start()
-        self._scheduler.add_job(
-            self._pass,
-            IntervalTrigger(seconds=self.settings.daemon.reconcile_interval, timezone=UTC),
-            id="reconcile",
-            name="reconcile all targets",
-            next_run_time=datetime.now(UTC),
-        )
-        self._scheduler.start()
+        try:
+            failpoint("daemon.after_listen")
+            self._scheduler.add_job(
+                self._pass,
+                IntervalTrigger(seconds=self.settings.daemon.reconcile_interval, timezone=UTC),
+                id="reconcile",
+                name="reconcile all targets",
+                next_run_time=datetime.now(UTC),
+            )
+            self._scheduler.start()
+        except BaseException as e:
+            log.error(
+                "daemon.start_failed",
+                error=str(e) or type(e).__name__,
+                error_type=type(e).__name__,
+                detail="the HTTP server is stopped and the process exits",
+            )
+            self.stop()
+            raise
         log.info(
             "daemon.started",
             targets=len(self.settings.targets),
@@ -121,7 +146,8 @@ class Daemon:
         started = time.monotonic()
         # wait=True lets the pass in progress reach its next persisted step; it checks
         # `stopping` between steps and its clients stop sleeping between retries.
-        self._scheduler.shutdown(wait=True)
+        if self._scheduler.running:  # not yet, when starting failed
+            self._scheduler.shutdown(wait=True)
         self.server.stop(timeout=max(0.5, STOP_TIMEOUT - (time.monotonic() - started)))
         log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
 
@@ -130,13 +156,43 @@ class Daemon:
             log.info("daemon.signal", signal=signal.Signals(signum).name)
             self.stopping.set()
 
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            # Counted here, told by the loop below: a storm of SIGHUPs makes a few lines, and
+            # the handler never runs the configuration check inside whatever it interrupted.
+            self._hangups += 1
+
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
         self.start()
-        while not self.stopping.wait(timeout=1.0):
-            pass
-        self.stop()
+        try:
+            while not self.stopping.wait(timeout=HANGUP_CHECK):
+                self._tell_hangups()
+        finally:
+            self._tell_hangups()  # those that came with the stop are told too
+            self.stop()
         return 0
+
+    #: SIGHUPs received and not yet logged.
+    _hangups = 0
+
+    def _tell_hangups(self) -> None:
+        count, self._hangups = self._hangups, 0
+        if not count:
+            return
+        on_disk = "unchecked"
+        if self.config_check is not None:
+            try:
+                problems = self.config_check()
+            except Exception as e:  # noqa: BLE001 - a check must never take the daemon down
+                problems = [f"could not check it ({type(e).__name__})"]
+            on_disk = "valid" if not problems else "invalid: " + "; ".join(problems)
+        log.warning(
+            "daemon.sighup_ignored",
+            signals=count,
+            detail="the configuration is not reloaded: restart rotator to apply config changes",
+            config_on_disk=on_disk,
+        )
 
     # --- jobs --------------------------------------------------------------------------------
 

@@ -87,9 +87,13 @@ class Reconciler:
         me: str | None = None,
         listeners: Sequence[RecordListener] = (),
         sleep: Callable[[float], object] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         """``clock`` is the clock decisions are judged on: Vault's (``vault.clock``) unless a
-        test moves time itself; ``sleep`` waits between lease checks (default: ``stop``)."""
+        test moves time itself; ``sleep`` waits between lease checks (default: ``stop``).
+        ``stopping``, once set, ends every pass between two steps when no other ``stop`` is
+        given (a one-shot command's signal)."""
+        self.stopping = stopping if stopping is not None else threading.Event()
         self.settings = settings
         self.vault = vault
         self.store = RecordStore(vault, settings.vault.state_path, listeners)
@@ -138,6 +142,7 @@ class Reconciler:
         time, instead of being left to a next run that would start counting from zero.
         """
         names = [t.name for t in self.settings.targets]
+        stop = stop if stop is not None else self.stopping
         reports = {r.target: r for r in self._many(names, {}, stop)}
         if wait_for_leases:
             self._retry_held(reports, {}, stop)
@@ -150,9 +155,9 @@ class Reconciler:
         target = self.target(name)  # UnknownTargetError before anything else
         ask = self._request(target, command) if command is not None else None
         asks = {name: ask} if ask else {}
-        reports = {name: self._guarded(name, ask, None)}
+        reports = {name: self._guarded(name, ask, self.stopping)}
         if wait_for_lease:
-            self._retry_held(reports, asks, None)
+            self._retry_held(reports, asks, self.stopping)
         if ask is not None and ask.joined:
             return replace(reports[name], joined=True)
         return reports[name]

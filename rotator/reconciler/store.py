@@ -49,6 +49,9 @@ class RecordStore:
         self.kv = kv
         self.state_path = state_path
         self.listeners = list(listeners)
+        #: Targets whose record this store last wrote with a lease in it (perhaps not quite
+        #: written): what a stopping command may have to release (``reconciler.release``).
+        self.leased: set[str] = set()
 
     def key(self, name: str) -> str:
         return f"{self.state_path}/{name}"
@@ -80,8 +83,12 @@ class RecordStore:
         if version == 0:
             # Before the first write, so the key is never writable without check-and-set.
             self.kv.require_cas(key)
+        if after.lease is not None:  # noted before the write: it may land, answer lost
+            self.leased.add(target.name)
         failpoint("state.before_write")
         new_version = self.kv.write(key, after.to_storage(), cas=version)
+        if after.lease is None:
+            self.leased.discard(target.name)
         failpoint("state.after_write")
         if before is None or before.phase is not after.phase:
             log.info(
