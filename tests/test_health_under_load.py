@@ -19,9 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from test_commands import run
+from test_commands import setup as setup  # noqa: PLC0414 - the fixture, re-exported here
 from test_rotation import HOOK_TOKEN, World, _wait, bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
+from rotator.cli.status import STATUS_TIMEOUT
 from rotator.config import ServerSettings
 from rotator.core.record import Phase
 from rotator.daemon import Daemon
@@ -243,3 +246,23 @@ def test_health_readiness_and_the_hook_answer_in_time_while_vault_is_paused(worl
         _wait(lambda: probe(url, "/readyz")[1] == 200, timeout=20)
     finally:
         daemon.stop()
+
+
+def test_status_says_vault_is_unreachable_within_its_bound_while_vault_is_paused(setup, openbao):
+    """`rotator status` with OpenBao frozen by SIGSTOP exits 1 within STATUS_TIMEOUT (plus the
+    process's start-up), saying Vault is unreachable, instead of waiting out Vault's timeouts
+    and retries (53 s)."""
+    _, env, _ = setup
+    assert run(env, "reconcile").returncode == 0
+    with paused(openbao._process):
+        started = time.monotonic()
+        result = run(env, "status", "--json", timeout=120)
+        seconds = time.monotonic() - started
+    said = result.stderr.strip().splitlines()[-1]
+    print(f"status with Vault paused: {seconds:.2f}s, exit {result.returncode}: {said}")
+    assert result.returncode == 1
+    assert "Vault at http" in result.stderr
+    assert "unreachable" in result.stderr
+    assert "did not answer within" in result.stderr
+    assert seconds < STATUS_TIMEOUT + 5
+    assert run(env, "status", "--json").returncode == 0  # and back once Vault is

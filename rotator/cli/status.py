@@ -2,6 +2,11 @@
 
 Only ids, phases, times and reasons: never material (the record's ``pending_secret`` is not
 read here at all).
+
+An operator runs ``status`` when something is wrong, often Vault itself: its reads run within
+``STATUS_TIMEOUT`` seconds in all (``rotator.vault.deadline``), and a Vault that does not answer
+is said to be unreachable (exit 1) rather than holding the terminal for Vault's timeouts and
+retries (53 s with Vault paused).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from rotator.config import TargetSettings
 from rotator.core.observation import ConsumerView
 from rotator.core.record import Phase, Record
 from rotator.durations import format_duration
+from rotator.vault import VaultUnavailable, deadline
+
+#: Seconds ``status`` may spend reading Vault: a few healthy round trips per target, at most.
+STATUS_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +55,21 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
     names = [target] if target else [t.name for t in settings.targets]
     statuses = []
     with ctx.open(settings) as parts:
-        for name in names:
-            spec = settings.target(name)
-            record, consumer = parts.reconciler.record(name)
-            upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
-            statuses.append(target_status(spec, record, consumer, upcoming, history=history))
+        try:
+            with deadline.within(STATUS_TIMEOUT):
+                for name in names:
+                    spec = settings.target(name)
+                    record, consumer = parts.reconciler.record(name)
+                    upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
+                    statuses.append(
+                        target_status(spec, record, consumer, upcoming, history=history)
+                    )
+        except VaultUnavailable as e:
+            raise VaultUnavailable(
+                f"cannot show the targets' state: Vault at {settings.vault.address} is "
+                f"unreachable. {e.message}",
+                operation=e.operation,
+            ) from e
     use_json = as_json or not sys.stdout.isatty()
     print(render_json(statuses) if use_json else render_table(statuses))
     return EXIT_NEEDS_OPERATOR if any(s.phase == "blocked" for s in statuses) else EXIT_OK

@@ -1,5 +1,6 @@
-"""``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; cheroot serves
-the rollout-confirmation hook, ``/healthz``, ``/readyz`` and ``/metrics``.
+"""``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; waitress
+(``rotator.hook.server``) serves the rollout-confirmation hook, ``/healthz``, ``/readyz`` and
+``/metrics``.
 
 The scheduler holds nothing that matters: every decision is made from Vault state by the
 reconciler, so a restart loses nothing. It runs in UTC with ``coalesce=True`` (a backlog of
@@ -8,6 +9,11 @@ missed runs becomes one), ``max_instances=1`` (passes never overlap) and a real
 
 SIGTERM or SIGINT: the pass in progress finishes its current step and persists (each Intercom
 client's retry sleep wakes up at once), the server stops, and the process exits 0.
+
+Nothing a probe or a hook caller waits for may wait on Vault unbounded: ``/readyz`` reads a
+state a background thread keeps checking (``rotator.daemon.readiness``), and a confirmation's
+Vault work runs within ``hook_timeout`` seconds (``rotator.vault.deadline``), past which the
+caller gets 503 with Retry-After and calls again.
 
 Metrics (``rotator.daemon.metrics``) hear of every persisted record as a listener of the reconciler;
 the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
@@ -30,6 +36,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from rotator.config import ConfigError, Settings
 from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
+from rotator.daemon.readiness import Readiness
 from rotator.errors import RotatorError, TemporaryError
 from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
 from rotator.hook.auth import HookCredentials
@@ -37,15 +44,21 @@ from rotator.hook.server import HttpServer
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler
 from rotator.redaction import SecretValue
-from rotator.vault import Vault
+from rotator.vault import Vault, deadline
 
 log = get_logger()
 
 STOP_TIMEOUT = 8.0  # seconds: the whole shutdown fits in Kubernetes' and our 10 s promise
+#: Seconds a hook call's Vault work may take: well inside a sender's usual 10-30 s client
+#: timeout, long enough for a few healthy round trips (a read, a check-and-set write, a retry).
+HOOK_TIMEOUT = 5.0
 
 
 class Daemon:
     """The scheduler, the reconciler and the HTTP server, started and stopped together."""
+
+    #: Seconds a confirmation may spend on Vault before it is answered 503 (retry later).
+    hook_timeout: float = HOOK_TIMEOUT
 
     def __init__(
         self,
@@ -89,6 +102,7 @@ class Daemon:
             clock=clock,
         )
         self.server = HttpServer(app, host, port)
+        self.readiness = Readiness(vault.healthy, stopping=self.stopping)
 
     def _vault_time(self) -> float:
         """Vault's time once an answer told it; this process's clock until then."""
@@ -99,6 +113,7 @@ class Daemon:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.readiness.start()
         self.server.start()
         self._scheduler.add_job(
             self._pass,
@@ -167,13 +182,16 @@ class Daemon:
         if name not in {t.name for t in self.settings.targets}:
             return ConfirmOutcome(ConfirmStatus.UNKNOWN_TARGET, f"no target named {name!r}")
         signed = request.signed_at
-        result = self.reconciler.confirm(
-            name,
-            secret_id=request.secret_id,
-            rotation_id=request.rotation_id,
-            via=f"hook:{request.via}",
-            signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
-        )
+        # The caller waits for this answer: a Vault that hangs costs it hook_timeout, then a
+        # 503 with Retry-After (VaultUnavailable), never Vault's own timeouts and retries.
+        with deadline.within(self.hook_timeout):
+            result = self.reconciler.confirm(
+                name,
+                secret_id=request.secret_id,
+                rotation_id=request.rotation_id,
+                via=f"hook:{request.via}",
+                signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
+            )
         if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.
             self._scheduler.add_job(
@@ -186,7 +204,7 @@ class Daemon:
             return False, "scheduler not running"
         if self._credentials_pending:
             return False, "hook credentials not loaded from Vault yet"
-        return self.vault.healthy()
+        return self.readiness.state()
 
     def _first_credentials(self) -> HookCredentials:
         """The hook's credentials now; if Vault is away at start, none for the moment and a

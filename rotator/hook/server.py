@@ -91,6 +91,8 @@ class HttpServer:
         if isinstance(server, MultiSocketServer):  # pragma: no cover - one host, one socket
             raise PermanentError(f"{self._host} resolves to several addresses: name one")
         self._server = server
+        # Remembered now: once stopped, the listening socket (and its name) is gone.
+        self._port = int(server.getsockname()[1])
         self._thread = threading.Thread(
             target=self._serve, name=f"rotator-http-{self.port}", daemon=True
         )
@@ -122,9 +124,7 @@ class HttpServer:
     @property
     def port(self) -> int:
         """The port listened on (the real one once started, when asked for port 0)."""
-        if self._server is None:
-            return self._port
-        return int(self._server.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:

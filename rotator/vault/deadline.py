@@ -17,6 +17,7 @@ nearest end wins.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,6 +70,19 @@ def request_timeout(default: float) -> float:
     if remaining <= 0:
         raise expired()
     return min(default, remaining)
+
+
+@contextmanager
+def holding(lock: threading.Lock) -> Iterator[None]:
+    """Hold ``lock`` for the block, waiting for it no longer than the time left: the thread
+    holding it may be a reconcile pass waiting on Vault without any bound."""
+    remaining = left()
+    if not lock.acquire(timeout=-1 if remaining is None else max(0.0, remaining)):
+        raise expired()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class _PastBound(tenacity.stop.stop_base):
