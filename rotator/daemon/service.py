@@ -30,13 +30,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import FrameType
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
 from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
 from rotator.daemon.readiness import Readiness
+from rotator.daemon.scheduling import SkippedRuns, make_scheduler
 from rotator.errors import RotatorError, TemporaryError
 from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
 from rotator.hook.auth import HookCredentials
@@ -87,10 +87,7 @@ class Daemon:
         self.stopping = stopping or threading.Event()
         self._environ = environ
         self._clock = clock
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
-        )
+        self._scheduler = make_scheduler(SkippedRuns(metrics.scheduler_run_skipped, clock))
         host, port = listen or (settings.server.host, settings.server.port)
         self._hook_credentials = self._first_credentials()
         app = make_app(
