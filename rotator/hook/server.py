@@ -9,6 +9,11 @@ the request: four silent sockets took all four and liveness failed.) What can st
 worker is the app's own work, which the app bounds (``rotator.hook.app``: a share of the
 workers for the hook, the rest always free for health, readiness and metrics).
 
+Connections are bounded too, but never by refusing new ones: at ``CONNECTION_LIMIT`` the
+connection that has been quiet longest, with no request in a worker and nothing left to send, is
+closed to make room. (waitress's own limit stops accepting instead: 256 silent sockets, and the
+kubelet's probe waited in the backlog until they timed out.)
+
 Stopping closes the listening socket first (new connections are refused), lets the requests in
 flight finish and their answers go out, and gives up waiting at its timeout.
 """
@@ -35,8 +40,10 @@ MAX_REQUEST_HEADERS = 16 * 1024
 THREADS = 8
 #: Seconds a connection may sit idle (keep-alive, or silent from the start) before it is closed.
 IDLE_TIMEOUT = 10.0
-#: Connections open at once; beyond it the server stops accepting until some close.
+#: Connections open at once; beyond it the quietest idle one is closed for each new one.
 CONNECTION_LIMIT = 256
+#: Room above CONNECTION_LIMIT before waitress would stop accepting (several accepted in a tick).
+_ACCEPT_MARGIN = 64
 #: Seconds the event loop waits for sockets before looking at its own state (a stop) again.
 _TICK = 0.05
 
@@ -65,7 +72,7 @@ class HttpServer:
             "max_request_header_size": MAX_REQUEST_HEADERS,
             "channel_timeout": idle_timeout,
             "cleanup_interval": max(0.5, idle_timeout / 4),
-            "connection_limit": CONNECTION_LIMIT,
+            "connection_limit": CONNECTION_LIMIT + _ACCEPT_MARGIN,
             "ident": "rotator",  # the Server header: not waitress's name
             "asyncore_use_poll": True,  # select() cannot watch descriptors past 1024
             "asyncore_loop_timeout": _TICK,
@@ -114,6 +121,7 @@ class HttpServer:
                         listening = False
                     if _idle(server):
                         self._drained.set()
+                _shed(server, CONNECTION_LIMIT)
                 wasyncore.loop(timeout=_TICK, map=self._map, use_poll=True, count=1)
         except BaseException:  # the last word of a background thread: log it
             log.exception("http.serve_failed")
@@ -168,3 +176,15 @@ def _idle(server: BaseWSGIServer) -> bool:
     # Its stubs type active_channels as one channel; it is a dict of them by descriptor.
     channels = cast("dict[int, HTTPChannel]", server.active_channels)
     return not any(channel.requests or channel.total_outbufs_len for channel in channels.values())
+
+
+def _shed(server: BaseWSGIServer, limit: int) -> None:
+    """Close the connections quiet longest, and doing nothing, until fewer than ``limit``
+    remain: so a new connection (a probe) is always accepted."""
+    channels = cast("dict[int, HTTPChannel]", server.active_channels)
+    excess = len(channels) - limit + 1
+    if excess <= 0:
+        return
+    idle = [c for c in channels.values() if not c.requests and not c.total_outbufs_len]
+    for channel in sorted(idle, key=lambda c: c.last_activity)[:excess]:
+        channel.handle_close()
