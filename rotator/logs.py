@@ -3,7 +3,9 @@
 Events have dotted names (``intercom.retry``, ``rotation.transition``); ``target`` and
 ``rotation_id`` are bound through contextvars by the reconciler. Every event, and every record
 from a standard-library logger (werkzeug, hvac's urllib3, APScheduler), runs through the same
-chain, whose last step before rendering is ``redact``: by key (``secret``, ``token``, ...) and by
+chain, in the same shape as ours (``event`` a dotted name: ``apscheduler.log``, ``waitress.log``;
+the library's sentence in ``message``, its logger in ``logger``), whose last step before
+rendering is ``redact``: by key (``secret``, ``token``, ...) and by
 value (every secret the process has seen, see ``rotator.redaction``). Tracebacks are rendered
 without local variables, which is where secrets would otherwise hide.
 """
@@ -66,6 +68,18 @@ def _redact_value(value: Any) -> Any:
     return redact_text(repr(value))
 
 
+def library_event(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor for a standard-library record: our shape, a dotted ``event`` naming
+    the library, its sentence as ``message`` (so a query on ``event`` finds our names only)."""
+    source = str(event_dict.pop("logger", "") or "library")
+    message = event_dict.pop("event", "")
+    return {"message": message, "logger": source, **event_dict, "event": f"{_top(source)}.log"}
+
+
+def _top(logger_name: str) -> str:
+    return logger_name.partition(".")[0] or "library"
+
+
 def _shared_processors(*, renderer_is_json: bool) -> list[Processor]:
     exceptions: Processor = (
         structlog.processors.ExceptionRenderer(
@@ -108,7 +122,7 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, library_event, *shared],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
@@ -116,7 +130,7 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
     # Chatty libraries: their request lines add nothing to ours.
-    for name in ("httpx", "httpcore", "urllib3", "werkzeug", "apscheduler"):
+    for name in ("httpx", "httpcore", "urllib3", "werkzeug", "apscheduler", "waitress", "hvac"):
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
 
 
@@ -148,5 +162,6 @@ __all__ = [
     "clear_context",
     "configure_logging",
     "get_logger",
+    "library_event",
     "redact",
 ]

@@ -1,4 +1,4 @@
-"""The daemon's HTTP server, served for real by cheroot on a free port and called with httpx.
+"""The daemon's HTTP server, served for real by waitress on a free port and called with httpx.
 
 The ``confirm`` callback is a recording fake (our own seam, where the reconciler plugs in); the
 clock is injected, so signature windows are crossed without waiting. Every test's answers and
@@ -306,7 +306,7 @@ def test_an_oversized_body_is_refused_unread(make_hook: Callable[..., Hook]):
 
 
 def test_the_server_bounds_bodies_on_every_route(make_hook: Callable[..., Hook]):
-    """cheroot's own limit refuses a body beyond it before the app sees the request."""
+    """The server's own limit refuses a body beyond it before the app sees the request."""
     hook = make_hook(max_request_body=2048)
     response = hook.bearer(json.dumps({"secret_id": SECRET_ID, "pad": "x" * 4096}).encode())
     assert response.status_code == 413

@@ -370,3 +370,43 @@ def test_a_release_vault_does_not_answer_is_bounded_and_a_second_signal_waits(
         ) in text
         assert "Traceback" not in text
         assert setup.record()["lease"] is not None  # kept, as it said
+
+
+def test_sigterm_stops_a_daemon_whose_pass_is_stuck_on_a_frozen_vault_in_time(
+    tmp_path, emulator, vault_settings
+):
+    """A daemon whose pass waits on a frozen Vault still exits 0 within its 10 s promise on
+    SIGTERM: the pass is abandoned, as a crash would abandon it, and the log says so. Break:
+    the stop waited for the pass, 41 s of Vault timeouts and retries with the defaults."""
+    from _openbao import OpenBao, find_bao
+
+    with OpenBao(find_bao()) as frozen:
+        setup = Setup(tmp_path, frozen, emulator, vault_settings.state_path, interval="1s")
+        log = tmp_path / "daemon.log"
+        with setup.start("run", log=log) as daemon:
+            ready = f"http://127.0.0.1:{setup.port}/readyz"
+            _wait(lambda: _status(ready) == 200, daemon, "the daemon is ready")
+            frozen._process.send_signal(signal.SIGSTOP)
+            try:
+                # Readiness turns once its bounded check failed; a pass starts every second,
+                # so one is waiting on Vault by then.
+                _wait(lambda: _status(ready) == 503, daemon, "the daemon sees Vault frozen")
+                started = time.monotonic()
+                daemon.send_signal(signal.SIGTERM)
+                code = daemon.wait(timeout=30)
+                took = time.monotonic() - started
+            finally:
+                frozen._process.send_signal(signal.SIGCONT)
+    text = log.read_text()
+    assert code == 0, text[-2000:]
+    assert took < 10, took
+    assert "daemon.pass_abandoned" in text
+    assert "daemon.stopped" in text
+    assert "Traceback" not in text
+
+
+def _status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return None

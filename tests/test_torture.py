@@ -16,7 +16,8 @@ RUN = Path(__file__).parent / "torture" / "run.py"
 @pytest.mark.timeout(600)
 def test_quick_torture_run_finds_no_violation(tmp_path):
     """Every failpoint fires and recovers, races and faults complete their rotations, and no
-    invariant (I1-I6) is ever violated; consumers never see a failed signature."""
+    invariant (I1-I6) is ever violated; consumers never see a failed signature; a daemon held by
+    slow clients while it rotates answers every health probe within a second."""
     result = subprocess.run(
         [sys.executable, str(RUN), "--quick", "--workdir", str(tmp_path)],
         capture_output=True,
@@ -30,6 +31,8 @@ def test_quick_torture_run_finds_no_violation(tmp_path):
     assert re.search(r"invariant violations\s+0\n", summary)
     assert re.search(r"consumer failures\s+0\n", summary)
     assert re.search(r"stuck runs\s+0\n", summary)
+    assert int(re.search(r"health probes under load\s+(\d+)", summary).group(1)) >= 100
+    assert re.search(r"health probes over 1 s\s+0\n", summary)
     fired = int(re.search(r"failpoints fired\s+(\d+) over (\d+) points", summary).group(2))
     assert fired == 10, "every failpoint of rotator.failpoints.NAMES fired"
     trials = int(re.search(r"crash trials\s+(\d+)", summary).group(1))

@@ -7,6 +7,7 @@ or an attempt failed, 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 
@@ -112,7 +113,15 @@ def run(ctx: Context) -> int:
             metrics=metrics,
             config_check=lambda: config_problems(ctx),
         )
-        return daemon.run_until_signalled()
+        code = daemon.run_until_signalled()
+    if daemon.abandoned:
+        # The abandoned pass's thread would hold the interpreter's exit until Vault answers
+        # (it is a pool thread Python joins at exit). Every step it took is persisted: leave
+        # now, as a crash would, rather than overrun the orchestrator's grace period.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def exit_code(reports: list[TargetReport]) -> int:

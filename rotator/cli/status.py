@@ -2,6 +2,11 @@
 
 Only ids, phases, times and reasons: never material (the record's ``pending_secret`` is not
 read here at all).
+
+An operator runs ``status`` when something is wrong, often Vault itself: its reads run within
+``STATUS_TIMEOUT`` seconds in all (``rotator.vault.deadline``), and a Vault that does not answer
+is said to be unreachable (exit 1) rather than holding the terminal for Vault's timeouts and
+retries (53 s with Vault paused).
 """
 
 from __future__ import annotations
@@ -14,10 +19,14 @@ from typing import Any
 
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
 from rotator.cli.leases import read_lease
-from rotator.config import TargetSettings
+from rotator.config import Settings, TargetSettings
 from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.durations import format_duration
+from rotator.vault import VaultUnavailable, deadline
+
+#: Seconds ``status`` may spend reading Vault: a few healthy round trips per target, at most.
+STATUS_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +58,33 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
     names = [target] if target else [t.name for t in settings.targets]
     statuses = []
     with ctx.open(settings) as parts:
-        for name in names:
-            spec = settings.target(name)
-            try:
-                record, consumer = parts.reconciler.record(name)
-            except RecordError as e:
-                # One unreadable record must not hide the others: it is named, with the fix.
-                where = f"{settings.vault.mount}/{parts.store.key(name)}"
-                statuses.append(unreadable_status(spec, e, where))
-                continue
-            upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
-            shown = target_status(spec, record, consumer, upcoming, history=history)
-            statuses.append(with_lease(parts, shown) if record and record.lease else shown)
+        try:
+            with deadline.within(STATUS_TIMEOUT):
+                for name in names:
+                    statuses.append(_one(parts, settings, name, history=history))
+        except VaultUnavailable as e:
+            raise VaultUnavailable(
+                f"cannot show the targets' state: Vault at {settings.vault.address} is "
+                f"unreachable. {e.message}",
+                operation=e.operation,
+            ) from e
     use_json = as_json or not sys.stdout.isatty()
     print(render_json(statuses) if use_json else render_table(statuses))
     troubled = any(s.phase in {"blocked", UNREADABLE} for s in statuses)
     return EXIT_NEEDS_OPERATOR if troubled else EXIT_OK
+
+
+def _one(parts: Parts, settings: Settings, name: str, *, history: bool) -> TargetStatus:
+    spec = settings.target(name)
+    try:
+        record, consumer = parts.reconciler.record(name)
+    except RecordError as e:
+        # One unreadable record must not hide the others: it is named, with the fix.
+        where = f"{settings.vault.mount}/{parts.store.key(name)}"
+        return unreadable_status(spec, e, where)
+    upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
+    shown = target_status(spec, record, consumer, upcoming, history=history)
+    return with_lease(parts, shown) if record and record.lease else shown
 
 
 #: The phase ``status`` shows for a target whose record cannot be read.

@@ -17,7 +17,9 @@ Vault holds and nothing else:
 
 The Intercom client and the Vault adapter report each HTTP attempt through ``intercom_request``
 and ``vault_request`` (operation, status, seconds) and each failed Vault login through
-``vault_auth_failed``. The daemon seeds the gauges from every target's stored record at start.
+``vault_auth_failed``; the daemon's scheduler reports each run it skipped (the previous one
+still going) through ``scheduler_run_skipped``. The daemon seeds the gauges from every target's
+stored record at start.
 
 Labels hold only target names, phases, operations and HTTP statuses: never an id or a secret.
 Each instance has its own registry, so tests and several daemons in one process never clash.
@@ -152,6 +154,11 @@ class Metrics:
         self.vault_auth_failures = Counter(
             "rotator_vault_auth_failures", "Failed Vault logins and dead tokens", registry=r
         )
+        self.scheduler_skipped = Counter(
+            "rotator_scheduler_runs_skipped",
+            "Scheduled runs skipped because the previous run of the job was still going",
+            registry=r,
+        )
         build = Gauge("rotator_build_info", "rotator's version", ["version"], registry=r)
         build.labels(version=version).set(1)
         r.register(_ScrapeTime(self))
@@ -217,6 +224,9 @@ class Metrics:
 
     def vault_auth_failed(self) -> None:
         self.vault_auth_failures.inc()
+
+    def scheduler_run_skipped(self) -> None:
+        self.scheduler_skipped.inc()
 
     def wsgi_app(self) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
         """The ``/metrics`` WSGI app for this registry (text format; OpenMetrics if asked)."""

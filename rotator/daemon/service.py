@@ -1,5 +1,6 @@
-"""``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; cheroot serves
-the rollout-confirmation hook, ``/healthz``, ``/readyz`` and ``/metrics``.
+"""``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; waitress
+(``rotator.hook.server``) serves the rollout-confirmation hook, ``/healthz``, ``/readyz`` and
+``/metrics``.
 
 The scheduler holds nothing that matters: every decision is made from Vault state by the
 reconciler, so a restart loses nothing. It runs in UTC with ``coalesce=True`` (a backlog of
@@ -15,6 +16,11 @@ while a restart is already safe at any instant. Any failure while starting (afte
 listens included) stops what did start and leaves the process to exit non-zero, rather than
 leave a server answering ``/healthz`` for a daemon that is not there.
 
+Nothing a probe or a hook caller waits for may wait on Vault unbounded: ``/readyz`` reads a
+state a background thread keeps checking (``rotator.daemon.readiness``), and a confirmation's
+Vault work runs within ``hook_timeout`` seconds (``rotator.vault.deadline``), past which the
+caller gets 503 with Retry-After and calls again.
+
 Metrics (``rotator.daemon.metrics``) hear of every persisted record as a listener of the reconciler;
 the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
 each target's state before its next transition. ``commands.run`` also hands their request hooks
@@ -26,17 +32,19 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rotator.config import ConfigError, Settings
 from rotator.config.bounds import credential_problem
 from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
+from rotator.daemon.readiness import Readiness
+from rotator.daemon.scheduling import SkippedRuns, make_scheduler
 from rotator.errors import RotatorError, TemporaryError
 from rotator.failpoints import failpoint
 from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
@@ -45,16 +53,22 @@ from rotator.hook.server import HttpServer
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler
 from rotator.redaction import SecretValue
-from rotator.vault import Vault
+from rotator.vault import Vault, deadline
 
 log = get_logger()
 
 STOP_TIMEOUT = 8.0  # seconds: the whole shutdown fits in Kubernetes' and our 10 s promise
 HANGUP_CHECK = 0.25  # seconds between looks at SIGHUPs received (and at `stopping`)
+#: Seconds a hook call's Vault work may take: well inside a sender's usual 10-30 s client
+#: timeout, long enough for a few healthy round trips (a read, a check-and-set write, a retry).
+HOOK_TIMEOUT = 5.0
 
 
 class Daemon:
     """The scheduler, the reconciler and the HTTP server, started and stopped together."""
+
+    #: Seconds a confirmation may spend on Vault before it is answered 503 (retry later).
+    hook_timeout: float = HOOK_TIMEOUT
 
     def __init__(
         self,
@@ -87,10 +101,7 @@ class Daemon:
         self.stopping = stopping or threading.Event()
         self._environ = environ
         self._clock = clock
-        self._scheduler = BackgroundScheduler(
-            timezone=UTC,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
-        )
+        self._scheduler = make_scheduler(SkippedRuns(metrics.scheduler_run_skipped, clock))
         host, port = listen or (settings.server.host, settings.server.port)
         self._hook_credentials = self._first_credentials()
         app = make_app(
@@ -102,6 +113,14 @@ class Daemon:
             clock=clock,
         )
         self.server = HttpServer(app, host, port)
+        self.readiness = Readiness(vault.healthy, stopping=self.stopping)
+        #: Set by ``stop`` when a pass was still running at its deadline: the process must
+        #: then exit without waiting for that pass's thread (``rotator.cli.rotate.run``).
+        self.abandoned = False
+        self._stopped = False
+        self._lifecycle = threading.Lock()
+        self._jobs = 0
+        self._jobs_idle = threading.Condition()
 
     def _vault_time(self) -> float:
         """Vault's time once an answer told it; this process's clock until then."""
@@ -114,6 +133,7 @@ class Daemon:
     def start(self) -> None:
         """Listen, then schedule passes. If anything fails on the way, what started is stopped
         before the error goes up: a listening server must not outlive a daemon that failed."""
+        self.readiness.start()
         self.server.start()
         try:
             failpoint("daemon.after_listen")
@@ -142,14 +162,45 @@ class Daemon:
         )
 
     def stop(self) -> None:
+        """Stop within ``STOP_TIMEOUT``: the pass in progress gets until then to reach its next
+        persisted step; past it, it is abandoned (``abandoned``), as a crash would abandon it.
+        Calling it again does nothing."""
+        with self._lifecycle:
+            if self._stopped:
+                return
+            self._stopped = True
         self.stopping.set()
         started = time.monotonic()
-        # wait=True lets the pass in progress reach its next persisted step; it checks
-        # `stopping` between steps and its clients stop sleeping between retries.
         if self._scheduler.running:  # not yet, when starting failed
-            self._scheduler.shutdown(wait=True)
+            # Not wait=True: a pass stuck on a hung Vault would hold the stop for the Vault
+            # client's timeouts and retries (41 s with the defaults), past Kubernetes' grace.
+            self._scheduler.shutdown(wait=False)
+        # The pass checks `stopping` between steps, and its clients stop sleeping between
+        # retries: a pass that is not stuck ends well within the budget.
+        with self._jobs_idle:
+            idle = self._jobs_idle.wait_for(lambda: self._jobs == 0, timeout=STOP_TIMEOUT - 1.0)
+        if not idle:
+            self.abandoned = True
+            log.warning(
+                "daemon.pass_abandoned",
+                detail="the pass in progress did not reach a persisted step in time; like a "
+                "crash, it resumes from its last persisted step at the next start (its lease "
+                f"lapses after lease_ttl, {self.settings.daemon.lease_ttl:g}s)",
+            )
         self.server.stop(timeout=max(0.5, STOP_TIMEOUT - (time.monotonic() - started)))
         log.info("daemon.stopped", seconds=round(time.monotonic() - started, 2))
+
+    @contextmanager
+    def _job(self) -> Iterator[None]:
+        """Count a scheduled job while it runs, so that ``stop`` knows when none is left."""
+        with self._jobs_idle:
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._jobs_idle:
+                self._jobs -= 1
+                self._jobs_idle.notify_all()
 
     def run_until_signalled(self) -> int:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -199,10 +250,11 @@ class Daemon:
     def _pass(self) -> None:
         if self.stopping.is_set():
             return
-        if not self._seeded:
-            self._seeded = True
-            self._seed_metrics()
-        reports = self.reconciler.reconcile_all(stop=self.stopping)
+        with self._job():
+            if not self._seeded:
+                self._seeded = True
+                self._seed_metrics()
+            reports = self.reconciler.reconcile_all(stop=self.stopping)
         blocked = [r.target for r in reports if r.needs_operator]
         log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
 
@@ -218,19 +270,23 @@ class Daemon:
 
     def _reconcile_one(self, name: str) -> None:
         if not self.stopping.is_set():
-            self.reconciler.reconcile_target(name)
+            with self._job():
+                self.reconciler.reconcile_target(name)
 
     def _confirm(self, name: str, request: ConfirmRequest) -> ConfirmOutcome:
         if name not in {t.name for t in self.settings.targets}:
             return ConfirmOutcome(ConfirmStatus.UNKNOWN_TARGET, f"no target named {name!r}")
         signed = request.signed_at
-        result = self.reconciler.confirm(
-            name,
-            secret_id=request.secret_id,
-            rotation_id=request.rotation_id,
-            via=f"hook:{request.via}",
-            signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
-        )
+        # The caller waits for this answer: a Vault that hangs costs it hook_timeout, then a
+        # 503 with Retry-After (VaultUnavailable), never Vault's own timeouts and retries.
+        with deadline.within(self.hook_timeout):
+            result = self.reconciler.confirm(
+                name,
+                secret_id=request.secret_id,
+                rotation_id=request.rotation_id,
+                via=f"hook:{request.via}",
+                signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
+            )
         if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.
             self._scheduler.add_job(
@@ -247,7 +303,7 @@ class Daemon:
         if refused:
             name, why = next(iter(sorted(refused.items())))
             return False, f"this process cannot act on target {name}: {why}"
-        return self.vault.healthy()
+        return self.readiness.state()
 
     def _first_credentials(self) -> HookCredentials:
         """The hook's credentials now; if Vault is away at start, none for the moment and a

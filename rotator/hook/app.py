@@ -9,6 +9,11 @@
 * ``GET /healthz`` (liveness), ``GET /readyz`` (``ready()`` decides), ``GET /metrics`` (the
   injected WSGI app, if any). Everything else, and every failure, is ``{"error": {code, message}}``.
 
+At most ``hook_concurrency`` confirmations run their callback at once (it may wait on Vault):
+one more is answered 503 ``temporarily_unavailable`` with Retry-After at once, so the server's
+other workers stay free and liveness never waits behind the hook. ``ready()`` must answer at
+once too (the daemon's reads a state checked in the background).
+
 Only ids and target names reach answers and logs (``hook.confirm``, ``hook.rejected``): never a
 credential, a signature or a body. ``rotator.hook.server`` runs the app.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +50,11 @@ from rotator.redaction import scrub, truncate
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: Confirmations whose callback may run at once: half of ``rotator.hook.server.THREADS``.
+HOOK_CONCURRENCY = 4
+#: Seconds a refused or failed confirmation is told to wait when the failure names no delay.
+RETRY_AFTER = 5.0
 
 
 log = get_logger()
@@ -105,10 +116,12 @@ def make_app(
     ready: Callable[[], tuple[bool, str]],
     metrics_app: WSGIApp | None = None,
     clock: Callable[[], float] = time.time,
+    hook_concurrency: int = HOOK_CONCURRENCY,
 ) -> WSGIApp:
     """The WSGI app serving the hook, ``/healthz``, ``/readyz`` and ``/metrics``."""
     auth = HookAuthenticator(credentials, window=settings.signature_window, clock=clock)
-    return _App(confirm, auth, settings.max_body_bytes, ready, metrics_app)
+    limit = hook_concurrency
+    return _App(confirm, auth, settings.max_body_bytes, ready, metrics_app, hook_concurrency=limit)
 
 
 class _App:
@@ -119,12 +132,15 @@ class _App:
         max_body: int,
         ready: Callable[[], tuple[bool, str]],
         metrics_app: WSGIApp | None,
+        *,
+        hook_concurrency: int = HOOK_CONCURRENCY,
     ) -> None:
         self._confirm = confirm
         self._auth = auth
         self._max_body = max_body
         self._ready = ready
         self._metrics = metrics_app
+        self._slots = threading.BoundedSemaphore(hook_concurrency)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -218,6 +234,11 @@ class _App:
     def _call(
         self, name: str, confirm: ConfirmRequest, digest: str | None, where: dict[str, Any]
     ) -> Response:
+        if not self._slots.acquire(blocking=False):
+            if digest is not None:  # nothing was decided: the same signed request may come again
+                self._auth.release(digest)
+            log.warning("hook.busy", **where)
+            raise _Answer(_unavailable("too many confirmations in progress; retry later", None))
         try:
             outcome = self._confirm(name, confirm)
         except Exception as e:
@@ -229,14 +250,13 @@ class _App:
                 raise _Answer(_error(403, "refused", scrub(str(e)))) from None
             if isinstance(e, TemporaryError):
                 log.warning("hook.confirm_failed", error=str(e), **where)
-                response = _error(503, "temporarily_unavailable", "could not confirm; retry later")
-                if e.delay is not None:
-                    response.headers["Retry-After"] = str(max(1, math.ceil(e.delay)))
-                raise _Answer(response) from None
+                raise _Answer(_unavailable("could not confirm; retry later", e.delay)) from None
             if isinstance(e, RotatorError):
                 log.exception("hook.confirm_failed", error=str(e), **where)
                 raise _Answer(_error(500, "internal_error", "see the server's log")) from None
             raise
+        finally:
+            self._slots.release()
         status = outcome.status.value
         rotation_id = outcome.rotation_id or confirm.rotation_id
         secret_id = outcome.secret_id or confirm.secret_id
@@ -289,6 +309,13 @@ def _reject(status: int, code: str, message: str, where: Mapping[str, Any]) -> _
 
 def _json(status: int, payload: Mapping[str, Any]) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def _unavailable(message: str, delay: float | None) -> Response:
+    response = _error(503, "temporarily_unavailable", message)
+    seconds = RETRY_AFTER if delay is None else delay
+    response.headers["Retry-After"] = str(max(1, math.ceil(seconds)))
+    return response
 
 
 def _error(status: int, code: str, message: str) -> Response:

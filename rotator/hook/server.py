@@ -1,37 +1,57 @@
-"""The HTTP server the daemon runs its WSGI app on: cheroot (CherryPy's production server), with
-request limits and socket timeouts, in background threads. werkzeug's own is a development server.
+"""The HTTP server the daemon runs its WSGI app on: waitress, with request limits, in background
+threads. werkzeug's own is a development server.
+
+Why waitress: its event loop (one thread) accepts connections and reads each request, headers
+and body, into a buffer; only a *complete* request reaches a worker thread. A client that
+connects and says nothing, or sends its request a byte at a time, costs a buffer and never a
+worker, so it cannot starve ``/healthz``. (cheroot gave each connection a worker while it read
+the request: four silent sockets took all four and liveness failed.) What can still hold a
+worker is the app's own work, which the app bounds (``rotator.hook.app``: a share of the
+workers for the hook, the rest always free for health, readiness and metrics).
+
+Connections are bounded too, but never by refusing new ones: at ``CONNECTION_LIMIT`` the
+connection that has been quiet longest, with no request in a worker and nothing left to send, is
+closed to make room. (waitress's own limit stops accepting instead: 256 silent sockets, and the
+kubelet's probe waited in the backlog until they timed out.)
+
+Stopping closes the listening socket first (new connections are refused), lets the requests in
+flight finish and their answers go out, and gives up waiting at its timeout.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Self
+from typing import Any, Self, cast
 
-from cheroot import wsgi
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from rotator.errors import PermanentError
 from rotator.hook.app import WSGIApp
 from rotator.logs import get_logger
 
-#: cheroot's own bound on any request body, on every route: the largest ``max_body_bytes`` the
-#: configuration allows. The hook's tighter, configured limit is the app's, answered in JSON.
+#: The server's own bound on any request body, on every route: the largest ``max_body_bytes``
+#: the configuration allows. The hook's tighter, configured limit is the app's, answered in JSON.
 MAX_REQUEST_BODY = 1024 * 1024
 MAX_REQUEST_HEADERS = 16 * 1024
-SOCKET_TIMEOUT = 10.0
+#: Worker threads: the hook may use half (``rotator.hook.app.HOOK_CONCURRENCY``).
+THREADS = 8
+#: Seconds a connection may sit idle (keep-alive, or silent from the start) before it is closed.
+IDLE_TIMEOUT = 10.0
+#: Connections open at once; beyond it the quietest idle one is closed for each new one.
+CONNECTION_LIMIT = 256
+#: Room above CONNECTION_LIMIT before waitress would stop accepting (several accepted in a tick).
+_ACCEPT_MARGIN = 64
+#: Seconds the event loop waits for sockets before looking at its own state (a stop) again.
+_TICK = 0.05
 
 log = get_logger()
 
 
-class _Cheroot(wsgi.Server):
-    """cheroot's server, its error log sent to ours (and so through redaction)."""
-
-    def error_log(self, msg: str = "", level: int = 20, traceback: bool = False) -> None:  # noqa: FBT001, FBT002 - cheroot's signature
-        log.log(level, "http.server", message=msg, exc_info=traceback)
-
-
 class HttpServer:
-    """Serves a WSGI app with cheroot in background threads; also a context manager."""
+    """Serves a WSGI app with waitress in background threads; also a context manager."""
 
     def __init__(
         self,
@@ -39,31 +59,47 @@ class HttpServer:
         host: str,
         port: int,
         *,
-        threads: int = 4,
+        threads: int = THREADS,
         max_request_body: int = MAX_REQUEST_BODY,
-        socket_timeout: float = SOCKET_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        self._app = app
         self._host = host
-        self._server = _Cheroot((host, port), app, numthreads=threads, max=threads)
-        self._server.server_name = "rotator"
-        self._server.software = "rotator"  # not cheroot's name and version
-        self._server.timeout = socket_timeout
-        self._server.max_request_body_size = max_request_body
-        self._server.max_request_header_size = MAX_REQUEST_HEADERS
-        # The serve loop notices a stop only between two waits on its sockets: wait less long.
-        self._server.expiration_interval = 0.1
+        self._port = port
+        self._options: dict[str, Any] = {
+            "threads": threads,
+            "max_request_body_size": max_request_body,
+            "max_request_header_size": MAX_REQUEST_HEADERS,
+            "channel_timeout": idle_timeout,
+            "cleanup_interval": max(0.5, idle_timeout / 4),
+            "connection_limit": CONNECTION_LIMIT + _ACCEPT_MARGIN,
+            "ident": "rotator",  # the Server header: not waitress's name
+            "asyncore_use_poll": True,  # select() cannot watch descriptors past 1024
+            "asyncore_loop_timeout": _TICK,
+        }
+        self._server: BaseWSGIServer | None = None
+        # waitress's socket map (its stubs call the values sockets; they are its dispatchers).
+        self._map: dict[int, Any] = {}
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._drained = threading.Event()
+        self._halt = threading.Event()
 
     def start(self) -> None:
         """Bind and listen (``port=0`` picks a free port), then serve in the background."""
         if self._thread is not None:
             raise RuntimeError("the server was already started")
-        host, port = self._server.bind_addr
         try:
-            self._server.prepare()  # binds, listens and starts the workers, in this thread
+            server = create_server(
+                self._app, self._map, host=self._host, port=self._port, **self._options
+            )
         except OSError as e:
-            raise PermanentError(f"cannot listen on {host}:{port}: {e}") from e
+            raise PermanentError(f"cannot listen on {self._host}:{self._port}: {e}") from e
+        if isinstance(server, MultiSocketServer):  # pragma: no cover - one host, one socket
+            raise PermanentError(f"{self._host} resolves to several addresses: name one")
+        self._server = server
+        # Remembered now: once stopped, the listening socket (and its name) is gone.
+        self._port = int(server.getsockname()[1])
         self._thread = threading.Thread(
             target=self._serve, name=f"rotator-http-{self.port}", daemon=True
         )
@@ -71,15 +107,32 @@ class HttpServer:
         log.info("http.listening", host=self._host, port=self.port)
 
     def _serve(self) -> None:
+        server = self._server
+        if server is None:  # pragma: no cover - start() sets it before starting this thread
+            return
+        listening = True
         try:
-            self._server.serve()
+            while not self._halt.is_set():
+                if self._stopping.is_set():
+                    if listening:
+                        # The listening socket only; the trigger the workers wake us with
+                        # stays open until the end.
+                        wasyncore.dispatcher.close(server)
+                        listening = False
+                    if _idle(server):
+                        self._drained.set()
+                _shed(server, CONNECTION_LIMIT)
+                wasyncore.loop(timeout=_TICK, map=self._map, use_poll=True, count=1)
         except BaseException:  # the last word of a background thread: log it
             log.exception("http.serve_failed")
+        finally:
+            for channel in list(self._map.values()):
+                channel.close()
 
     @property
     def port(self) -> int:
         """The port listened on (the real one once started, when asked for port 0)."""
-        return int(self._server.bind_addr[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -92,21 +145,19 @@ class HttpServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish, and return within ``timeout``."""
-        thread = self._thread
-        if thread is None or self._stopping.is_set():
+        thread, server = self._thread, self._server
+        if thread is None or server is None or self._stopping.is_set():
             return
-        self._stopping.set()
         deadline = time.monotonic() + timeout
-        # cheroot waits ``shutdown_timeout`` for its workers, then shuts their sockets and waits
-        # again without a limit: a request stuck in the app would hold us forever. Its stop runs
-        # aside, and we stop waiting at our deadline.
-        self._server.shutdown_timeout = timeout
-        stopper = threading.Thread(target=self._server.stop, name="rotator-http-stop", daemon=True)
-        stopper.start()
-        stopper.join(timeout)
+        self._stopping.set()
+        drained = self._drained.wait(timeout)
+        self._halt.set()
         thread.join(max(0.0, deadline - time.monotonic()))
-        if stopper.is_alive() or thread.is_alive():
-            # Its worker thread is abandoned: it ends when the request's work does.
+        # Workers end after their task; one stuck in the app is abandoned (a daemon thread that
+        # ends when its work does).
+        left = max(0.0, deadline - time.monotonic())
+        server.task_dispatcher.shutdown(timeout=cast("int", left))  # float seconds; stubs: int
+        if not drained or thread.is_alive():
             log.warning("http.stop_timeout", timeout=timeout, detail="a request still runs")
         else:
             log.info("http.stopped", port=self.port)
@@ -118,3 +169,22 @@ class HttpServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def _idle(server: BaseWSGIServer) -> bool:
+    """No request in progress and no answer left to send, on any connection."""
+    # Its stubs type active_channels as one channel; it is a dict of them by descriptor.
+    channels = cast("dict[int, HTTPChannel]", server.active_channels)
+    return not any(channel.requests or channel.total_outbufs_len for channel in channels.values())
+
+
+def _shed(server: BaseWSGIServer, limit: int) -> None:
+    """Close the connections quiet longest, and doing nothing, until fewer than ``limit``
+    remain: so a new connection (a probe) is always accepted."""
+    channels = cast("dict[int, HTTPChannel]", server.active_channels)
+    excess = len(channels) - limit + 1
+    if excess <= 0:
+        return
+    idle = [c for c in channels.values() if not c.requests and not c.total_outbufs_len]
+    for channel in sorted(idle, key=lambda c: c.last_activity)[:excess]:
+        channel.handle_close()

@@ -40,6 +40,7 @@ from rotator.config import VaultAuthSettings
 from rotator.errors import PermanentError, RotatorError, TemporaryError
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue
+from rotator.vault import deadline
 from rotator.vault.errors import VaultAuthError
 
 T = TypeVar("T")
@@ -188,7 +189,8 @@ class TokenKeeper:
         # Told of every failed login and every token found dead (the daemon counts them for
         # the RotatorVaultAuthFailing alert); never of anything secret.
         self._failed = failed
-        # One login or renewal at a time; the other threads wait for its result.
+        # One login or renewal at a time; the other threads wait for its result (a bounded
+        # caller, such as a hook call, no longer than its deadline allows).
         self._lock = threading.Lock()
         # Asking a static token's TTL (lookup-self) only matters to a process that lives long
         # enough to renew it; a bad token still shows up at the first refused call (``blame``).
@@ -204,7 +206,7 @@ class TokenKeeper:
 
     def fresh(self) -> int:
         """Make sure the token is usable now; returns the login generation it belongs to."""
-        with self._lock:
+        with deadline.holding(self._lock):
             lease = self._lease
             if lease is None:
                 self._login("first use")
@@ -213,12 +215,12 @@ class TokenKeeper:
             return self._generation
 
     def login(self, reason: str) -> None:
-        with self._lock:
+        with deadline.holding(self._lock):
             self._login(reason)
 
     def replace(self, generation: int, reason: str) -> None:
         """Log in again after a 403, unless another thread already did since ``generation``."""
-        with self._lock:
+        with deadline.holding(self._lock):
             if generation == self._generation:
                 self._login(reason, again=True)
 

@@ -50,6 +50,7 @@ from rotator.config import VaultSettings
 from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue
+from rotator.vault import deadline
 from rotator.vault.auth import LoginSource, TokenKeeper, json_object
 from rotator.vault.clock import SharedClock
 from rotator.vault.errors import (
@@ -362,7 +363,7 @@ class Vault:
             )
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self._attempts),
+            stop=tenacity.stop_after_attempt(self._attempts) | deadline.stop,
             wait=lambda state: full_jitter(
                 state.attempt_number, base=INITIAL_BACKOFF, cap=MAX_BACKOFF
             ),
@@ -376,7 +377,7 @@ class Vault:
                 with attempt:
                     return self._translate.once(operation, path, request)
         except VaultUnavailable as e:
-            e.message += f" Gave up after {self._attempts} attempt(s)."
+            deadline.gave_up(e, self._attempts)
             raise
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
 

@@ -22,6 +22,7 @@ import requests.exceptions
 from rotator.errors import RotatorError, transport_cause
 from rotator.logs import get_logger
 from rotator.redaction import scrub
+from rotator.vault import deadline
 from rotator.vault.auth import json_object
 from rotator.vault.errors import (
     CasConflict,
@@ -83,10 +84,13 @@ NEEDS: Final = {
 
 class JSONAdapter(hvac.adapters.JSONAdapter):
     """hvac's JSON adapter, except that any 5xx hvac has no class for (a proxy's 504) counts as
-    a server error rather than an ``UnexpectedError``, so that it is retried."""
+    a server error rather than an ``UnexpectedError``, so that it is retried; and that a request
+    sent within a ``rotator.vault.deadline`` bound waits no longer than the time it has left."""
 
     def request(self, *args: Any, **kwargs: Any) -> requests.Response | dict[Any, Any]:
         wants_errors = kwargs.pop("raise_exception", True) and not self.ignore_exceptions
+        configured = getattr(self, "_kwargs", {}).get("timeout") or 30.0  # hvac's Client(timeout)
+        kwargs["timeout"] = deadline.request_timeout(configured)
         answer = super().request(*args, raise_exception=False, **kwargs)
         # JSONAdapter turns exactly the 200s with a JSON body into a dict.
         _answer.status = answer.status_code if isinstance(answer, requests.Response) else 200

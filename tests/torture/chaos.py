@@ -1,6 +1,9 @@
 """Races and faults: several daemons, a CronJob loop and rotate-now calls on the same targets,
 actors SIGKILLed and SIGSTOPped at random (a paused holder wakes up after its lease expired),
-Intercom misbehaving, Vault stopped and restarted, and consumers signing throughout."""
+Intercom misbehaving, Vault stopped and restarted, and consumers signing throughout. With
+``slow_clients``, the first daemon is never killed or paused: slow clients (silent and dribbling
+sockets) hold connections to its server while it rotates, and its /healthz and /readyz are
+probed throughout; each must answer within a second."""
 
 from __future__ import annotations
 
@@ -8,10 +11,12 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _load import HealthWatch, SlowClients
 from lab import Consumer, Lab, Target
 
 from rotator.demo.openbao import free_port
@@ -31,6 +36,7 @@ class Actor:
     skew: str | None = None
     process: subprocess.Popen[str] | None = None
     paused_until: float = 0.0
+    steady: bool = False  # never killed or paused: the one the slow clients and probes load
 
     @property
     def hook(self) -> str | None:
@@ -47,6 +53,7 @@ class Chaos:
     vault_restart_every: float | None = None
     vault_down_for: float = 3.0
     rotate_now_every: float = 2.0
+    slow_clients: bool = False
     extra: list[str] = field(default_factory=list)
 
 
@@ -100,7 +107,11 @@ class Storm:
             self.configs[tag] = lab.write_config(
                 lab.workdir / f"{tag}.toml", targets, schedule="2s", grace="30s", listen_port=port
             )
-            self.actors.append(Actor(tag, ("run",), port=port, skew=SKEWS[i % len(SKEWS)]))
+            steady = chaos.slow_clients and i == 0
+            skew = SKEWS[i % len(SKEWS)]
+            self.actors.append(Actor(tag, ("run",), port=port, skew=skew, steady=steady))
+        self.slow: SlowClients | None = None
+        self.watch: HealthWatch | None = None
         self.cron_config = lab.write_config(
             lab.workdir / "cron.toml", targets, schedule="2s", grace="30s"
         )
@@ -128,6 +139,13 @@ class Storm:
             )
         for thread in [*self.consumers, *self.loops]:
             thread.start()
+        steady = next((a for a in self.actors if a.steady), None)
+        if steady is not None and steady.port is not None and steady.hook is not None:
+            self.watch = HealthWatch(steady.hook)
+            self.watch.start()
+            # Connecting needs the server up: the watch's first answer says it is.
+            if _until(lambda w=self.watch: w.probes > 0, 30):
+                self.slow = SlowClients(steady.port, silent=16, dribbling=16)
 
     def rage(self, rotations: int, deadline: float) -> None:
         lab, chaos = self.lab, self.chaos
@@ -164,6 +182,17 @@ class Storm:
 
     def calm(self) -> None:
         self.stop.set()
+        if self.slow is not None:
+            self.slow.close()
+        if self.watch is not None:
+            self.watch.stop.set()
+            self.watch.join(10)
+            stats = self.lab.stats
+            stats.health_probes += self.watch.probes
+            stats.health_worst = max(stats.health_worst, self.watch.worst)
+            stats.health_slow += len(self.watch.over_budget)
+            for slow in self.watch.over_budget[:10]:
+                self.lab.violate(f"health: a probe of the loaded daemon took too long: {slow}")
         for actor in self.actors:
             _end(actor)
         for consumer in self.consumers:
@@ -209,8 +238,19 @@ def _rotate_now_loop(
         )
 
 
+def _until(condition: Callable[[], bool], timeout: float) -> bool:
+    """Wait for something a real process does; False if it did not happen in time."""
+    waited = threading.Event()
+    ends = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > ends:
+            return False
+        waited.wait(0.1)
+    return True
+
+
 def _kill_one(lab: Lab, actors: list[Actor], configs: dict[str, Path]) -> None:
-    actor = lab.rng.choice(actors)
+    actor = lab.rng.choice([a for a in actors if not a.steady])
     if actor.process is None:
         return
     actor.process.send_signal(signal.SIGKILL)
@@ -222,7 +262,7 @@ def _kill_one(lab: Lab, actors: list[Actor], configs: dict[str, Path]) -> None:
 
 
 def _pause_one(lab: Lab, actors: list[Actor]) -> None:
-    running = [a for a in actors if a.process is not None and not a.paused_until]
+    running = [a for a in actors if a.process is not None and not a.paused_until and not a.steady]
     if not running:
         return
     actor = lab.rng.choice(running)

@@ -58,6 +58,9 @@ class Stats:
     kills: int = 0
     pauses: int = 0
     vault_restarts: int = 0
+    health_probes: int = 0
+    health_worst: float = 0.0
+    health_slow: int = 0
 
 
 class Lab:

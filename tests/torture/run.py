@@ -9,6 +9,9 @@ races (three daemons, a CronJob loop and rotate-now calls on the same targets, w
 SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
 429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
 Consumers sign and verify every 50 ms throughout, confirming each new secret once reloaded.
+One daemon per chaos run is never killed or paused: 32 slow clients (silent and dribbling)
+hold connections to its server while it rotates, and its /healthz and /readyz must answer
+every probe within a second.
 Invariants I1-I6 are checked along the way (see lab.py). On any violation the run's seed,
 events, outputs and Intercom audit are kept in the work directory, whose path is printed.
 """
@@ -103,7 +106,7 @@ def _races(lab: Lab, round_number: int, *, quick: bool) -> None:
     run_chaos(
         lab,
         targets,
-        Chaos(daemons=3),
+        Chaos(daemons=3, slow_clients=True),
         rotations=50 if quick else 200,
         deadline=time.monotonic() + (240 if quick else 900),
     )
@@ -118,8 +121,14 @@ def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
         lab.run(config, "reconcile")
         if all(lab.consumer_data(t) for t in targets):
             break
+    # A second daemon, never killed or paused, under slow clients while Vault restarts.
     chaos = Chaos(
-        daemons=1, kill_every=8.0, pause_every=12.0, vault_restart_every=15.0, rotate_now_every=4.0
+        daemons=2,
+        kill_every=8.0,
+        pause_every=12.0,
+        vault_restart_every=15.0,
+        rotate_now_every=4.0,
+        slow_clients=True,
     )
     run_chaos(
         lab,
@@ -152,6 +161,9 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
         ("OpenBao restarts", sum(x.vault_restarts for x in s)),
         ("consumer checks", sum(x.consumer_checks for x in s)),
         ("consumer failures", sum(x.consumer_failures for x in s)),
+        ("health probes under load", sum(x.health_probes for x in s)),
+        ("worst health probe", f"{max(x.health_worst for x in s):.3f}s"),
+        ("health probes over 1 s", sum(x.health_slow for x in s)),
         ("stuck runs", sum(x.stuck for x in s)),
         ("invariant violations", len(violations)),
         ("seconds", results["seconds"]),
