@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from rotator.core import machine, transitions
+from rotator.core.adoption import in_progress
 from rotator.core.confirmation import confirm
 from rotator.core.observation import (
     LIST_LAG_TOLERANCE,
@@ -704,3 +705,26 @@ def test_an_emergency_about_a_secret_since_replaced_is_an_ordinary_request():
     started = machine.step(record, observe(record), NOW)
     assert isinstance(started.action, Create)
     assert not started.record.emergency
+
+
+def test_an_adoption_replaces_only_an_adoption_still_awaiting_its_rollout():
+    """A second adoption may replace one awaiting its rollout, never one that retires or one an
+    operator made an emergency: replacing it forgot the leaked secret it was retiring, which
+    stayed current. Found by the simulation (an emergency, then a second `adopt`)."""
+    adopting = transitions.adopting(
+        idle(),
+        "77",
+        now=NOW,
+        grace=timedelta(hours=1),
+        rotation_id="adopt-1",
+        version=3,
+        fingerprint=None,
+    )
+    assert in_progress(adopting) is None
+    emergency = replace(adopting, emergency=True)
+    retiring = replace(emergency, phase=Phase.RETIRING, old_ids=(emergency.current_id,))
+    blocked = transitions.blocked(retiring, "Intercom refused")
+    for refused in (emergency, retiring, blocked):
+        problem = in_progress(refused)
+        assert problem is not None
+        assert "adopt-1" in problem

@@ -341,3 +341,33 @@ def test_the_real_reconciler_keeps_every_invariant_in_the_simulated_world():
     print(f"simulation: {summary()}")  # noqa: T201 - the figures of the run, with -s
     assert ran["rotations"] > 0, "the simulation rotated nothing"
     assert ran["deletes"] > 0, "the simulation deleted nothing"
+
+
+def test_a_second_adoption_does_not_undo_an_emergency_retirement():
+    """The interleaving the simulation found, replayed: `adopt`, then an emergency that starts
+    retiring the leaked secret, then another process's `adopt`; the second adoption is refused,
+    so the leaked secret is retired as the emergency said and no invariant breaks. Break: the
+    second adoption replaced the retiring one, and the pending DELETE then struck a secret the
+    record had made current again, with no emergency and no rollout (I7)."""
+    state = Simulation()
+    state.setup(
+        seed=0,
+        skews=[0.0, 0.0, 0.0],
+        provisioned=False,
+        commands=["pass", "adopt", "emergency"],
+        disruptions=["crash"],
+    )
+    for _ in range(11):
+        state.start(actor="a", pick=0, right=False, steps=0)
+    for actor, pick, right, steps in [
+        ("a", 0, False, 10),  # the first secret, 100
+        ("a", 1, True, 7),  # adopt 101
+        ("a", 14, False, 6),  # emergency: retiring 100, its DELETE not sent yet
+        ("b", 1, True, 7),  # another adopt
+        ("a", 0, False, 1),  # the DELETE of 100
+    ]:
+        state.start(actor=actor, pick=pick, right=right, steps=steps)
+        state.nothing_broke()
+    state.teardown()
+    assert not state.watch.violations
+    assert not state.world.live("100")

@@ -72,9 +72,14 @@ def material_problem(raw: bytes) -> str | None:
 
 def in_progress(record: Record | None) -> str | None:
     """Why ``record`` cannot take an adoption now; ``None`` when it can."""
-    if record is None or not record.rotating or record.adoption:
+    if record is None or not record.rotating:
         return None
     phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
+    if record.adoption and phase is Phase.AWAITING_ROLLOUT and not record.emergency:
+        # An adoption still waiting for its rollout: this one settles what consumers hold
+        # instead. Not one that retires (its old secrets would be forgotten, live) nor one an
+        # operator made an emergency (the leaked secret would stay current).
+        return None
     return (
         f"rotation {record.rotation_id} of target {record.target} is in progress "
         f"({record.phase.value}"

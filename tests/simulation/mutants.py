@@ -74,11 +74,11 @@ MUTANTS: dict[str, list[Edit]] = {
         ),
         (
             "core/transitions.py",
-            """        deadline=at + grace,
+            """        deadline=shifted(at, grace),
         confirmed_at=None,
         confirmed_by=None,
         known_ids=record.remember_id(record.pending_id),""",
-            """        deadline=at + grace,
+            """        deadline=shifted(at, grace),
         known_ids=record.remember_id(record.pending_id),""",
         ),
     ],
@@ -87,11 +87,11 @@ MUTANTS: dict[str, list[Edit]] = {
     "4-stale-confirmation": [
         (
             "core/transitions.py",
-            """        deadline=at + grace,
+            """        deadline=shifted(at, grace),
         confirmed_at=None,
         confirmed_by=None,
         known_ids=record.remember_id(record.pending_id),""",
-            """        deadline=at + grace,
+            """        deadline=shifted(at, grace),
         known_ids=record.remember_id(record.pending_id),""",
         ),
         (
