@@ -72,8 +72,8 @@ def config(cli: Cli, **values: str) -> dict[str, str]:
 def test_a_block_on_an_intercom_refusal_says_blocked_once(cli):
     """A one-shot command whose pass is blocked by Intercom (a token without the write scope)
     prints `web: blocked …` without a doubled `blocked: blocked:`. Observed: `web: blocked
-    r…: blocked: The Intercom token lacks the scope …` (item 17 was fixed only for drift)."""
-    cli.provision()
+    r…: blocked: The Intercom token lacks the scope …` (item 17 was fixed only for drift).
+    The target has no record yet: the read-only token is the only one it knows."""
     cli.emulator.emulator.add_token(Token.parse("review-read-only:read"))
     env = {**cli.env, "INTERCOM_TOKEN": "review-read-only"}
     result = cli.run("rotate-now", "web", env=env)
@@ -224,3 +224,22 @@ def test_a_vault_held_intercom_token_with_a_trailing_newline_blocks_nothing(cli)
     record, _ = state(cli)
     assert record is None or record["phase"] != "blocked", record
     assert not re.search(r"web: blocked", result.stdout), output
+
+
+def test_an_operator_token_without_the_write_scope_does_not_block_the_target(cli):
+    """A rotate-now run with a read-only token of the same workspace fails that command and
+    leaves the target unblocked: the token the record is bound to (the daemon's) rotates on
+    without `resume`. Observed: the shell's token blocked the shared record."""
+    current = cli.provision()
+    cli.emulator.emulator.add_token(Token.parse("review-read-only:read"))
+    env = {**cli.env, "INTERCOM_TOKEN": "review-read-only"}
+    result = cli.run("rotate-now", "web", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Intercom refused this process's token" in result.stdout + result.stderr
+    status = cli.status()
+    assert status["phase"] != "blocked", status
+    assert status["current_secret_id"] == current
+    assert status["lease"] is None  # given back: the working token need not wait for it
+    healthy = cli.run("rotate-now", "web")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert cli.status()["phase"] == "awaiting_rollout"

@@ -27,7 +27,9 @@ from rotator.cli.findings import (
     worst,
 )
 from rotator.cli.leases import read_lease
+from rotator.cli.status import damaged_record_fix
 from rotator.config import TargetSettings
+from rotator.core.record import RecordError
 from rotator.errors import RotatorError
 
 
@@ -47,6 +49,10 @@ def gather(parts: Parts, target: TargetSettings) -> Facts:
         facts = replace(facts, record=store.load(target.name).record)
         if facts.record is not None and facts.record.lease is not None:
             facts = replace(facts, lease=read_lease(parts, target.name))
+    except RecordError as e:
+        # A newer schema's message says to upgrade; the fix line says it too.
+        fix = damaged_record_fix(parts, target.name, e) or "upgrade rotator where it runs"
+        facts = replace(facts, record_error=e, record_fix=fix)
     except RotatorError as e:
         facts = replace(facts, record_error=e)
     try:

@@ -53,6 +53,8 @@ class Facts:
     state_key: str
     record: Record | None = None
     record_error: RotatorError | None = None
+    #: For a record that does not read: how to repair it (``rotator.cli.status``).
+    record_fix: str | None = None
     consumer: ConsumerView | None = None
     consumer_error: RotatorError | None = None
     capabilities: Mapping[str, Sequence[str]] | None = None
@@ -106,11 +108,11 @@ def vault_findings(facts: Facts) -> list[Finding]:
             "vault.kv_v2" if isinstance(error, VaultMountError) else "vault.read",
             "error",
             f"cannot read the {what}: {error}",
-            _vault_fix(error),
+            fix or _vault_fix(error),
         )
-        for what, error in (
-            ("state record", facts.record_error),
-            ("consumers' path", facts.consumer_error),
+        for what, error, fix in (
+            ("state record", facts.record_error, facts.record_fix),
+            ("consumers' path", facts.consumer_error, None),
         )
         if error is not None
     ]

@@ -142,9 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--rotations", type=_positive, metavar="N", help="stop after N completed rotations"
     )
     demo.add_argument(
-        "--schedule", default="20s", help="how often to rotate (default: 20s; at least 1s)"
+        "--schedule",
+        type=_schedule,
+        default="20s",
+        help="how often to rotate: an interval or a 5-field cron line (default: 20s; at least 1s)",
     )
-    demo.add_argument("--grace", default="10s", help="grace period (default: 10s)")
+    demo.add_argument(
+        "--grace", type=_grace, default="10s", help="grace period (default: 10s; at most 365d)"
+    )
     demo.add_argument(
         "--port", type=_port, default=0, help="the Intercom emulator's port (default: any free)"
     )
@@ -234,6 +239,28 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is from 0 to 65535, not {port}")
     return port
+
+
+def _schedule(text: str) -> str:
+    """A schedule the configuration would take (checked here, so the error names the option,
+    not the demo's temporary configuration file)."""
+    from rotator.config.schedule import Schedule
+
+    try:
+        Schedule.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _grace(text: str) -> str:
+    from rotator.config import bounds
+
+    try:
+        bounds.check_seconds(text, *bounds.GRACE_PERIOD)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _positive(text: str) -> int:

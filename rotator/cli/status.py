@@ -23,6 +23,7 @@ from rotator.config import Settings, TargetSettings
 from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.durations import format_duration
+from rotator.errors import RotatorError
 from rotator.vault import VaultUnavailable, deadline
 
 #: Seconds ``status`` may spend reading Vault: a few healthy round trips per target, at most.
@@ -80,8 +81,7 @@ def _one(parts: Parts, settings: Settings, name: str, *, history: bool) -> Targe
         record, consumer = parts.reconciler.record(name)
     except RecordError as e:
         # One unreadable record must not hide the others: it is named, with the fix.
-        where = f"{settings.vault.mount}/{parts.store.key(name)}"
-        return unreadable_status(spec, e, where)
+        return unreadable_status(spec, e, damaged_record_fix(parts, name, e))
     upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
     shown = target_status(spec, record, consumer, upcoming, history=history)
     return with_lease(parts, shown) if record and record.lease else shown
@@ -91,17 +91,32 @@ def _one(parts: Parts, settings: Settings, name: str, *, history: bool) -> Targe
 UNREADABLE = "unknown"
 
 
-def unreadable_status(target: TargetSettings, error: RecordError, where: str) -> TargetStatus:
-    """A target whose record cannot be read, and what to do about it."""
+def damaged_record_fix(parts: Parts, name: str, error: RecordError) -> str:
+    """What to do about a record that does not read (``status`` and ``doctor`` say the same):
+    nothing here for a newer schema (its message says to upgrade); else roll back to the
+    newest version that reads, found by reading them, or start over."""
     if isinstance(error, NewerRecordError):
-        fix = ""  # the message says it: upgrade
-    elif error.version and error.version > 1:
-        fix = (
-            f"if it was edited by hand, restore the last good version: vault kv rollback "
-            f"-version={error.version - 1} {where}"
+        return ""
+    where = f"{parts.settings.vault.mount}/{parts.store.key(name)}"
+    good = None
+    if error.version is not None and error.version > 1:
+        try:
+            good = parts.store.last_good_version(name, below=error.version)
+        except RotatorError:  # the advice below still holds; the read is only a refinement
+            good = None
+    if good is not None:
+        return (
+            f"if it was edited by hand, restore the last version that reads (version {good}): "
+            f"vault kv rollback -version={good} {where}"
         )
-    else:
-        fix = f"if it was edited by hand, delete it to start over: vault kv metadata delete {where}"
+    return (
+        "if it was edited by hand and no earlier version reads, delete it to start over: "
+        f"vault kv metadata delete {where}"
+    )
+
+
+def unreadable_status(target: TargetSettings, error: RecordError, fix: str) -> TargetStatus:
+    """A target whose record cannot be read, and what to do about it."""
     reason = f"{error.message.rstrip('.')}; {fix}" if fix else error.message
     return TargetStatus(
         name=target.name,

@@ -91,7 +91,7 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
         if not asked:
-            return _settle(_rest(record, f"blocked: {record.blocked_reason}"), obs)
+            return _settle(_rest(record, record.blocked_reason or "blocked"), obs)
         record = resumed(record, obs.consumer)
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
         why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
@@ -347,7 +347,7 @@ def _complete(record: Record, obs: Observation, now: datetime) -> Decision:
 
 
 def _blocked(record: Record, _obs: Observation, _now: datetime) -> Decision:  # pragma: no cover
-    return _rest(record, f"blocked: {record.blocked_reason}")
+    return _rest(record, record.blocked_reason or "blocked")
 
 
 # The transition table: one handler per phase, each returning the next decision.
@@ -396,7 +396,7 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
 def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
     if failure.permanent:
         blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
-        return _rest(blocked, f"blocked: {failure.message}")
+        return _rest(blocked, failure.message)  # the phase says "blocked" already
     attempts = record.attempts + 1
     wait = exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
     if failure.delay is not None and failure.delay > wait:  # NaN is never greater
@@ -409,7 +409,7 @@ def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
 
 
 def _block(record: Record, reason: str) -> Decision:
-    return _rest(t.blocked(record, reason), f"blocked: {reason}")
+    return _rest(t.blocked(record, reason), reason)
 
 
 def _create(record: Record, obs: Observation, reason: str) -> Decision:

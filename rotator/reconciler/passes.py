@@ -46,7 +46,11 @@ from rotator.core.observation import (
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError, PermanentError, RotatorError, TemporaryError
 from rotator.failpoints import failpoint
-from rotator.intercom.errors import CreateOutcomeUnknown, IntercomPermissionError
+from rotator.intercom.errors import (
+    CreateOutcomeUnknown,
+    IntercomAuthError,
+    IntercomPermissionError,
+)
 from rotator.intercom.models import DeleteOutcome, Platforms
 from rotator.logs import get_logger
 from rotator.reconciler.clients import IntercomClients
@@ -158,6 +162,9 @@ class Pass:
         self.target = target
         self._command = command
         self._stop = stop
+        #: Set once gathered: whether the record was bound to another token than this
+        #: process's (``_local_refusal``).
+        self._bound_elsewhere = False
 
     def run(self) -> TargetReport:
         for _ in range(_RESTARTS):
@@ -189,6 +196,11 @@ class Pass:
         record = stored or initial_record(policy, consumer, now)
         if stored is None and self._command is not None:
             command = self._command(record)
+        bound = record.binding
+        self._bound_elsewhere = bound is not None and (bound.endpoint, bound.workspace) != (
+            mine.endpoint,
+            mine.workspace,
+        )
         due = is_due(target, record, consumer, now)
         listed, failure = None, None
         wanted = needs_intercom(record, due=due or target.rotate_on_drift, command=command, now=now)
@@ -218,8 +230,24 @@ class Pass:
             raise
         except RotatorError as e:
             self.ports.clients.forget_after(self.target, e)
+            self._local_refusal(e)
             return None, failure_of(e)
         return tuple(LiveSecret(s.id, s.name) for s in listed), None
+
+    def _local_refusal(self, error: RotatorError) -> None:
+        """Intercom refusing this process's token (401, or 403 for a scope) while the record
+        is bound to another token is this process's problem, not the target's: the token that
+        works (the daemon's, say) must not find the target blocked by an operator's shell with
+        a read-only token. ``LocalError``: this process fails, the record is not blocked."""
+        if isinstance(error, IntercomAuthError | IntercomPermissionError) and (
+            self._bound_elsewhere
+        ):
+            raise LocalError(
+                f"target {self.target.name}: Intercom refused this process's token "
+                f"({error}); the target's record was written by a process with "
+                "another token, so it is left as it is: use that token, or one with the scopes "
+                "named here"
+            )
 
     # --- decide, persist, act ------------------------------------------------------------------
 
@@ -246,7 +274,11 @@ class Pass:
             stored = record = decision.record
             if decision.action is None:
                 break
-            result = self._act(record, decision.action)
+            try:
+                result = self._act(record, decision.action)
+            except LocalError:
+                self._let_go(record, version)
+                raise
             if isinstance(result, CreateUnknown):
                 # The answer was lost: look at Intercom before deciding anything (the orphan,
                 # if the list shows it yet, is found by its recorded name). Twice in one
@@ -271,6 +303,22 @@ class Pass:
             held_off=decision.held_off,
             failing=record.attempts > 0 and record.retry_at is not None,
         )
+
+    def _let_go(self, record: Record, version: int) -> None:
+        """Drop our lease when this process gives up on the target: another process (with a
+        token that works) must not wait a whole lease_ttl for it."""
+        if record.lease is None:
+            return
+        try:
+            self.ports.store.write(
+                self.target,
+                record,
+                replace(record, lease=None),
+                version,
+                reason="this process cannot act on the target: lease released",
+            )
+        except RotatorError as e:  # the lease lapses after its ttl anyway
+            log.warning("lease.release_failed", target=self.target.name, error=str(e))
 
     def _act(self, record: Record, action: Action) -> Result:
         target = self.target
@@ -301,6 +349,7 @@ class Pass:
             raise
         except RotatorError as e:
             clients.forget_after(target, e)
+            self._local_refusal(e)
             return failure_of(e)
 
 

@@ -51,9 +51,7 @@ class Released:
                 f"could not release the lease on {name} ({why}): another process takes over "
                 f"once it has sat unchanged for lease_ttl ({lease_ttl:g}s)"
             )
-        return "; ".join(parts) or (
-            "this process holds no lease; the next pass resumes from the last saved step"
-        )
+        return "; ".join(parts) or ("this process held no lease: nothing to release")
 
 
 def release_leases(reconciler: Reconciler, *, timeout: float) -> Released:
@@ -83,7 +81,10 @@ def release_leases(reconciler: Reconciler, *, timeout: float) -> Released:
     }
     kept |= {n: f"Vault did not answer within {timeout:g}s" for n in names if n not in outcome}
     result = Released(released, kept)
-    log.info("lease.released" if not kept else "lease.release_failed", released=released, kept=kept)
+    if kept:  # other processes wait a whole lease_ttl: operators should see it
+        log.warning("lease.release_failed", released=released, kept=kept)
+    else:
+        log.info("lease.released", released=released)
     return result
 
 

@@ -66,6 +66,21 @@ class RecordStore:
             raise type(e)(f"{self.key(name)}: {e.message}", version=entry.version) from None
         return Loaded(record, entry.version)
 
+    def last_good_version(self, name: str, below: int, *, looked: int = 20) -> int | None:
+        """The newest version of ``name``'s record under ``below`` that reads as a record (a
+        hand edit may have been made in several steps); ``None`` if none of the last
+        ``looked`` does."""
+        for version in range(below - 1, max(0, below - 1 - looked), -1):
+            data = self.kv.read(self.key(name), version=version).data
+            if data is None:  # deleted or destroyed: not one to roll back to
+                continue
+            try:
+                Record.from_storage(data)
+            except RecordError:
+                continue
+            return version
+        return None
+
     def write(
         self,
         target: TargetSettings,
@@ -234,17 +249,19 @@ def _fingerprint(secret: object) -> str | None:
 
 def _log_trouble(before: Record | None, after: Record) -> None:
     """A target newly blocked is an error (an operator must act), a failed attempt a warning
-    (it retries by itself): alerting on log levels sees both."""
+    (it retries by itself): alerting on log levels sees both. An idle record still carries
+    the id of its last rotation, which is over: it is not named."""
+    rotation_id = after.rotation_id if after.rotating else None
     if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
         log.error(
             "rotation.blocked",
-            rotation_id=after.rotation_id,
+            rotation_id=rotation_id,
             reason=after.blocked_reason,
         )
     elif after.attempts > (before.attempts if before is not None else 0):
         log.warning(
             "rotation.attempt_failed",
-            rotation_id=after.rotation_id,
+            rotation_id=rotation_id,
             attempt=after.attempts,
             retry_at=after.retry_at.isoformat() if after.retry_at else None,
             error=after.last_error,

@@ -159,14 +159,17 @@ class Vault:
         """Log in now (otherwise done before the first operation)."""
         self._token.login("explicit")
 
-    def read(self, path: str) -> KVEntry:
-        """The latest version of ``path`` (relative to the mount)."""
+    def read(self, path: str, version: int | None = None) -> KVEntry:
+        """The latest version of ``path`` (relative to the mount), or the one named."""
         path = _relative(path)
 
         def read() -> KVEntry:
             try:
                 answer = self._client.secrets.kv.v2.read_secret_version(
-                    path=path, mount_point=self._mount, raise_on_deleted_version=False
+                    path=path,
+                    version=version,
+                    mount_point=self._mount,
+                    raise_on_deleted_version=False,
                 )
             except hvac_errors.InvalidPath as e:
                 # A deleted or destroyed latest version still answers with its metadata.

@@ -120,8 +120,10 @@ class World:
         versions = self.versions.get(path, [])
         return (versions[-1] if versions else None), len(versions)
 
-    def kv_read(self, path: str) -> KVEntry:
+    def kv_read(self, path: str, version: int | None = None) -> KVEntry:
         latest, number = self.latest(path)
+        if version is not None and 0 < version < number:
+            latest, number = self.versions[path][version - 1], version
         if latest is None:
             return KVEntry(None, 0)
         return KVEntry(_copy(latest.data), number, moment(latest.created))
@@ -210,12 +212,12 @@ class ProcessKV:
         if created is not None:
             self.clock.observe(moment(created), received)
 
-    def read(self, path: str) -> KVEntry:
+    def read(self, path: str, version: int | None = None) -> KVEntry:
         self._checkpoint(f"vault read {path}")
         fault = self._world.take_fault("vault.read")
         if fault is not None:
             raise VaultUnavailable(f"simulated: Vault did not answer the read of {path}")
-        entry = self._world.kv_read(path)
+        entry = self._world.kv_read(path, version)
         self._answer(entry.created_time.timestamp() if entry.created_time else None)
         return entry
 
