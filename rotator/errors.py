@@ -97,6 +97,8 @@ _KINDS = (
     ("Timeout", "timed out"),
     ("SSL", "the TLS handshake failed"),
     ("RemoteDisconnected", "the server closed the connection without an answer"),
+    # Ours, before anything was sent (a header value HTTP does not allow), not the peer's.
+    ("LocalProtocolError", "the request could not be formed"),
     ("ProtocolError", "the connection broke off"),
 )
 
