@@ -9,7 +9,9 @@ Every failure that crosses a module boundary is one of these; the libraries' own
     │                                 world (e.g. list secrets) before doing anything else
     └── PermanentError                retrying will not help: an operator must act
         └── LocalError                only this process is wrong (a missing variable, another
-                                      workspace's token): it fails, the shared record is untouched
+            │                         workspace's token): it fails, the shared record is untouched
+            └── SetupError            what the configuration asks of this host cannot be had (its
+                                      listen port is taken): the operator's to fix, exit 2
 
 Adapters subclass these (``rotator.intercom.errors`` for Intercom). Messages are written for
 the operator who reads them in ``status`` or a log line: what happened and what to do. They never
@@ -80,6 +82,12 @@ class LocalError(PermanentError):
     never changes the shared record, where it would stop every other process too."""
 
 
+class SetupError(LocalError):
+    """The configuration asks for something this host cannot give as written: a listen port
+    another process holds, a listen address that names no host. A command exits 2 on it, as on
+    a configuration error: the fix is the operator's (another value, or free the port)."""
+
+
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)")
 _KINDS = (
     ("ConnectTimeout", "the connection timed out"),
@@ -89,6 +97,8 @@ _KINDS = (
     ("Timeout", "timed out"),
     ("SSL", "the TLS handshake failed"),
     ("RemoteDisconnected", "the server closed the connection without an answer"),
+    # Ours, before anything was sent (a header value HTTP does not allow), not the peer's.
+    ("LocalProtocolError", "the request could not be formed"),
     ("ProtocolError", "the connection broke off"),
 )
 

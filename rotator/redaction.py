@@ -7,7 +7,8 @@ Two tools, used together:
   multiprocessing queue by accident), and ``reveal()`` is the single, greppable place where the
   value comes out: at the moment it is sent to Intercom or written to Vault.
 * A process-wide registry of every secret value this process has seen. ``redact_text`` replaces
-  any of them, plus bearer tokens and ``"secret": "..."`` JSON members, in text that is about to
+  any of them, plus bearer tokens, ``"secret": "..."`` JSON members and the user and password of
+  URLs (``hide_userinfo``), in text that is about to
   leave the process (log lines, error messages quoting a remote body). The structlog processor in
   ``rotator.logs`` runs every log event through it.
 
@@ -46,6 +47,17 @@ _JSON_SECRET = re.compile(
 )
 
 
+# The user and password of a URL (``https://user:pass@host``): up to the last ``@`` before the
+# path, since an unencoded ``@`` in a password is still part of it.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/?#\s'\"]+@")
+
+
+def hide_userinfo(text: str) -> str:
+    """``text`` with the user and password of every URL in it shown as ``***``: a base_url or
+    Vault address may carry them, and a URL is printed and logged freely."""
+    return _USERINFO.sub(r"\1***@", text)
+
+
 def register(value: str) -> None:
     """Remember ``value`` so ``redact_text`` removes it wherever it appears."""
     global _lengths_desc, _odd  # noqa: PLW0603 - the registry is process-wide by design
@@ -61,8 +73,9 @@ def register(value: str) -> None:
 
 
 def redact_text(text: str) -> str:
-    """Return ``text`` with every known secret, bearer token and JSON secret member removed."""
-    text = _BEARER.sub(r"\1" + REDACTED, text)
+    """Return ``text`` with every known secret, bearer token, JSON secret member and URL
+    password removed."""
+    text = hide_userinfo(_BEARER.sub(r"\1" + REDACTED, text))
     text = _JSON_SECRET.sub(r"\1" + REDACTED + r"\2", text)
     if _known:
         text = _WORD.sub(_redact_run, text)

@@ -179,3 +179,57 @@ def test_settings_that_work_but_are_probably_not_meant_are_warnings():
     assert long_grace.startswith("targets[2] (and): grace_period 2h is longer than")
     base_url_only = {**TARGET, "base_url": "http://127.0.0.1:4010"}
     assert config_warnings(parse_settings({"vault": VAULT, "targets": [base_url_only]})) == []
+
+
+# --- values of the wrong kind that pydantic would have read as numbers --------------------------
+
+COUNTS = ["daemon.concurrency", "notify.attempts", "server.max_body_bytes"]
+
+
+@pytest.mark.parametrize("key", [key for key, *_ in BOUNDS if key != "targets.schedule"] + COUNTS)
+@pytest.mark.parametrize("value", [True, False])
+def test_a_toml_boolean_is_refused_for_every_duration_and_count(key, value):
+    """`true`/`false` where a duration or a count belongs is refused by key, not read as 1/0."""
+    [problem] = problems(with_value(key, value))
+    assert problem.startswith(f"{error_key(key)}: must be a "), problem
+    assert str(value).lower() in problem, problem
+
+
+def test_a_schedule_that_is_no_text_is_refused_with_what_it_should_be():
+    """`schedule = true` says a schedule is an interval or a cron line, not a Python type."""
+    [problem] = problems(with_value("targets.schedule", True))
+    assert problem.startswith("targets[0] (web).schedule: must be an interval"), problem
+
+
+@pytest.mark.parametrize("line", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4 *"])
+def test_a_cron_line_that_never_fires_is_refused(line):
+    """A cron line naming a day that never comes (31 February) is refused: it would never
+    rotate, where `status` showed the next rotation at 9999-12-31."""
+    [problem] = problems(with_value("targets.schedule", line))
+    assert problem.startswith("targets[0] (web).schedule: "), problem
+    assert "does not fire in the next 1825d (5 years)" in problem, problem
+
+
+def test_a_cron_line_for_a_leap_day_is_accepted():
+    """29 February comes at least once in every five years: that cron line is kept."""
+    settings = parse_settings(with_value("targets.schedule", "0 3 29 2 *"))
+    assert settings.targets[0].schedule.cron == "0 3 29 2 *"
+
+
+@pytest.mark.parametrize(
+    "listen", ["256.1.1.1:8080", "1.2.3:8080", "[::g]:8080", "bad_host!:8080", "-a.example:80"]
+)
+def test_a_listen_host_that_cannot_be_an_address_is_refused(listen):
+    """A listen host that is no valid IP literal nor host name is a config error, by key."""
+    [problem] = problems(with_value("server.listen", listen))
+    assert problem.startswith("server.listen: "), problem
+    assert "neither an IP address nor a host name" in problem, problem
+
+
+@pytest.mark.parametrize(
+    "listen", ["0.0.0.0:8080", "127.0.0.1:0", "[::]:8080", "[::1]:9", "localhost:80", "rotator:80"]
+)
+def test_a_listen_address_or_name_is_accepted(listen):
+    """IP literals (v4 and bracketed v6) and host names pass; whether a name resolves is known
+    only when `run` listens."""
+    assert parse_settings(with_value("server.listen", listen)).server.listen == listen

@@ -264,3 +264,85 @@ def test_the_emergency_prompt_without_any_stdin_is_refused(provisioned, env, emu
     assert "Traceback" not in result.stdout + result.stderr
     assert rotator(env, "--config", str(config), "status", "--json").stdout == before
     assert len(emulator.store.all()) == 1
+
+
+# --- review of issue 10: what the configuration names, and where it is ----------------------------
+
+
+def test_an_empty_config_option_is_refused_not_replaced_by_the_variable(tmp_path, env):
+    """`--config ""` is a usage error (exit 2) naming --config, not a silent fall-back to
+    $ROTATOR_CONFIG (a script whose variable came out empty would check another file)."""
+    result = rotator(
+        {**env, "ROTATOR_CONFIG": str(tmp_path / "other.toml")}, "--config", "", "check-config"
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--config" in result.stderr
+    assert "the path is empty" in result.stderr
+    assert "other.toml" not in result.stderr
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "/dev/null", "directory"])
+def test_a_config_path_that_is_not_a_regular_file_is_refused(tmp_path, env, path):
+    """A device (`/dev/zero` was read forever) or a directory is refused at once, exit 2."""
+    if path == "directory":
+        path = str(tmp_path)
+    result = rotator(env, "--config", path, "check-config")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "not a regular file" in result.stderr
+
+
+def test_a_config_file_larger_than_a_mebibyte_is_refused(tmp_path, vault_settings, env):
+    """A configuration file past 1 MiB is refused with its size limit, not parsed."""
+    config = write_config(tmp_path, vault_settings, "http://127.0.0.1:9")
+    config.write_text(config.read_text() + "#" * (1024 * 1024) + "\n")
+    result = rotator(env, "--config", str(config), "check-config")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "larger than 1 MiB" in result.stderr
+
+
+def test_a_password_in_base_url_is_never_printed(tmp_path, vault_settings, env):
+    """check-config, a pass failing on that Intercom (with the client's debug logs) and status
+    show the base_url with its user and password as `***@`."""
+    password = "pw-" + uuid.uuid4().hex
+    config = write_config(tmp_path, vault_settings, f"http://ops:{password}@127.0.0.1:9")
+    checked = rotator(env, "--config", str(config), "check-config")
+    assert checked.returncode == 0, checked.stderr
+    assert "http://***@127.0.0.1:9" in checked.stdout
+    passed = rotator(env, "--config", str(config), "--log-level", "debug", "reconcile")
+    assert passed.returncode == 1, passed.stdout + passed.stderr
+    assert "127.0.0.1:9" in passed.stdout + passed.stderr
+    shown = rotator(env, "--config", str(config), "status", "--json")
+    for result in (checked, passed, shown):
+        assert password not in result.stdout + result.stderr
+
+
+def test_a_listen_name_that_does_not_resolve_is_a_config_error_at_run(
+    tmp_path, vault_settings, env
+):
+    """`rotator run` whose listen host names nothing (`nosuchhost.invalid`) exits 2 in our
+    words, with no traceback: only `run` can find that out."""
+    config = write_config(tmp_path, vault_settings, "http://127.0.0.1:9")
+    config.write_text(config.read_text().replace("127.0.0.1:0", "nosuchhost.invalid:8080"))
+    assert rotator(env, "--config", str(config), "check-config").returncode == 0
+    result = rotator(env, "--config", str(config), "run")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "'nosuchhost.invalid' does not resolve to an address" in result.stderr
+    assert "internal error" not in result.stdout + result.stderr
+
+
+def test_blank_vault_and_notify_variables_count_as_unset(tmp_path, env):
+    """A variable holding only whitespace (an AppRole secret id, a webhook URL) is refused like
+    an unset one, by key, without its value."""
+    config = tmp_path / "blank.toml"
+    config.write_text(
+        '[vault]\naddress = "http://127.0.0.1:9"\n'
+        '[vault.auth]\nmethod = "approle"\nrole_id = "r"\nsecret_id_env = "SECRET_ID"\n'
+        '[[notify.webhooks]]\nurl_env = "SLACK_URL"\n'
+        '[[targets]]\nname = "web"\ntoken_env = "INTERCOM_TOKEN"\nsecret_name = "W"\n'
+        'vault_path = "apps/web"\n'
+    )
+    blank = {**env, "SECRET_ID": " \n", "SLACK_URL": "\t"}
+    result = rotator(blank, "--config", str(config), "check-config")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "vault.auth: $SECRET_ID holds only whitespace" in result.stderr
+    assert "notify.webhooks[0].url_env: $SLACK_URL holds only whitespace" in result.stderr

@@ -8,6 +8,7 @@ import inspect
 import json
 import pickle
 import random
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,13 @@ import httpx
 import pytest
 from _contract import Contract, ContractTransport
 
-from rotator.errors import OutcomeUnknownError, PermanentError, RotatorError, TemporaryError
+from rotator.errors import (
+    LocalError,
+    OutcomeUnknownError,
+    PermanentError,
+    RotatorError,
+    TemporaryError,
+)
 from rotator.intercom import (
     REGION_BASE_URLS,
     CreateOutcomeUnknown,
@@ -515,3 +522,33 @@ def test_error_bodies_are_truncated_and_redacted(mock_client):
     assert "[REDACTED]" in message
     assert len(message) < 600
     assert "more characters" in message
+
+
+@pytest.mark.parametrize("token", [TOKEN + "\n", TOKEN + "\x00x", TOKEN + "é", TOKEN + " "])
+def test_a_token_no_header_can_carry_is_this_process_error_not_the_network(token):
+    """A token with a newline, a control or a non-ASCII character inside it stops the request
+    before it leaves: a LocalError saying so (no block of the shared record), never "the
+    connection broke off", and the token is not quoted."""
+    with socket.socket() as listening:  # connections are accepted by the kernel: no server
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        with (
+            pytest.raises(LocalError) as caught,  # when it is made, or at its first request
+            IntercomClient(token, base_url=url, sleep=lambda _: None) as client,
+        ):
+            client.list_secrets()
+    message = str(caught.value)
+    assert "a header value holds what HTTP does not allow" in message
+    assert "broke off" not in message
+    assert TOKEN not in message
+
+
+def test_a_password_in_base_url_stays_out_of_messages():
+    """An error naming a base_url with a user and password shows them as `***@`."""
+    url = "http://ops:hunter2-password@127.0.0.1:9"
+    client = IntercomClient(TOKEN, base_url=url, sleep=lambda _: None)
+    with client, pytest.raises(IntercomUnavailable) as caught:
+        client.list_secrets()
+    assert "http://***@127.0.0.1:9" in str(caught.value)
+    assert "hunter2" not in str(caught.value) + repr(client)

@@ -318,3 +318,32 @@ def test_adopt_says_what_a_hook_only_target_will_do_with_the_secret_it_displaces
     assert "retired once a confirmation arrives" in message
     assert "no grace period applies" in message
     assert "after the grace period" not in message
+
+
+@pytest.mark.parametrize(
+    ("stored", "says"),
+    [
+        (" \n", "holds only whitespace"),
+        (
+            INTERCOM_EMULATOR_TOKEN + "\nsecond-line",
+            "holds a token with a control or non-ASCII character",
+        ),
+    ],
+)
+def test_a_vault_held_token_no_request_can_carry_exits_2_by_key(cli, stored, says):
+    """A token_vault value that is blank, or has a newline inside it, is refused before
+    anything is written (exit 2), naming the Vault key and never the value; it once went out,
+    failed as "the connection broke off" and blocked the shared record."""
+    vault = Vault(cli.vault_settings, environ={"VAULT_TOKEN": cli.openbao.root_token})
+    try:
+        vault.write(f"{cli.state}-creds/intercom", {"token": stored}, cas=0)
+    finally:
+        vault.close()
+    env = two_targets(cli, app_token=f'token_vault = "{cli.state}-creds/intercom#token"')
+    result = cli.run("reconcile", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"target app: token_vault {cli.state}-creds/intercom#token" in result.stderr
+    assert says in result.stderr
+    assert "second-line" not in result.stdout + result.stderr
+    assert state(cli, "web") == (None, 0)
+    assert state(cli, "app") == (None, 0)

@@ -7,8 +7,10 @@ import copy
 import json
 import logging
 
+import httpx
 import pytest
 
+from rotator.errors import transport_cause
 from rotator.intercom import CreateOutcomeUnknown, IntercomAuthError, Platforms
 from rotator.logs import get_logger, redact
 from rotator.redaction import REDACTED, SecretValue, redact_text, register, scrub
@@ -39,6 +41,29 @@ def test_patterns_are_redacted_without_registration():
     assert "abc.def.ghi" not in cleaned
     assert "unregistered-material" not in cleaned
     assert '"name": "ok"' in cleaned
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("http://ops:pa55@host:9/x", "http://***@host:9/x"),
+        ("at 'https://u:p@ss@h/a' and mail a@b", "at 'https://***@h/a' and mail a@b"),
+        ("https://api.intercom.io/x@y", "https://api.intercom.io/x@y"),
+    ],
+)
+def test_the_user_and_password_of_a_url_are_redacted(text, shown):
+    """A URL's user and password (an unencoded `@` in it too) become `***`; an `@` in a path
+    or elsewhere in the text stays."""
+    assert redact_text(text) == shown
+
+
+def test_a_request_our_side_could_not_form_is_not_called_a_broken_connection():
+    """httpx's LocalProtocolError (an illegal header value) is not "the connection broke off":
+    nothing was sent, and the network is not to blame."""
+    assert transport_cause(httpx.LocalProtocolError("Illegal header value b'x\\n'")) == (
+        "the request could not be formed"
+    )
+    assert transport_cause(httpx.RemoteProtocolError("peer closed")) == "the connection broke off"
 
 
 def test_short_values_are_not_registered():

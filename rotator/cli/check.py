@@ -1,11 +1,11 @@
 """``rotator check-config``: the configuration, and what this process needs to act on it.
 
 ``missing_environment`` lists each variable or file the configuration names that this process
-does not have (or whose hook credential is too weak to use), by TOML key; ``check-config`` prints
-it, and every verb that acts refuses to start without what it needs (``preflight``, exit 2)
-rather than fail half-way, after it wrote to a record other processes share. Warnings
-(``rotator.config.advice``: accepted, but probably not meant) are printed too, and leave the
-exit code at 0.
+does not have (a variable holding only whitespace is as good as unset), or whose hook
+credential is too weak to use, by TOML key; ``check-config`` prints it, and every verb that acts
+refuses to start without what it needs (``preflight``, exit 2) rather than fail half-way, after
+it wrote to a record other processes share. Warnings (``rotator.config.advice``: accepted, but
+probably not meant) are printed too, and leave the exit code at 0.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from rotator.config import (
 from rotator.config.bounds import credential_problem
 from rotator.durations import format_duration
 from rotator.errors import LocalError, TemporaryError
+from rotator.redaction import hide_userinfo
 
 
 def check_config(ctx: Context) -> int:
@@ -38,7 +39,7 @@ def check_config(ctx: Context) -> int:
     for t in settings.targets:
         source = f"${t.token_env}" if t.token_env else f"vault:{t.token_vault}"
         print(
-            f"  {t.name}: {t.endpoint} secret {t.secret_name!r} -> "
+            f"  {t.name}: {hide_userinfo(t.endpoint)} secret {t.secret_name!r} -> "
             f"{settings.vault.mount}/{t.vault_path}; {t.schedule.describe()}, "
             f"grace {format_duration(t.grace_period)}, confirmation {t.confirmation}, "
             f"token {source}"
@@ -71,6 +72,19 @@ def acting(
     targets = settings.targets if names is None else [settings.target(n) for n in names]
     with ctx.open(settings, **parts) as opened:
         preflight(opened, ctx.environ, targets, server=server)
+        yield opened
+
+
+@contextmanager
+def reading(ctx: Context, settings: Settings) -> Iterator[Parts]:
+    """The parts of a verb that reads (``status``, ``doctor``), once the Vault credentials the
+    configuration names are there: without them it is a configuration error (exit 2), as for
+    the verbs that act, not a Vault failure (exit 1). What Intercom needs is not required: a
+    finding or a status line says what is missing there."""
+    problems = _missing_for_vault(settings, ctx.environ)
+    if problems:
+        raise ConfigError("environment", problems)
+    with ctx.open(settings) as opened:
         yield opened
 
 
@@ -111,13 +125,13 @@ def missing_environment(
     for i, t in enumerate(settings.targets):
         if targets is not None and t not in targets:
             continue
-        if t.token_env and not (environ.get(t.token_env) or "").strip():
-            problems.append(f"targets[{i}] ({t.name}).token_env: ${t.token_env} is not set")
+        if t.token_env and not _is_set(environ, t.token_env):
+            problems.append(f"targets[{i}] ({t.name}).token_env: {_unset(environ, t.token_env)}")
     if server:
         for key, what in (("hook_token_env", "hook token"), ("hook_hmac_key_env", "HMAC key")):
             name = getattr(settings.server, key)
             value = environ.get(name) if name else None
-            if name and not value:
+            if name and not value:  # a blank one is refused below, by the credential rules
                 problems.append(f"server.{key}: ${name} is not set")
             elif value and (problem := credential_problem(value, what)):
                 problems.append(f"server.{key}: ${name}: {problem}")
@@ -127,11 +141,11 @@ def missing_environment(
 def _missing_for_vault(settings: Settings, environ: Mapping[str, str]) -> list[str]:
     problems = []
     auth = settings.vault.auth
-    if auth.method == "token" and not auth.token_file and not environ.get(auth.token_env):
-        problems.append(f"vault.auth.token_env: ${auth.token_env} is not set")
+    if auth.method == "token" and not auth.token_file and not _is_set(environ, auth.token_env):
+        problems.append(f"vault.auth.token_env: {_unset(environ, auth.token_env)}")
     for name in (auth.role_id_env, auth.secret_id_env):
-        if auth.method == "approle" and name and not environ.get(name):
-            problems.append(f"vault.auth: ${name} is not set")
+        if auth.method == "approle" and name and not _is_set(environ, name):
+            problems.append(f"vault.auth: {_unset(environ, name)}")
     for path in (auth.token_file, auth.role_id_file, auth.secret_id_file):
         if path and not Path(path).is_file():
             problems.append(f"vault.auth: file {path} does not exist")
@@ -143,6 +157,18 @@ def _missing_for_notify(settings: Settings, environ: Mapping[str, str]) -> list[
     for i, hook in enumerate(settings.notify.webhooks):
         for key in ("url_env", "hmac_key_env"):
             name = getattr(hook, key)
-            if name and not environ.get(name):
-                problems.append(f"notify.webhooks[{i}].{key}: ${name} is not set")
+            if name and not _is_set(environ, name):
+                problems.append(f"notify.webhooks[{i}].{key}: {_unset(environ, name)}")
     return problems
+
+
+def _is_set(environ: Mapping[str, str], name: str) -> bool:
+    """Whether ``$name`` holds a value: blank (``VAULT_TOKEN=" "``) is unset, as the adapters,
+    which strip what they read, would find it."""
+    return bool(environ.get(name, "").strip())
+
+
+def _unset(environ: Mapping[str, str], name: str) -> str:
+    if environ.get(name):
+        return f"${name} holds only whitespace"
+    return f"${name} is not set"

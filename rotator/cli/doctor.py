@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from rotator.cli.check import reading
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
 from rotator.cli.findings import (
     Facts,
@@ -31,14 +32,15 @@ from rotator.cli.status import damaged_record_fix
 from rotator.config import TargetSettings
 from rotator.core.record import RecordError
 from rotator.errors import RotatorError
+from rotator.redaction import hide_userinfo
 
 
 def doctor(ctx: Context, name: str | None, *, as_json: bool) -> int:
     settings = ctx.settings()
     names = [settings.target(name).name] if name else [t.name for t in settings.targets]
-    with ctx.open(settings) as parts:
+    with reading(ctx, settings) as parts:
         findings = examine(parts, names)
-    print(render_json(findings) if as_json else render_text(findings))
+    print(hide_userinfo(render_json(findings) if as_json else render_text(findings)))
     return EXIT_NEEDS_OPERATOR if worst(findings) == "error" else EXIT_OK
 
 

@@ -124,13 +124,13 @@ def _interrupted(interrupted: Interrupted) -> int:
 
 def _report(error: Exception) -> int:
     from rotator.config import ConfigError, UnknownTargetError
-    from rotator.errors import RotatorError
+    from rotator.errors import RotatorError, SetupError
     from rotator.redaction import redact_text
 
     if isinstance(error, ConfigError):
         print(f"rotator: {error}", file=sys.stderr)
         return EXIT_USAGE
-    usage = isinstance(error, UnknownTargetError | UsageError)
+    usage = isinstance(error, UnknownTargetError | UsageError | SetupError)
     if isinstance(error, RotatorError):
         print(redact_text(f"rotator: error: {error}"), file=sys.stderr)
         return EXIT_USAGE if usage else EXIT_NEEDS_OPERATOR

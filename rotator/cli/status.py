@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from rotator.cli.check import reading
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
 from rotator.cli.leases import read_lease
 from rotator.config import Settings, TargetSettings
@@ -24,6 +25,7 @@ from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.durations import format_duration
 from rotator.errors import RotatorError
+from rotator.redaction import hide_userinfo
 from rotator.vault import VaultUnavailable, deadline
 
 #: Seconds ``status`` may spend reading Vault: a few healthy round trips per target, at most.
@@ -58,7 +60,7 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
     settings = ctx.settings()
     names = [target] if target else [t.name for t in settings.targets]
     statuses = []
-    with ctx.open(settings) as parts:
+    with reading(ctx, settings) as parts:
         try:
             with deadline.within(STATUS_TIMEOUT):
                 for name in names:
@@ -70,7 +72,8 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
                 operation=e.operation,
             ) from e
     use_json = as_json or not sys.stdout.isatty()
-    print(render_json(statuses) if use_json else render_table(statuses))
+    # A record written before URLs lost their passwords may still quote one in a reason.
+    print(hide_userinfo(render_json(statuses) if use_json else render_table(statuses)))
     troubled = any(s.phase in {"blocked", UNREADABLE} for s in statuses)
     return EXIT_NEEDS_OPERATOR if troubled else EXIT_OK
 

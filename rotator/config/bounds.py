@@ -17,6 +17,11 @@ rotation stayed stuck. Every range is closed, so TOML's ``inf`` and ``nan`` are 
     targets.grace_period          0 .. 365d      a year of two live secrets is plenty; 0 and a
                                                  grace longer than the interval are warnings
 
+A TOML boolean is refused wherever a duration or a count belongs: pydantic would read ``false`` as
+0 and ``true`` as 1, so ``reconcile_interval = false`` would slip under the bound that refuses
+``"0s"``. A cron schedule must fire within the interval's upper bound (1825d) of now: ``0 0 31 2
+*`` (31 February) never does, and the secret would never rotate.
+
 Refused: what cannot work (a 0 timeout, a 0 interval that would spin) or would weaken the hook's
 authentication. Warned about (``rotator.config.advice``): what works as written but is probably not
 meant, such as ``grace_period = "0s"``, which deletes the old secret as soon as the new one is
@@ -52,7 +57,10 @@ MIN_CREDENTIAL_CHARS = 16
 
 def check_seconds(value: Any, low: float, high: float) -> Any:
     """``value`` (a duration text or a number) as seconds, if within ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if isinstance(value, bool):
+        # pydantic would read `false` as 0 s (under every lower bound) and `true` as 1 s.
+        raise ValueError(f'must be a duration such as "30s" or "24h", not {str(value).lower()}')
+    if not isinstance(value, str | int | float):
         return value  # not a duration at all: pydantic says which type it wants
     allowed = f"must be from {describe(low)} to {describe(high)}"
     try:
@@ -63,6 +71,13 @@ def check_seconds(value: Any, low: float, high: float) -> Any:
     if not (math.isfinite(seconds) and low <= seconds <= high):
         raise ValueError(f"{allowed}, not {value!r}")
     return seconds
+
+
+def not_boolean(value: Any) -> Any:
+    """``value`` unchanged, unless it is a TOML boolean where a number belongs (read as 0 or 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {str(value).lower()}")
+    return value
 
 
 def describe(seconds: float) -> str:

@@ -1,6 +1,9 @@
 """Reading the configuration file: where it is, TOML, and every problem at once, by key.
 
-The file is found at ``--config PATH``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``.
+The file is found at ``--config PATH``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``. An
+empty ``--config ""`` is refused rather than read as "not given" (a script whose variable came
+out empty would quietly use another file). The file must be a regular file of at most
+``MAX_CONFIG_BYTES``: ``--config /dev/zero`` once read forever, and a FIFO would block.
 Validation errors become one ``ConfigError`` whose lines name the TOML key of each problem
 (``targets[0] (web).schedule: ...``), so a user fixes them all in one go.
 """
@@ -8,6 +11,7 @@ Validation errors become one ``ConfigError`` whose lines name the TOML key of ea
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,10 +22,14 @@ from rotator.config.settings import ConfigError, Settings
 
 DEFAULT_PATH = Path("rotator.toml")
 CONFIG_ENV = "ROTATOR_CONFIG"
+#: Bytes; a real configuration of a thousand targets is a few hundred kilobytes.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 
 def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> Path:
     """``explicit``, else ``$ROTATOR_CONFIG``, else ``./rotator.toml``."""
+    if explicit is not None and not explicit.strip():
+        raise ConfigError("--config", ["the path is empty: give the configuration file's path"])
     env = os.environ if environ is None else environ
     return Path(explicit or env.get(CONFIG_ENV) or DEFAULT_PATH)
 
@@ -29,7 +37,7 @@ def config_path(explicit: str | None, environ: dict[str, str] | None = None) -> 
 def load_settings(path: Path) -> Settings:
     """Read and validate ``path``; raises ``ConfigError`` listing every problem."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(_read(path))
     except FileNotFoundError:
         raise ConfigError(
             str(path),
@@ -40,6 +48,24 @@ def load_settings(path: Path) -> Settings:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), [f"not valid TOML: {e}"]) from None
     return parse_settings(raw, source=str(path))
+
+
+def _read(path: Path) -> str:
+    """The file's text: refused (``ConfigError``) when it is no regular file, or too large."""
+    # Checked before opening: opening a FIFO waits for a writer.
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise ConfigError(
+            str(path),
+            ["not a regular file (a directory, a device or a pipe): name the TOML file itself"],
+        )
+    with path.open("rb") as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            str(path),
+            [f"larger than {MAX_CONFIG_BYTES // 2**20} MiB: is it the configuration file?"],
+        )
+    return data.decode("utf-8")
 
 
 def parse_settings(raw: dict[str, Any], source: str = "<config>") -> Settings:

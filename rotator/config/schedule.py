@@ -1,5 +1,7 @@
 """When a target is due: an interval (``30d``, ``12h``, ``90m``) or a 5-field cron line, in UTC.
 
+A cron line must fire within the longest interval allowed (1825d) of the time it is read.
+
 Due-times are computed from the persisted time of the last completed rotation, so a CronJob that
 runs every five minutes rotates only when due, and a daemon restart changes nothing. Cron lines
 are parsed by APScheduler's ``CronTrigger`` (imported only when a cron schedule is used).
@@ -35,7 +37,7 @@ class Schedule:
     def parse(cls, text: str) -> Schedule:
         cleaned = " ".join(text.split())
         if len(cleaned.split(" ")) == 5:
-            _trigger(cleaned)  # validates, raising ValueError with APScheduler's reason
+            _fires_soon(cleaned)
             return cls(text=cleaned, cron=cleaned)
         try:
             seconds = parse_duration(cleaned)
@@ -73,7 +75,22 @@ class Schedule:
         return f"cron {self.cron!r} (UTC)"
 
 
-def _trigger(expression: str) -> Any:
+def _fires_soon(expression: str) -> None:
+    """Refuse (``ValueError``) a cron line APScheduler rejects, or one that does not fire
+    within ``MAX_INTERVAL`` of now: ``0 0 31 2 *`` (31 February) is valid to APScheduler and
+    never fires, so the target would never rotate. Bounded by ``end_date``, the search stops
+    there rather than run on to year 9999."""
+    now = datetime.now(UTC)
+    horizon = shifted(now, MAX_INTERVAL)
+    if _trigger(expression, end=horizon).get_next_fire_time(None, now) is None:
+        raise ValueError(
+            f"cron line {expression!r} does not fire in the next {describe(MAX_INTERVAL)}: "
+            "does it name a day that never comes, such as 31 February? The target would "
+            "never rotate"
+        )
+
+
+def _trigger(expression: str, *, end: datetime | None = None) -> Any:
     from apscheduler.triggers.cron import CronTrigger
 
     minute, hour, day, month, weekday = expression.split(" ")
@@ -84,6 +101,7 @@ def _trigger(expression: str) -> Any:
             day=day,
             month=month,
             day_of_week=crontab_weekdays(weekday),
+            end_date=end,
             timezone=UTC,
         )
     except ValueError as e:

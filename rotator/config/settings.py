@@ -13,7 +13,9 @@ listed by ``rotator.config.advice``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Self
 
@@ -53,9 +55,28 @@ def _lowercase(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def listen_host_ok(host: str) -> bool:
+    """An IP address, or a name that could resolve (whether it does is known only at ``run``):
+    ``256.1.1.1`` looks like an address and is none, so getaddrinfo would refuse it there."""
+    if all(ch.isdigit() or ch == "." for ch in host) or ":" in host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+    return all(_HOST_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
 def _schedule(value: Any) -> Any:
     if isinstance(value, str):
         return Schedule.parse(value)
+    if not isinstance(value, Schedule):
+        raise ValueError(
+            f'must be an interval such as "30d" or a 5-field cron line in quotes, not {value!r}'
+        )
     return value
 
 
@@ -145,7 +166,9 @@ class ServerSettings(_Model):
     #: Seconds a signed call stays valid.
     signature_window: Annotated[float, within(bounds.SIGNATURE_WINDOW)] = 300.0
     #: Largest request body accepted, in bytes.
-    max_body_bytes: int = Field(default=64 * 1024, gt=0, le=1024 * 1024)
+    max_body_bytes: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=64 * 1024, gt=0, le=1024 * 1024
+    )
 
     @field_validator("listen")
     @classmethod
@@ -153,6 +176,10 @@ class ServerSettings(_Model):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be HOST:PORT, e.g. 0.0.0.0:8080, not {value!r}")
+        if not listen_host_ok(host.strip("[]")):
+            raise ValueError(
+                f"{host!r} is neither an IP address nor a host name; use e.g. 0.0.0.0:8080"
+            )
         return value
 
     @model_validator(mode="after")
@@ -181,7 +208,9 @@ class DaemonSettings(_Model):
     #: Seconds between reconcile passes (each pass only acts on what is due).
     reconcile_interval: Annotated[float, within(bounds.RECONCILE_INTERVAL)] = 60.0
     #: Targets reconciled at the same time in one pass.
-    concurrency: int = Field(default=8, ge=1, le=256)
+    concurrency: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=8, ge=1, le=256
+    )
     #: Seconds another process waits, by its own clock, before taking over a silent holder.
     lease_ttl: Annotated[float, within(bounds.LEASE_TTL)] = 60.0
 
@@ -238,7 +267,7 @@ class NotifySettings(_Model):
     #: Seconds to wait for one delivery attempt.
     timeout: Annotated[float, within(bounds.NOTIFY_TIMEOUT)] = 5.0
     #: Delivery attempts per notification and webhook, the first included.
-    attempts: int = Field(default=3, ge=1, le=10)
+    attempts: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(default=3, ge=1, le=10)
     #: Seconds a one-shot command waits for queued notifications before it exits.
     flush_timeout: Annotated[float, within(bounds.FLUSH_TIMEOUT)] = 10.0
 

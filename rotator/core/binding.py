@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from rotator.core.observation import LiveSecret
 from rotator.core.record import Binding, Phase, Record
-from rotator.redaction import SecretValue
+from rotator.redaction import SecretValue, hide_userinfo
 
 
 def binding_for(endpoint: str, token: SecretValue, vault_path: str | None = None) -> Binding:
@@ -30,8 +30,11 @@ def binding_for(endpoint: str, token: SecretValue, vault_path: str | None = None
     ``vault_path``: the token never leaves as itself, only as a truncated digest that cannot be
     turned back into it."""
     digest = hashlib.sha256(b"rotator-workspace-v1\0" + token.reveal().encode()).hexdigest()
+    # The record is shared and shown by `status`: a password in base_url stays out of it.
     return Binding(
-        endpoint=endpoint.rstrip("/"), workspace=f"token:{digest[:16]}", vault_path=vault_path
+        endpoint=hide_userinfo(endpoint.rstrip("/")),
+        workspace=f"token:{digest[:16]}",
+        vault_path=vault_path,
     )
 
 

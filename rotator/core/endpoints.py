@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
 
+from rotator.redaction import hide_userinfo
+
 Region = Literal["us", "eu", "au"]
 
 #: The API host of each Intercom region (the contract's ``servers``).
@@ -33,7 +35,8 @@ def resolve_base_url(region: str, base_url: str | None) -> str:
         except ValueError:
             host = None
         if parts.scheme not in {"http", "https"} or not host:
-            raise ValueError(f"base_url must be an http(s) URL with a host, not {base_url!r}")
+            shown = hide_userinfo(base_url)
+            raise ValueError(f"base_url must be an http(s) URL with a host, not {shown!r}")
         if parts.query or parts.fragment:
             raise ValueError("base_url must not carry a query or fragment")
         return base_url.rstrip("/")

@@ -28,7 +28,7 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from rotator.errors import PermanentError
+from rotator.errors import SetupError, transport_cause
 from rotator.hook.app import WSGIApp
 from rotator.logs import get_logger
 
@@ -89,14 +89,22 @@ class HttpServer:
         """Bind and listen (``port=0`` picks a free port), then serve in the background."""
         if self._thread is not None:
             raise RuntimeError("the server was already started")
+        where = f"{self._host}:{self._port}"
         try:
             server = create_server(
                 self._app, self._map, host=self._host, port=self._port, **self._options
             )
-        except OSError as e:
-            raise PermanentError(f"cannot listen on {self._host}:{self._port}: {e}") from e
+        except OSError as e:  # the port taken, an address not on this host: errno in words
+            raise SetupError(
+                f"cannot listen on {where} ([server] listen): {transport_cause(e)}"
+            ) from e
+        except ValueError as e:  # waitress's word for a host getaddrinfo cannot resolve
+            raise SetupError(
+                f"cannot listen on {where} ([server] listen): {self._host!r} does not resolve "
+                "to an address; use an IP address of this host, such as 0.0.0.0 or 127.0.0.1"
+            ) from e
         if isinstance(server, MultiSocketServer):  # pragma: no cover - one host, one socket
-            raise PermanentError(f"{self._host} resolves to several addresses: name one")
+            raise SetupError(f"{self._host} resolves to several addresses: name one")
         self._server = server
         # Remembered now: once stopped, the listening socket (and its name) is gone.
         self._port = int(server.getsockname()[1])

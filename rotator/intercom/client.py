@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Generator
@@ -35,7 +36,7 @@ import tenacity
 import rotator
 from rotator.backoff import full_jitter
 from rotator.core.endpoints import resolve_base_url
-from rotator.errors import RotatorError, transport_cause
+from rotator.errors import LocalError, RotatorError, transport_cause
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
     IntercomProtocolError,
@@ -52,7 +53,7 @@ from rotator.intercom.models import (
 )
 from rotator.intercom.ratelimit import LONGEST_WAIT, server_delay
 from rotator.logs import get_logger
-from rotator.redaction import SecretValue, scrub
+from rotator.redaction import SecretValue, hide_userinfo, scrub
 
 DEFAULT_VERSION: Final = "Preview"
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=5.0)
@@ -70,6 +71,8 @@ _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
 _MISCONFIGURED: Final = (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError)
 # Everything httpx raises; caught so that none of it escapes this module.
 _HTTPX_ERRORS: Final = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict)
+#: What a header value may hold here: printable ASCII (a token or a version never needs more).
+_HEADER_SAFE: Final = re.compile(r"[ -~]+")
 _DELETE_NOT_FOUND_CODES: Final = frozenset({"identity_verification_secret_not_found", "not_found"})
 
 log = get_logger()
@@ -137,6 +140,8 @@ class IntercomClient:
     ) -> None:
         """``observe`` hears of every HTTP attempt (for metrics): never a token or material."""
         self.base_url = resolve_base_url(region, base_url)
+        #: How messages and logs name it: never with a user and password in it.
+        self.shown_url = hide_userinfo(self.base_url)
         self._observe = observe
         self.version = version
         self._retry = retry or RetryPolicy()
@@ -144,6 +149,11 @@ class IntercomClient:
         self._clock = clock
         self._rng = rng or random.Random()
         secret = token if isinstance(token, SecretValue) else SecretValue(token)
+        # httpx would send a non-ASCII letter in the token as UTF-8 (refused as a wrong token),
+        # fail here with its own error for one in the version, and refuse a newline only at
+        # send time; whitespace around a value is refused at send time (`_attempt`).
+        if not all(_HEADER_SAFE.fullmatch(value) for value in (secret.reveal(), version)):
+            raise self._unsendable("make requests")
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=_BearerAuth(secret),
@@ -159,7 +169,7 @@ class IntercomClient:
         )
 
     def __repr__(self) -> str:
-        return f"IntercomClient(base_url={self.base_url!r}, version={self.version!r})"
+        return f"IntercomClient(base_url={self.shown_url!r}, version={self.version!r})"
 
     def __enter__(self) -> Self:
         return self
@@ -253,6 +263,8 @@ class IntercomClient:
             response = self._http.request(method, path, json=body)
         except _HTTPX_ERRORS as e:
             self._observed(operation, "error", started)
+            if isinstance(e, httpx.LocalProtocolError) and "header" in str(e).lower():
+                raise self._unsendable(f"send the {operation} request") from e
             raise self._transport_failure(operation, e) from e
         self._observed(operation, str(response.status_code), started)
         request_id = _request_id(response, None)
@@ -296,20 +308,31 @@ class IntercomClient:
         except Exception:  # a metrics bug must never cost a request
             log.exception("intercom.observe_failed", operation=operation)
 
+    def _unsendable(self, what: str) -> LocalError:
+        """A header value HTTP does not allow (the token or ``intercom_version`` with a newline or
+        a non-ASCII letter) stops every request before it leaves: this process's configuration is
+        wrong, not the network nor Intercom, so it must not block the shared record. The value is
+        not quoted: it may be the token."""
+        return LocalError(
+            f"Cannot {what} to {self.shown_url}: a header value holds what HTTP does not allow "
+            "(whitespace around it, a newline, a control character or a non-ASCII letter). "
+            "Check the Intercom token and intercom_version."
+        )
+
     def _transport_failure(self, operation: Operation, e: Exception) -> Exception:
         detail = scrub(transport_cause(e))
         if isinstance(e, _MISCONFIGURED):
             return IntercomRequestError(
-                f"Cannot send the {operation} request to {self.base_url} ({detail}). "
+                f"Cannot send the {operation} request to {self.shown_url} ({detail}). "
                 "Check base_url/region.",
                 operation=operation,
             )
         unavailable = IntercomUnavailable(
-            f"Could not {operation} secrets at {self.base_url} ({detail}).", operation=operation
+            f"Could not {operation} secrets at {self.shown_url} ({detail}).", operation=operation
         )
         if operation == "create" and not isinstance(e, _NOT_SENT):
             return CreateOutcomeUnknown(
-                f"The create request was sent to {self.base_url} but no answer came back "
+                f"The create request was sent to {self.shown_url} but no answer came back "
                 f"({detail}); the secret may or may not exist. List the secrets to find it by "
                 "name.",
                 operation=operation,

@@ -1,7 +1,8 @@
 """The Intercom clients of every target: one per target, its token read when it is made.
 
-A token comes from an environment variable (``token_env``) or a Vault path (``token_vault``).
-Not finding it is a problem of this process (``LocalError``): it fails the process and never
+A token comes from an environment variable (``token_env``) or a Vault path (``token_vault``),
+the whitespace around it stripped. Not finding it, or finding one that no HTTP header can carry,
+is a problem of this process (``LocalError``): it fails the process and never
 reaches the shared record, where it would stop the healthy daemon too. After Intercom refuses a
 token (401/403) the client is dropped, so the next pass reads the token again: one replaced in
 Vault is picked up without a restart.
@@ -83,7 +84,8 @@ class IntercomClients:
             return self._bindings[target.name]
 
     def token(self, target: TargetSettings) -> SecretValue:
-        """The target's Intercom token; ``LocalError`` when this process cannot find it."""
+        """The target's Intercom token, without the whitespace around it; ``LocalError`` when
+        this process cannot find it, or it cannot be sent."""
         if target.token_env:
             value = self._environ.get(target.token_env)
             if not value or not value.strip():
@@ -91,16 +93,24 @@ class IntercomClients:
                     f"target {target.name}: environment variable {target.token_env} "
                     "(token_env) is not set in this process"
                 )
-            return SecretValue(value.strip())
+            return _sendable(value.strip(), target, f"${target.token_env} (token_env)")
         if target.token_vault is None:  # pragma: no cover - the config requires one of the two
             raise LocalError(f"target {target.name}: no token_env or token_vault")
         path, _, key = target.token_vault.partition("#")
+        source = f"token_vault {path}#{key or 'token'}"
         try:
-            return self._kv.read_value(path, key or "token")
+            value = self._kv.read_value(path, key or "token").reveal()
         except TemporaryError:
             raise
         except RotatorError as e:
             raise LocalError(f"target {target.name}: cannot read its token_vault: {e}") from e
+        # `echo $TOKEN | vault kv put … token=-` stores a trailing newline: stripped, as the
+        # same value in $INTERCOM_TOKEN is, it is the token; kept, no request could carry it.
+        if not value.strip():
+            raise LocalError(
+                f"target {target.name}: {source} holds only whitespace: store the token there"
+            )
+        return _sendable(value.strip(), target, source)
 
     def forget_after(self, target: TargetSettings, error: RotatorError) -> None:
         """After Intercom refused the token (401/403), drop the client: the next pass reads the
@@ -120,3 +130,16 @@ class IntercomClients:
             self._bindings.clear()
         for client in clients:
             client.close()
+
+
+def _sendable(token: str, target: TargetSettings, source: str) -> SecretValue:
+    """``token``, unless a character in it cannot travel in an HTTP header (a control character
+    such as a newline inside it, or a non-ASCII letter): every request would fail before it
+    reached Intercom, which is this process's problem, never a reason to block the record."""
+    if any(not " " <= ch <= "~" for ch in token):
+        raise LocalError(
+            f"target {target.name}: {source} holds a token with a control or non-ASCII "
+            "character in it, which an HTTP header cannot carry: store the token alone, as "
+            "Intercom gave it"
+        )
+    return SecretValue(token)
