@@ -215,6 +215,15 @@ class Record:
         as if it were unbound with no request pending). ``RecordError`` names the problem,
         never a value: the record holds material."""
         version = data.get("schema_version")
+        newer = (
+            isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+        )
+        if version not in {1, SCHEMA_VERSION} and not newer:
+            # Missing, 0, text: not a schema any rotator wrote, so a hand edit (roll back).
+            raise RecordError(
+                f"state record is damaged (schema_version {version!r} is none that rotator "
+                f"writes; this one reads {SCHEMA_VERSION} and 1)"
+            )
         if version not in {1, SCHEMA_VERSION}:
             raise NewerRecordError(
                 f"state record has schema_version {version!r}; this rotator reads "

@@ -245,8 +245,8 @@ class Pass:
             raise LocalError(
                 f"target {self.target.name}: Intercom refused this process's token "
                 f"({error}); the target's record was written by a process with "
-                "another token, so it is left as it is: use that token, or one with the scopes "
-                "named here"
+                "another token, so it is given back as it was: use that token, or one with the "
+                "scopes named here"
             )
 
     # --- decide, persist, act ------------------------------------------------------------------
@@ -262,6 +262,7 @@ class Pass:
         )
         decision = machine.step(record, obs, ports.clock())
         unknown_creates = 0
+        found = gathered.stored  # what this pass may put back if it must give up (_let_go)
         for _ in range(_MAX_STEPS):
             if decision.action is not None and self._stop is not None and self._stop.is_set():
                 # Stopping: persist what was decided, but neither act nor keep the lease.
@@ -277,8 +278,10 @@ class Pass:
             try:
                 result = self._act(record, decision.action)
             except LocalError:
-                self._let_go(record, version)
+                self._let_go(record, version, found)
                 raise
+            if not isinstance(result, Failed):
+                found = None  # something happened at Intercom or in Vault: keep every record
             if isinstance(result, CreateUnknown):
                 # The answer was lost: look at Intercom before deciding anything (the orphan,
                 # if the list shows it yet, is found by its recorded name). Twice in one
@@ -304,18 +307,22 @@ class Pass:
             failing=record.attempts > 0 and record.retry_at is not None,
         )
 
-    def _let_go(self, record: Record, version: int) -> None:
-        """Drop our lease when this process gives up on the target: another process (with a
-        token that works) must not wait a whole lease_ttl for it."""
-        if record.lease is None:
+    def _let_go(self, record: Record, version: int, found: Record | None) -> None:
+        """Give the target back when this process cannot act on it: the record as the pass
+        found it (``found``), if no action of this pass took effect, so that neither its
+        binding nor a step decided with a token that cannot carry it out stays; else the
+        record as it is. Either way without our lease: another process (with a token that
+        works) must not wait a whole lease_ttl for it."""
+        back = replace(found if found is not None else record, lease=None)
+        if back == record:
             return
         try:
             self.ports.store.write(
                 self.target,
                 record,
-                replace(record, lease=None),
+                back,
                 version,
-                reason="this process cannot act on the target: lease released",
+                reason="this process cannot act on the target: given back",
             )
         except RotatorError as e:  # the lease lapses after its ttl anyway
             log.warning("lease.release_failed", target=self.target.name, error=str(e))
