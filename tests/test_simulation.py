@@ -52,6 +52,7 @@ DISRUPTIONS = (
     "restore",
     "vault.read",
     "vault.write",
+    f"vault.write@{CONSUMERS}",  # the store's answer lost (after it applied, or before)
     "intercom.list",
     "intercom.list:empty",
     "intercom.create",

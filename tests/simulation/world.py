@@ -99,10 +99,12 @@ class World:
         self.fresh_count += 1
         return f"{self.rng.getrandbits(40):010x}{self.fresh_count:014x}"
 
-    def take_fault(self, kind: str) -> Fault | None:
-        """The fault this call of ``kind`` meets: one armed for it, or one the weather draws."""
+    def take_fault(self, kind: str, path: str | None = None) -> Fault | None:
+        """The fault this call of ``kind`` meets: one armed for it (or for it on ``path``:
+        ``vault.write@intercom/web`` waits for the consumers' store, however many state writes
+        come first), or one the weather draws."""
         for fault in self.faults:
-            if fault.kind == kind:
+            if fault.kind in {kind, f"{kind}@{path}"}:
                 self.faults.remove(fault)
                 return fault
         for what, rate in self.weather.items():
@@ -223,7 +225,7 @@ class ProcessKV:
 
     def write(self, path: str, data: Mapping[str, Any], *, cas: int) -> int:
         self._checkpoint(f"vault write {path} cas={cas}")
-        fault = self._world.take_fault("vault.write")
+        fault = self._world.take_fault("vault.write", path)
         if fault is not None and not fault.applied:
             raise VaultUnavailable(f"simulated: the write to {path} never reached Vault")
         version, created = self._world.kv_write(path, data, cas, self._command())
