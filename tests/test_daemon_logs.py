@@ -16,7 +16,6 @@ from test_health_under_load import paused
 from test_rotation import World, _wait, bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
-from rotator.daemon import Daemon
 from rotator.daemon.scheduling import SKIPPED_LOG_EVERY
 from rotator.redaction import SecretValue
 
@@ -35,13 +34,7 @@ def test_runs_skipped_behind_a_held_pass_are_counted_and_logged_once_per_period(
     APScheduler's own words."""
     bootstrap(world)
     reconciler = world.reconciler()
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     scheduler = daemon._scheduler
     skipped = daemon.metrics.scheduler_skipped
     started = datetime.now(UTC)

@@ -155,13 +155,7 @@ def test_health_readiness_and_the_hook_answer_in_time_while_vault_is_paused(worl
     bootstrap(world)
     world.clock.advance(days=31)
     reconciler = world.reconciler()
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.start()
     url = daemon.server.url
     try:
@@ -259,13 +253,7 @@ def test_stop_with_hook_calls_in_flight_on_a_paused_vault_ends_within_its_bound(
     bootstrap(world)
     world.clock.advance(days=31)
     reconciler = world.reconciler()
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.start()
     url = daemon.server.url
     answers: list[int | str] = []

@@ -26,7 +26,6 @@ from test_safety_findings import cli as cli  # noqa: PLC0414 - the fixture, re-e
 
 from rotator.cli.adopt import adopt_secret
 from rotator.core.observation import RotateNow
-from rotator.daemon import Daemon
 from rotator.emulator import Token, user_hash
 from rotator.errors import LocalError
 from rotator.intercom import IntercomClient, Platforms
@@ -199,13 +198,7 @@ def test_a_signed_confirmation_replayed_after_a_new_store_is_refused(world):
 
 
 def post(world, reconciler, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.server.start()
     try:
         return httpx.post(

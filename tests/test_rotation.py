@@ -74,6 +74,13 @@ class World:
         self.reconcilers.append(reconciler)
         return reconciler
 
+    def daemon(self, reconciler: Reconciler | None = None, **kwargs: Any) -> Daemon:
+        """A daemon on this world (not started), its hook judging signatures on the world's
+        clock."""
+        reconciler = reconciler or self.reconciler()
+        kwargs.setdefault("clock", lambda: self.clock().timestamp())
+        return Daemon(self.settings, reconciler, reconciler.vault, environ=self.environ, **kwargs)
+
     def parts(self, **kwargs: Any) -> Parts:
         """What the CLI verbs work with (``rotator.cli.context.Parts``), on this world."""
         reconciler = self.reconciler(**kwargs)
@@ -235,13 +242,7 @@ def test_rotation_via_hook(world):
     old = bootstrap(world)
     world.clock.advance(days=31)
     reconciler = world.reconciler()
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.start()
     try:
         _wait(lambda: world.record().phase is Phase.AWAITING_ROLLOUT)
@@ -397,13 +398,7 @@ def test_bad_confirmations_change_nothing(world, headers, body, status):
     new = world.consumer()["intercom_id"]
     body = {k: {"NEW": new, "OLD": old}.get(v, v) for k, v in body.items()}
     before = reconciler.vault.read(reconciler.state_key("web"))
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.server.start()
     try:
         answer = httpx.post(
@@ -428,13 +423,7 @@ def test_replayed_signed_confirmation_is_refused(world):
         **signature_headers(HMAC_KEY, body, world.clock().timestamp()),
         "Content-Type": "application/json",
     }
-    daemon = Daemon(
-        world.settings,
-        reconciler,
-        reconciler.vault,
-        environ=world.environ,
-        clock=lambda: world.clock().timestamp(),
-    )
+    daemon = world.daemon(reconciler)
     daemon.server.start()
     try:
         first = httpx.post(
