@@ -41,7 +41,16 @@ from rotator.logs import configure_logging
 
 ACTORS = ("a", "b", "c")
 DAY = 86400.0
-COMMANDS = ("pass", "cronjob", "rotate-now", "emergency", "confirm-cli", "confirm-hook", "adopt")
+COMMANDS = (
+    "pass",
+    "cronjob",
+    "rotate-now",
+    "emergency",
+    "confirm-cli",
+    "confirm-hook",
+    "resume",
+    "adopt",
+)
 DISRUPTIONS = (
     "crash",
     "crash@vault write rotator/state",
@@ -133,7 +142,7 @@ class Simulation(RuleBasedStateMachine):
         process = self.processes[actor]
         if not process.busy:
             process.start(self.main, self._command(process, command, right=right), command)
-            COUNTS[{"adopt": "adoptions"}.get(command, "commands")] += 1
+            COUNTS[{"adopt": "adoptions", "resume": "resumes"}.get(command, "commands")] += 1
         self.advance(actor, steps)
 
     @rule(actor=st.sampled_from(ACTORS), steps=st.integers(1, 40))
@@ -223,6 +232,8 @@ class Simulation(RuleBasedStateMachine):
             return lambda: self._emergency(run)
         if command == "confirm-cli":
             return run.confirm_cli
+        if command == "resume":
+            return run.resume
         if command == "confirm-hook":
             record = self.world.state_record()
             named = (record.pending_id if right else record.current_id) if record else None

@@ -201,6 +201,10 @@ class Commands:
     def confirm_cli(self) -> None:
         rotate.confirm(self.ctx(), "web", secret_id=None)
 
+    def resume(self) -> None:
+        """`rotator resume web`: clear a block without asking for a rotation, then a pass."""
+        rotate.resume(self.ctx(), "web")
+
     def confirm_hook(self, secret_id: str | None) -> None:
         """What the daemon's hook does with an authenticated call: record, then pass."""
         assert self.p.reconciler is not None

@@ -22,5 +22,6 @@ def summary() -> str:
         "adoptions",
         "restores",
         "blocks",
+        "resumes",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
