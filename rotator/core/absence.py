@@ -25,14 +25,10 @@ def watch_consumer(record: Record, obs: Observation, now: datetime) -> tuple[Rec
         return record, True  # Intercom answered our DELETE for it: gone, whatever a list shows
     if not obs.policy.watch_drift or held is None or obs.intercom is None:
         return record, False
-    if held in live_ids(obs):
-        if record.consumer_absent_since is None:
-            return record, False
-        return replace(record, consumer_absent_since=None), False
-    since = record.consumer_absent_since or now
+    since, long = _absent(record.consumer_absent_since, now, listed=held in live_ids(obs))
     if since != record.consumer_absent_since:
         record = replace(record, consumer_absent_since=since)
-    return record, now - since >= LIST_LAG_TOLERANCE
+    return record, long
 
 
 def unlisted_since_long_stored(record: Record, obs: Observation, now: datetime) -> bool:
@@ -47,11 +43,18 @@ def watch_pending(record: Record, obs: Observation, now: datetime) -> tuple[Reco
     """Whether the new secret has been missing from Intercom's lists for longer than they lag."""
     if obs.intercom is None:
         return record, False
-    if record.pending_id in live_ids(obs):
-        if record.pending_absent_since is None:
-            return record, False
-        return replace(record, pending_absent_since=None), False
-    since = record.pending_absent_since or now
+    since, long = _absent(
+        record.pending_absent_since, now, listed=record.pending_id in live_ids(obs)
+    )
     if since != record.pending_absent_since:
         record = replace(record, pending_absent_since=since)
-    return record, now - since >= LIST_LAG_TOLERANCE
+    return record, long
+
+
+def _absent(since: datetime | None, now: datetime, *, listed: bool) -> tuple[datetime | None, bool]:
+    """Since when a list has omitted a secret (``None`` once one shows it), and whether that
+    is longer than lists lag."""
+    if listed:
+        return None, False
+    since = since or now
+    return since, now - since >= LIST_LAG_TOLERANCE
