@@ -6,6 +6,7 @@ computes due times.
 """
 
 from rotator.config.advice import config_warnings
+from rotator.config.consumers import ConsumerSettings, ProbeSettings
 from rotator.config.loading import (
     CONFIG_ENV,
     DEFAULT_PATH,
@@ -33,9 +34,11 @@ __all__ = [
     "DEFAULT_PATH",
     "NOTIFY_EVENTS",
     "ConfigError",
+    "ConsumerSettings",
     "DaemonSettings",
     "NotifyEvent",
     "NotifySettings",
+    "ProbeSettings",
     "ServerSettings",
     "Settings",
     "TargetSettings",

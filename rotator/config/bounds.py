@@ -16,6 +16,9 @@ rotation stayed stuck. Every range is closed, so TOML's ``inf`` and ``nan`` are 
     targets.schedule (interval)   1s .. 1825d    five years; the demo rotates every few seconds
     targets.grace_period          0 .. 365d      a year of two live secrets is plenty; 0 and a
                                                  grace longer than the interval are warnings
+    probes.timeout                100ms .. 30s   one consumer instance's answer
+    probes.deadline               200ms .. 1m    a target's whole probe round: a pass waits on it
+    probes.spacing                0 .. 1h        least time between rounds counted in one streak
 
 A TOML boolean is refused wherever a duration or a count belongs: pydantic would read ``false`` as
 0 and ``true`` as 1, so ``reconcile_interval = false`` would slip under the bound that refuses
@@ -51,6 +54,9 @@ RECONCILE_INTERVAL = (1.0, DAY)
 LEASE_TTL = (1.0, HOUR)
 SCHEDULE_INTERVAL = (1.0, 1825 * DAY)
 GRACE_PERIOD = (0.0, 365 * DAY)
+PROBE_TIMEOUT = (0.1, 30.0)
+PROBE_DEADLINE = (0.2, MINUTE)
+PROBE_SPACING = (0.0, HOUR)
 
 MIN_CREDENTIAL_CHARS = 16
 

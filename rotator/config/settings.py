@@ -13,9 +13,7 @@ listed by ``rotator.config.advice``.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from collections import Counter
 from typing import Annotated, Any, Literal, Self
 
@@ -24,7 +22,6 @@ from typing import Annotated, Any, Literal, Self
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -35,6 +32,9 @@ from pydantic import (
 
 from rotator.config import bounds
 from rotator.config.bounds import within
+from rotator.config.common import Model as _Model
+from rotator.config.common import listen_host_ok
+from rotator.config.consumers import ConsumerSettings, ProbeSettings, consumer_problems
 from rotator.config.schedule import Schedule
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
 from rotator.core.names import valid_target_name
@@ -55,21 +55,6 @@ def _lowercase(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def listen_host_ok(host: str) -> bool:
-    """An IP address, or a name that could resolve (whether it does is known only at ``run``):
-    ``256.1.1.1`` looks like an address and is none, so getaddrinfo would refuse it there."""
-    if all(ch.isdigit() or ch == "." for ch in host) or ":" in host:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return True
-    return all(_HOST_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
-
-
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
-
-
 def _schedule(value: Any) -> Any:
     if isinstance(value, str):
         return Schedule.parse(value)
@@ -78,10 +63,6 @@ def _schedule(value: Any) -> Any:
             f'must be an interval such as "30d" or a 5-field cron line in quotes, not {value!r}'
         )
     return value
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
 class VaultAuthSettings(_Model):
@@ -288,7 +269,7 @@ class TargetSettings(_Model):
     vault_path: str
     schedule: Annotated[Schedule, BeforeValidator(_schedule)] = Schedule.parse("30d")
     grace_period: Annotated[float, within(bounds.GRACE_PERIOD)] = 24 * 3600.0
-    confirmation: Literal["hook-or-grace", "hook", "grace"] = "hook-or-grace"
+    confirmation: Literal["hook-or-grace", "hook", "grace", "consumers"] = "hook-or-grace"
     #: Ids of existing Intercom secrets this target owns and may retire.
     adopt: tuple[str, ...] = ()
     #: Rotate at once when the consumers' secret is found deleted at Intercom, instead of at the
@@ -296,6 +277,9 @@ class TargetSettings(_Model):
     #: doctor`` then rotates such a target too. A real TOML boolean (``true``), nothing else.
     rotate_on_drift: StrictBool = False
     intercom_version: str = "Preview"
+    #: Who reads the secret (``[[targets.consumers]]``): with them, the old secret is retired only
+    #: once each is seen on the new one (``rotator.core.rollout``).
+    consumers: tuple[ConsumerSettings, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -337,6 +321,9 @@ class TargetSettings(_Model):
                 "give exactly one of token_env (an environment variable) or token_vault "
                 "(path#key in Vault); tokens are never written in the file"
             )
+        problems = consumer_problems(self.confirmation, self.consumers)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -351,6 +338,7 @@ class Settings(_Model):
     server: ServerSettings = ServerSettings()
     daemon: DaemonSettings = DaemonSettings()
     notify: NotifySettings = NotifySettings()
+    probes: ProbeSettings = ProbeSettings()
     targets: tuple[TargetSettings, ...] = Field(default=(), validate_default=True)
 
     @field_validator("targets", mode="before")
@@ -431,4 +419,12 @@ def _hook_only_without_hook(settings: Settings) -> list[str]:
         'hook_hmac_key_vault): set one, or use confirmation = "hook-or-grace"'
         for t in settings.targets
         if t.confirmation == "hook"
+    ] + [
+        f"target {t.name}: consumer {c.name} confirms through the hook, but [server] has no "
+        "hook credential (hook_token_env, hook_token_vault, hook_hmac_key_env or "
+        "hook_hmac_key_vault): set one, or give the consumer a probe"
+        for t in settings.targets
+        if t.confirmation == "consumers"
+        for c in t.consumers
+        if not c.probed
     ]

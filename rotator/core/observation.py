@@ -16,7 +16,7 @@ from rotator.core.record import Binding, Phase, Record
 from rotator.redaction import SecretValue
 
 #: How a target's rollout is confirmed before the old secret is retired.
-Confirmation = Literal["hook-or-grace", "hook", "grace"]
+Confirmation = Literal["hook-or-grace", "hook", "grace", "consumers"]
 
 #: Lists may lag behind creates and deletes: a secret missing from Intercom's lists for less
 #: than this long is not taken to be gone (and even then only blocks or rotates; deleting
@@ -35,6 +35,42 @@ class LiveSecret:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumerRule:
+    """One named consumer of the target's secret, as far as decisions go: ``probed`` ones are
+    asked which secret they sign with (``rotator.probe``), the others confirm by the hook."""
+
+    name: str
+    probed: bool
+    #: Consecutive all-switched probe rounds (at least ``Policy.probe_spacing`` apart) needed.
+    stable_probes: int = 2
+    #: Fewer instances answering than this never confirms (a scaled-to-zero consumer).
+    min_instances: int = 1
+    #: An instance that answers without a fingerprint counts as not switched.
+    require_fingerprint: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceAnswer:
+    """What one instance of a probed consumer answered; ``address`` is ``host:port`` only (never
+    a URL path or credentials), ``error`` a kind ("timed out", "HTTP 503"), never its body."""
+
+    address: str
+    intercom_id: str | None = None
+    fingerprint: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerProbe:
+    """One probe round of one consumer: every instance found; ``error`` when its name did not
+    resolve (no instance then: it counts as not switched)."""
+
+    consumer: str
+    instances: tuple[InstanceAnswer, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """The target's configuration, as far as decisions go."""
 
@@ -46,6 +82,11 @@ class Policy:
     lease_ttl: float = 60.0
     #: ``rotate_on_drift``: rotate at once when the consumers' secret is gone at Intercom.
     watch_drift: bool = False
+    #: Named consumers (``[[targets.consumers]]``); none: a target behaves as before them.
+    consumers: tuple[ConsumerRule, ...] = ()
+    #: Least time between two probe rounds counted in one streak (processes probing a second
+    #: apart are not two observations).
+    probe_spacing: timedelta = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +98,8 @@ class ConsumerView:
     fingerprint: str | None = None
     created_at: int | None = None
     version: int = 0
+    #: ``rotator.signing.probe_fingerprint`` of the material: what a switched consumer answers.
+    probe_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +170,9 @@ class Observation:
     #: The workspace this process acts for, once the reconciler checked the record may be acted
     #: on by it (``rotator.core.binding``); stamped on every record written.
     binding: Binding | None = None
+    #: This pass's probe round of the target's probed consumers; ``None`` when not gathered
+    #: (see ``needs_probes``).
+    probes: tuple[ConsumerProbe, ...] | None = None
 
 
 #: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).

@@ -25,6 +25,7 @@ from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import (
     Action,
+    ConsumerRule,
     ConsumerView,
     Create,
     Created,
@@ -112,6 +113,17 @@ class Ports:
             adopt=target.adopt,
             lease_ttl=self.settings.daemon.lease_ttl,
             watch_drift=target.rotate_on_drift,
+            consumers=tuple(
+                ConsumerRule(
+                    name=c.name,
+                    probed=c.probed,
+                    stable_probes=c.stable_probes,
+                    min_instances=c.min_instances,
+                    require_fingerprint=c.require_fingerprint,
+                )
+                for c in target.consumers
+            ),
+            probe_spacing=timedelta(seconds=self.settings.probes.spacing),
         )
 
 

@@ -24,6 +24,7 @@ from rotator.failpoints import failpoint
 from rotator.logs import get_logger
 from rotator.reconciler.ports import KV, RecordListener
 from rotator.redaction import SecretValue
+from rotator.signing import probe_fingerprint
 from rotator.vault import CasConflict, KVEntry
 
 log = get_logger()
@@ -230,6 +231,7 @@ def consumer_view(entry: KVEntry) -> ConsumerView:
         intercom_id=held,
         rotation_id=data.get("rotation_id") if isinstance(data.get("rotation_id"), str) else None,
         fingerprint=_fingerprint(secret),
+        probe_fingerprint=_probe_fingerprint(secret),
         # Unix seconds only: a value in milliseconds (or nonsense) is ignored, not believed.
         created_at=created
         if isinstance(created, int) and not isinstance(created, bool) and 0 < created < 10**10
@@ -244,6 +246,16 @@ def _fingerprint(secret: object) -> str | None:
     try:
         return SecretValue(secret).fingerprint()
     except UnicodeEncodeError:  # a lone surrogate written by hand: not material Intercom issued
+        return "unreadable"
+
+
+def _probe_fingerprint(secret: object) -> str | None:
+    """What a consumer signing with this material answers to a probe (``rotator.signing``)."""
+    if not isinstance(secret, str) or not secret:
+        return None
+    try:
+        return probe_fingerprint(secret)
+    except UnicodeEncodeError:
         return "unreadable"
 
 

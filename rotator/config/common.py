@@ -1,0 +1,29 @@
+"""What every configuration model shares: the strict base model and the host-name rule."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    """Frozen, and unknown keys are errors: a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def listen_host_ok(host: str) -> bool:
+    """An IP address, or a name that could resolve (whether it does is known only at ``run``):
+    ``256.1.1.1`` looks like an address and is none, so getaddrinfo would refuse it there."""
+    if all(ch.isdigit() or ch == "." for ch in host) or ":" in host:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True
+    return all(_HOST_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))

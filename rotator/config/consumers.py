@@ -1,0 +1,197 @@
+"""Named consumers of a target's secret (``[[targets.consumers]]``) and how they are probed.
+
+A consumer is **probed** (``probe_urls``, or ``probe_dns`` + ``probe_path``: every address a name
+resolves to, such as a Kubernetes headless Service) or **hook-only** (it confirms itself through
+the hook with its name). ``rotator.core.rollout`` decides from what they answer; the probe
+protocol consumers implement is in ``docs/probe-protocol.md``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Annotated, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
+
+from rotator.config import bounds
+from rotator.config.bounds import within
+from rotator.config.common import Model, listen_host_ok
+from rotator.core.names import valid_target_name
+
+#: A target names at most this many consumers, a consumer at most this many URLs: the record
+#: carries a summary of each, and a pass probes them all within one deadline.
+MAX_CONSUMERS = 32
+MAX_INSTANCES = 4096
+DEFAULT_PROBE_PATH = "/.well-known/intercom-secret"
+
+
+class ProbeSettings(Model):
+    """How probe rounds run (``[probes]``); the defaults suit a cluster's network."""
+
+    #: One instance's answer, connect and read.
+    timeout: Annotated[float, within(bounds.PROBE_TIMEOUT)] = 1.0
+    #: A target's whole round, name resolution included: a pass never waits longer on probes.
+    deadline: Annotated[float, within(bounds.PROBE_DEADLINE)] = 2.0
+    #: Requests in flight at once in one round.
+    concurrency: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=256, ge=1, le=1024
+    )
+    #: Least time (on the shared clock) between two rounds counted in one streak.
+    spacing: Annotated[float, within(bounds.PROBE_SPACING)] = 10.0
+    #: https probes: verify certificates (``ca_cert``: a PEM bundle); false only for labs.
+    tls_verify: StrictBool = True
+    ca_cert: str | None = None
+    #: A larger answer is "too large" (an answer is one short JSON object).
+    max_body_bytes: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=4096, ge=256, le=65536
+    )
+
+    @model_validator(mode="after")
+    def _deadline_covers_timeout(self) -> Self:
+        if self.deadline < self.timeout:
+            raise ValueError(
+                f"deadline ({self.deadline:g}s) is shorter than timeout ({self.timeout:g}s): "
+                "no instance could ever answer in time"
+            )
+        return self
+
+
+class ConsumerSettings(Model):
+    """One service that reads the target's secret."""
+
+    name: str
+    probe_urls: tuple[str, ...] = ()
+    #: ``HOST:PORT``; every address it resolves to (IPv4 and IPv6) is one instance.
+    probe_dns: str | None = None
+    probe_path: str | None = None
+    #: https: certificates are checked against the ``probe_dns`` name.
+    probe_scheme: Literal["http", "https"] = "http"
+    stable_probes: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=2, ge=1, le=20
+    )
+    min_instances: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
+        default=1, ge=1, le=MAX_INSTANCES
+    )
+    require_fingerprint: StrictBool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not valid_target_name(value):
+            raise ValueError(
+                f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
+                "starting with a letter or digit; it appears in hook calls and metric labels"
+            )
+        return value
+
+    @field_validator("probe_urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        problems = [p for i, url in enumerate(value) if (p := _url_problem(i, url))]
+        problems += [f"{url!r} is listed {n} times" for url, n in Counter(value).items() if n > 1]
+        if len(value) > MAX_INSTANCES:
+            problems.append(f"{len(value)} URLs; at most {MAX_INSTANCES}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("probe_dns")
+    @classmethod
+    def _dns(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"must be HOST:PORT, e.g. api-headless.api.svc:8080, not {value!r}")
+        if not listen_host_ok(host):
+            raise ValueError(f"{host!r} is neither an IP address nor a host name")
+        return value
+
+    @field_validator("probe_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or any(c in value for c in " #\n")):
+            raise ValueError(f'must be a URL path starting with "/", not {value!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        if self.probe_urls and self.probe_dns:
+            raise ValueError("give probe_urls or probe_dns, not both")
+        if self.probe_path is not None and not self.probe_dns:
+            raise ValueError("probe_path goes with probe_dns (probe_urls carry their own paths)")
+        if not self.probed:
+            wrong = sorted(
+                {"stable_probes", "min_instances", "require_fingerprint", "probe_scheme"}
+                & self.model_fields_set
+            )
+            if wrong:
+                raise ValueError(
+                    f"{', '.join(wrong)} applies to probed consumers; {self.name} has no probe "
+                    "(give probe_urls or probe_dns, or remove it)"
+                )
+        if self.probe_urls and self.min_instances > len(self.probe_urls):
+            raise ValueError(
+                f"min_instances {self.min_instances} could never be met by "
+                f"{len(self.probe_urls)} probe_urls"
+            )
+        return self
+
+    @property
+    def probed(self) -> bool:
+        return bool(self.probe_urls or self.probe_dns)
+
+    @property
+    def dns_host_port(self) -> tuple[str, int]:
+        """``probe_dns`` split on its last ``:`` (``[::1]:8080`` works)."""
+        if self.probe_dns is None:
+            raise ValueError(f"consumer {self.name} has no probe_dns")
+        host, _, port = self.probe_dns.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def path(self) -> str:
+        return self.probe_path or DEFAULT_PROBE_PATH
+
+
+def _url_problem(index: int, url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return f"probe_urls[{index}]: {url!r} is not a URL"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"probe_urls[{index}]: must be an http(s) URL with a host, not {url!r}"
+    if parts.username is not None or parts.password is not None:
+        # Not quoted: a password in a probe URL would reach logs and status.
+        return f"probe_urls[{index}]: must not carry credentials (user:password@)"
+    return None
+
+
+def consumer_problems(confirmation: str, consumers: Sequence[ConsumerSettings]) -> list[str]:
+    """What is wrong with a target's consumers under its confirmation policy."""
+    problems = [
+        f"consumer name {name!r} is used {n} times"
+        for name, n in Counter(c.name for c in consumers).items()
+        if n > 1
+    ]
+    if len(consumers) > MAX_CONSUMERS:
+        problems.append(f"{len(consumers)} consumers; at most {MAX_CONSUMERS}")
+    if confirmation == "consumers" and not consumers:
+        problems.append('confirmation = "consumers" needs at least one [[targets.consumers]]')
+    if confirmation == "hook" and consumers:
+        problems.append(
+            'confirmation = "hook" with named consumers: use confirmation = "consumers" '
+            "(each consumer then confirms by its probe or by the hook with its name)"
+        )
+    if confirmation == "grace":
+        problems += [
+            f"grace never hears from hook consumer {c.name}: give it a probe, or use "
+            'confirmation = "hook-or-grace" or "consumers"'
+            for c in consumers
+            if not c.probed
+        ]
+    return problems
