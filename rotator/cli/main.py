@@ -76,7 +76,9 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     if verb == "rotate-now":
         return rotate.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
     if verb == "confirm":
-        return rotate.confirm(ctx, args.target, secret_id=args.secret_id)
+        return rotate.confirm(
+            ctx, args.target, secret_id=args.secret_id, consumers=args.consumers or []
+        )
     if verb == "resume":
         return rotate.resume(ctx, args.target)
     return rotate.run(ctx)

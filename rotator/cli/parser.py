@@ -105,10 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="the current secret leaked: retire it as soon as the new one is stored and read back",
     )
     rotate.add_argument("--yes", action="store_true", help="do not ask to confirm --emergency")
-    confirm = verb("confirm", "confirm that TARGET's consumers have rolled out the new secret")
+    confirm = verb(
+        "confirm",
+        "confirm that TARGET's consumers have rolled out the new secret",
+        "Confirm that TARGET's consumers use the new secret, so the old one can be retired.\n"
+        "A target that names its consumers ([[targets.consumers]]) takes one confirmation per\n"
+        "consumer: --consumer NAME (repeatable). For a probed consumer that is an operator's\n"
+        "override of its probes (the way out of a stalled rollout); 'rotator status' shows\n"
+        "who is behind.\n\n"
+        "Exit 0 confirmed (and the pass that followed went well), 1 the pass needs an\n"
+        "operator, 2 refused or bad usage.",
+    )
     confirm.add_argument("target", metavar="TARGET", help="the target's name in the config")
     confirm.add_argument(
         "--secret-id", metavar="ID", help="the Intercom id of the secret being confirmed"
+    )
+    confirm.add_argument(
+        "--consumer",
+        metavar="NAME",
+        action="append",
+        dest="consumers",
+        help="a named consumer that uses the new secret (repeat for several)",
     )
     resume = verb(
         "resume",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Sequence
 
 from rotator.cli.check import acting
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
@@ -58,19 +59,35 @@ def _confirmed_emergency(target: str) -> bool:
     return answer.strip().lower() == "yes"
 
 
-def confirm(ctx: Context, target: str, *, secret_id: str | None) -> int:
+def confirm(
+    ctx: Context, target: str, *, secret_id: str | None, consumers: Sequence[str] = ()
+) -> int:
+    """Confirm the rollout (per named consumer, when the target names them), then one pass."""
     if secret_id is not None and not secret_id.strip():
         raise UsageError("--secret-id is empty: name the secret your services now use")
-    with acting(ctx, ctx.settings(), [target]) as parts:
+    settings = ctx.settings()
+    named = settings.target(target).consumers
+    if named and not consumers:
+        raise UsageError(
+            f"{target} names its consumers; confirm one with --consumer NAME "
+            f"(consumers: {', '.join(c.name for c in named)}; 'rotator status {target}' shows "
+            "who is behind)"
+        )
+    with acting(ctx, settings, [target]) as parts:
         record, _ = parts.reconciler.record(target)
         wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
         if wanted is None:
             raise UsageError(f"{target}: no rotation is awaiting rollout; nothing to confirm")
         if secret_id is None and record is not None:
             print(f"{target}: confirming secret {wanted} (rotation {record.rotation_id})")
-        result = parts.reconciler.confirm(target, secret_id=wanted, rotation_id=None, via="cli")
-        print(f"{target}: {result.status}: {result.message}")
-        if not result.status.accepted:
+        refused = False
+        for consumer in dict.fromkeys(consumers) or [None]:
+            result = parts.reconciler.confirm(
+                target, secret_id=wanted, rotation_id=None, via="cli", consumer=consumer
+            )
+            print(f"{target}: {result.status}: {result.message}")
+            refused = refused or not result.status.accepted
+        if refused:
             return EXIT_USAGE
         # Retire now; if a crashed process left its lease, wait it out rather than give up.
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)

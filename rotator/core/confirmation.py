@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime, timedelta
 
-from rotator.core import transitions
+from rotator.core import rollout, transitions
 from rotator.core.observation import ConsumerView, Policy
 from rotator.core.record import Phase, Record
 from rotator.core.safety import holds_pending
@@ -36,6 +36,9 @@ class ConfirmStatus(enum.StrEnum):
     WRONG_SECRET = "wrong_secret"  # noqa: S105 - a status name, not a password
     STALE = "stale"
     POLICY_REFUSES = "policy_refuses"
+    CONSUMER_REQUIRED = "consumer_required"
+    UNKNOWN_CONSUMER = "unknown_consumer"
+    PROBED_CONSUMER = "probed_consumer"
 
     @property
     def accepted(self) -> bool:
@@ -52,9 +55,12 @@ def confirm(
     via: str,
     now: datetime,
     signed_at: datetime | None = None,
+    consumer_name: str | None = None,
 ) -> tuple[Record | None, ConfirmStatus, str]:
     """``(record to persist or None, status, message)``. ``signed_at`` is a signed call's
-    timestamp: one signed before the secret's latest store (a replay) is refused."""
+    timestamp: one signed before the secret's latest store (a replay) is refused.
+    ``consumer_name``: the named consumer confirming (a target that names its consumers
+    accepts nothing else; see ``_by_consumer``)."""
     names_it = (secret_id is not None and secret_id == record.pending_id) or (
         secret_id is None and rotation_id is not None and rotation_id == record.rotation_id
     )
@@ -92,6 +98,8 @@ def confirm(
             "new confirmation once your services read the secret"
         )
         return None, ConfirmStatus.STALE, message
+    if policy.consumers or consumer_name is not None:
+        return _by_consumer(record, policy, consumer_name, via=via, now=now)
     if policy.confirmation == "grace":
         return (
             None,
@@ -102,6 +110,44 @@ def confirm(
         return None, ConfirmStatus.ALREADY_CONFIRMED, f"already confirmed ({record.confirmed_by})"
     done = transitions.confirmed(record, at=now, by=via)
     return done, ConfirmStatus.CONFIRMED, f"rollout of {record.pending_id} confirmed"
+
+
+def _by_consumer(
+    record: Record, policy: Policy, name: str | None, *, via: str, now: datetime
+) -> tuple[Record | None, ConfirmStatus, str]:
+    """One named consumer confirms the secret as stored now. A probed consumer is confirmed by
+    its probes, or by an operator (``via="cli"``: the way out of a stall, under any policy)."""
+    rules = {rule.name: rule for rule in policy.consumers}
+    hook_names = ", ".join(r.name for r in policy.consumers if not r.probed) or "none"
+    if name is None:
+        message = (
+            f'target {record.target} names its consumers: send {{"consumer": ...}} with the '
+            f"name of the one confirming (hook consumers: {hook_names})"
+        )
+        return None, ConfirmStatus.CONSUMER_REQUIRED, message
+    rule = rules.get(name)
+    if rule is None:
+        known = ", ".join(rules) or "none: it names no consumers"
+        return None, ConfirmStatus.UNKNOWN_CONSUMER, f"no consumer {name!r} (known: {known})"
+    operator = via == "cli"
+    if rule.probed and not operator:
+        message = (
+            f"consumer {name} is probed: its probes decide. An operator may confirm it: "
+            f"rotator confirm {record.target} --consumer {name}"
+        )
+        return None, ConfirmStatus.PROBED_CONSUMER, message
+    if policy.confirmation == "grace" and not operator:
+        message = f"target {record.target} waits for its grace period and its probes only"
+        return None, ConfirmStatus.POLICY_REFUSES, message
+    entry = rollout.entry_for(record, name)
+    if entry.confirmed_at is not None and (entry.confirmed_by != "probes" or not operator):
+        return (
+            None,
+            ConfirmStatus.ALREADY_CONFIRMED,
+            f"{name} already confirmed ({entry.confirmed_by})",
+        )
+    done = transitions.consumer_confirmed(record, entry, at=now, by=via)
+    return done, ConfirmStatus.CONFIRMED, f"{name} confirmed the rollout of {record.pending_id}"
 
 
 def _not_awaiting(

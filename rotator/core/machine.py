@@ -40,6 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
+from rotator.core import rollout
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
@@ -285,6 +286,7 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
             f"{int(LIST_LAG_TOLERANCE.total_seconds() // 60)} minutes while consumers use it: "
             "was it deleted outside rotator? Check the secrets at Intercom, then run rotate-now.",
         )
+    record = rollout.observe(record, obs, now)
     done = rollout_done(record, obs.policy, now)
     if done is not None and unlisted_since_long_stored(record, obs, now):
         # Old enough to be listed by now: its absence may mean it is gone, and the old secret
@@ -293,8 +295,10 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _rest(record, f"{why}: waiting for it to be listed before retiring the old one")
     if done is not None:
         if record.confirmed_at is None and not record.emergency:
-            record = t.confirmed(record, at=now, by=t.BY_GRACE)
+            record = t.confirmed(record, at=now, by=rollout.retired_by(record, obs.policy))
         return _retire(record, obs, now, done)
+    if obs.policy.consumers:
+        return _rest(*rollout.waiting(record, obs.policy, now))
     waits_for = {"hook": "the confirmation hook", "grace": "the grace deadline"}.get(
         obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )

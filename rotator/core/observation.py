@@ -179,8 +179,24 @@ class Observation:
 _TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
 
 
-def needs_intercom(record: Record | None, *, due: bool, command: object, now: datetime) -> bool:
-    """Whether a pass must list Intercom's secrets before deciding (idle targets need not)."""
+def needs_probes(record: Record | None, policy: Policy, *, now: datetime) -> bool:
+    """Whether a pass must probe the target's consumers before deciding: only while a rotation
+    awaits its rollout (not backing off, not an emergency) and some consumer has a probe."""
+    return (
+        record is not None
+        and record.phase is Phase.AWAITING_ROLLOUT
+        and not record.emergency
+        and (record.retry_at is None or now >= record.retry_at)
+        and any(rule.probed for rule in policy.consumers)
+    )
+
+
+def needs_intercom(
+    record: Record | None, *, due: bool, command: object, now: datetime, consumers: bool = False
+) -> bool:
+    """Whether a pass must list Intercom's secrets before deciding (idle targets need not).
+    ``consumers``: the target names consumers, whose confirmations may end a rollout in any
+    pass (a list then finds the strays to retire with the old secret)."""
     if command is not None or record is None:
         return True
     if record.retry_at is not None and now < record.retry_at:
@@ -196,7 +212,8 @@ def needs_intercom(record: Record | None, *, due: bool, command: object, now: da
     if record.phase is Phase.AWAITING_ROLLOUT:
         # About to retire: a list finds the strays to retire with the old secret.
         return (
-            record.emergency
+            consumers
+            or record.emergency
             or record.confirmed_at is not None
             or (record.deadline is not None and now >= record.deadline)
         )
@@ -263,5 +280,6 @@ def absorb(obs: Observation, result: Result) -> Observation:
         )
         return replace(obs, intercom=listed, result=result)
     if isinstance(result, Stored):
-        return replace(obs, consumer=result.consumer, result=result)
+        # A probe round taken before this store says nothing about who reloaded it.
+        return replace(obs, consumer=result.consumer, probes=None, result=result)
     return replace(obs, result=result)

@@ -25,8 +25,17 @@ from typing import Any
 from rotator.errors import PermanentError
 from rotator.redaction import SecretValue
 
-SCHEMA_VERSION = 2
+#: The schema this rotator writes when a record carries a consumers rollout (``rollout``,
+#: ``stalled_at``); any other record is written as ``BASE_SCHEMA_VERSION``, exactly as before
+#: them, so an older rotator keeps acting on every target but refuses a consumers rollout it
+#: would retire on its grace alone.
+SCHEMA_VERSION = 3
+BASE_SCHEMA_VERSION = 2
+READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, SCHEMA_VERSION})
 HISTORY_LIMIT = 20
+#: Bounds of a consumer's persisted summary: the record stays small whatever a fleet answers.
+IN_USE_LIMIT = 8
+BEHIND_LIMIT = 16
 OWNED_NAMES_LIMIT = 64
 KNOWN_IDS_LIMIT = 64
 
@@ -111,6 +120,32 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsumerProgress:
+    """One named consumer's rollout of the secret as stored now: void for any other store
+    (``rotator.core.rollout.progress`` reads it only when ``secret_id`` and ``stored_version``
+    are the record's ``pending_id`` and ``stored_version``). Addresses and ids only."""
+
+    name: str
+    secret_id: str
+    stored_version: int
+    confirmed_at: datetime | None = None
+    #: "probes", or who confirmed it: "hook:bearer", "hook:hmac", "cli".
+    confirmed_by: str | None = None
+    #: Consecutive probe rounds with every instance switched, and the time of the last counted.
+    streak: int = 0
+    streak_at: datetime | None = None
+    #: The last probe round: instances found, of those switched, other ids answered, who is
+    #: behind ("10.0.0.8:8080 on 101") and a problem with the consumer as a whole.
+    found: int = 0
+    switched: int = 0
+    in_use: tuple[str, ...] = ()
+    behind: tuple[str, ...] = ()
+    problem: str | None = None
+    #: Since when that summary has been what it is (a stall that does not move costs no write).
+    since: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """Everything rotator remembers about one target."""
 
@@ -168,6 +203,10 @@ class Record:
     pending_absent_since: datetime | None = None
     consumer_absent_since: datetime | None = None
     history: tuple[HistoryEntry, ...] = field(default=())
+    #: Named consumers' progress on the secret awaiting rollout (``rotator.core.rollout``).
+    rollout: tuple[ConsumerProgress, ...] = ()
+    #: Set when a grace deadline passed while a probe still saw consumers on the old secret.
+    stalled_at: datetime | None = None
 
     def __repr__(self) -> str:
         # The dataclass repr would be long; the material is a SecretValue and safe either way.
@@ -197,12 +236,15 @@ class Record:
 
     def to_storage(self) -> dict[str, Any]:
         """The KV data: JSON types only. The one place the pending material is revealed."""
-        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        newest = bool(self.rollout) or self.stalled_at is not None
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION if newest else BASE_SCHEMA_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _SCHEMA_3_FIELDS and not newest:
+                continue
             if f.name == "pending_secret":
                 value = value.reveal() if value is not None else None
-            elif f.name == "history":
+            elif f.name in {"history", "rollout"}:
                 value = [asdict(h) for h in value]
             elif f.name in {"lease", "request", "binding"}:
                 value = asdict(value) if value is not None else None
@@ -211,23 +253,24 @@ class Record:
 
     @classmethod
     def from_storage(cls, data: Mapping[str, Any]) -> Record:
-        """Parse what ``to_storage`` wrote, in this schema or the previous one (version 1, read
+        """Parse what ``to_storage`` wrote, in schema 3 or 2, or the first one (version 1, read
         as if it were unbound with no request pending). ``RecordError`` names the problem,
         never a value: the record holds material."""
         version = data.get("schema_version")
         newer = (
             isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
         )
-        if version not in {1, SCHEMA_VERSION} and not newer:
+        readable = ", ".join(str(v) for v in sorted(READABLE_SCHEMAS, reverse=True))
+        if version not in READABLE_SCHEMAS and not newer:
             # Missing, 0, text: not a schema any rotator wrote, so a hand edit (roll back).
             raise RecordError(
                 f"state record is damaged (schema_version {version!r} is none that rotator "
-                f"writes; this one reads {SCHEMA_VERSION} and 1)"
+                f"writes; this one reads {readable})"
             )
-        if version not in {1, SCHEMA_VERSION}:
+        if version not in READABLE_SCHEMAS:
             raise NewerRecordError(
                 f"state record has schema_version {version!r}; this rotator reads "
-                f"{SCHEMA_VERSION} (and 1). Upgrade rotator (or restore the record) before it acts."
+                f"{readable}. Upgrade rotator (or restore the record) before it acts."
             )
         try:
             record = cls(
@@ -268,10 +311,15 @@ class Record:
                 pending_absent_since=_time(data.get("pending_absent_since")),
                 consumer_absent_since=_time(data.get("consumer_absent_since")),
                 history=tuple(_history(h) for h in data.get("history") or ()),
+                rollout=tuple(_progress(p) for p in data.get("rollout") or ()),
+                stalled_at=_time(data.get("stalled_at")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
-        return record if version == SCHEMA_VERSION else _from_version_1(record)
+        return _from_version_1(record) if version == 1 else record
+
+
+_SCHEMA_3_FIELDS = frozenset({"rollout", "stalled_at"})
 
 
 def _from_version_1(record: Record) -> Record:
@@ -316,6 +364,24 @@ def _history(raw: Mapping[str, Any]) -> HistoryEntry:
         confirmed_by=_optional_text(raw.get("confirmed_by")),
         finished_at=finished,
         emergency=bool(raw.get("emergency", False)),
+    )
+
+
+def _progress(raw: Mapping[str, Any]) -> ConsumerProgress:
+    return ConsumerProgress(
+        name=_text(raw["name"]),
+        secret_id=_text(raw["secret_id"]),
+        stored_version=_count(raw["stored_version"]),
+        confirmed_at=_time(raw.get("confirmed_at")),
+        confirmed_by=_optional_text(raw.get("confirmed_by")),
+        streak=_count(raw.get("streak", 0)),
+        streak_at=_time(raw.get("streak_at")),
+        found=_count(raw.get("found", 0)),
+        switched=_count(raw.get("switched", 0)),
+        in_use=_texts(raw.get("in_use"))[:IN_USE_LIMIT],
+        behind=_texts(raw.get("behind"))[:BEHIND_LIMIT],
+        problem=_optional_text(raw.get("problem")),
+        since=_time(raw.get("since")),
     )
 
 

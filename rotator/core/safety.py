@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rotator.core import rollout
 from rotator.core.observation import ConsumerView, Observation, Policy
 from rotator.core.record import Record
 
@@ -92,9 +93,24 @@ def rolled_out(record: Record, policy: Policy, now: datetime) -> str | None:
     clears it (``transitions.stored``). A grace that elapsed is recorded as a confirmation
     ``by="grace"`` when retirement starts, so a process whose clock estimate is a moment behind
     does not undo it.
+
+    With named consumers, a rollout is done when each one confirmed the secret as stored now
+    (``rotator.core.rollout``); a grace deadline (``hook-or-grace``, ``grace``) stands in for
+    hook consumers only, never for a probed consumer a probe still sees behind.
     """
     if record.confirmed_at is not None:
         return f"rollout confirmed ({record.confirmed_by})"
+    if policy.consumers:
+        past = record.deadline is not None and now >= record.deadline
+        if not rollout.unconfirmed(record, policy) and (policy.confirmation != "grace" or past):
+            return "every consumer confirmed"
+        if (
+            policy.confirmation in {"hook-or-grace", "grace"}
+            and past
+            and not rollout.probed_unconfirmed(record, policy)
+        ):
+            return "grace period elapsed; every probed consumer is on the new secret"
+        return None
     if policy.confirmation != "hook" and record.deadline is not None and now >= record.deadline:
         return "grace period elapsed"
     return None
@@ -123,4 +139,4 @@ def unsafe_to_delete(record: Record, obs: Observation, secret_id: str, now: date
         return None  # the leaked secret: an operator asked for it to go at once
     if rolled_out(record, obs.policy, now) is None:
         return "the new secret was neither confirmed nor past its grace period"
-    return None
+    return rollout.seen_in_use(record, obs, secret_id)

@@ -11,12 +11,22 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from rotator.core.record import HISTORY_LIMIT, HistoryEntry, Phase, Record, Request
+from rotator.core.record import (
+    HISTORY_LIMIT,
+    ConsumerProgress,
+    HistoryEntry,
+    Phase,
+    Record,
+    Request,
+)
 from rotator.durations import shifted
 from rotator.redaction import SecretValue
 
 #: Who retired the old secret when no confirmation came: the grace period.
 BY_GRACE = "grace"
+#: Who confirmed a rollout every named consumer confirmed, and a probed consumer by its probes.
+BY_CONSUMERS = "consumers"
+BY_PROBES = "probes"
 
 
 def requested(record: Record, request: Request) -> Record:
@@ -61,6 +71,8 @@ def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency
         missing_scope=None,
         request=None,
         pending_absent_since=None,
+        rollout=(),
+        stalled_at=None,
     )
 
 
@@ -97,6 +109,8 @@ def stored(record: Record, *, at: datetime, grace: timedelta, version: int) -> R
         confirmed_by=None,
         known_ids=record.remember_id(record.pending_id),
         pending_absent_since=None,
+        rollout=(),
+        stalled_at=None,
     )
 
 
@@ -173,6 +187,8 @@ def rested(record: Record) -> Record:
         blocked_reason=None,
         resume_phase=None,
         pending_absent_since=None,
+        rollout=(),
+        stalled_at=None,
     )
 
 
@@ -203,6 +219,15 @@ def unblocked(record: Record) -> Record:
         # An operator looked: absences count again from the next list.
         pending_absent_since=None,
         consumer_absent_since=None,
+        # Confirmations by the hook or an operator stand; what probes saw is judged again from
+        # the next round (the world may have moved while the target was blocked).
+        rollout=tuple(
+            replace(p, streak=0, streak_at=None)
+            if p.confirmed_by != BY_PROBES
+            else replace(p, streak=0, streak_at=None, confirmed_at=None, confirmed_by=None)
+            for p in record.rollout
+        ),
+        stalled_at=None,
     )
 
 
@@ -214,6 +239,8 @@ def store_again(record: Record) -> Record:
         phase=Phase.CREATING,
         confirmed_at=None,
         confirmed_by=None,
+        rollout=(),
+        stalled_at=None,
     )
 
 
@@ -268,3 +295,22 @@ def adopting(
         known_ids=record.remember_id(secret_id),
         request=record.request,
     )
+
+
+def consumer_probed(record: Record, progress: ConsumerProgress) -> Record:
+    """A consumer's progress as a probe round left it (replacing the entry of the same name)."""
+    others = tuple(p for p in record.rollout if p.name != progress.name)
+    return replace(record, rollout=(*others, progress))
+
+
+def consumer_confirmed(
+    record: Record, progress: ConsumerProgress, *, at: datetime, by: str
+) -> Record:
+    """A named consumer confirmed the secret as stored now (by the hook, the CLI or its probes);
+    ``progress`` is its entry for this store (a fresh one when it had none)."""
+    return consumer_probed(record, replace(progress, confirmed_at=at, confirmed_by=by))
+
+
+def stalled(record: Record, *, at: datetime) -> Record:
+    """The grace deadline passed while a probe still sees consumers on the old secret."""
+    return replace(record, stalled_at=at)

@@ -286,6 +286,7 @@ class Daemon:
                 rotation_id=request.rotation_id,
                 via=f"hook:{request.via}",
                 signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
+                consumer=request.consumer,
             )
         if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.

@@ -69,6 +69,8 @@ class ConfirmRequest:
     via: str
     #: A signed call's timestamp (unix seconds, the sender's clock); None for a bearer token.
     signed_at: float | None = None
+    #: The named consumer confirming (``{"consumer": "billing"}``), for targets that name them.
+    consumer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,9 @@ _OUTCOME_HTTP = {
     ConfirmStatus.WRONG_SECRET: 409,
     ConfirmStatus.STALE: 409,
     ConfirmStatus.POLICY_REFUSES: 403,
+    ConfirmStatus.CONSUMER_REQUIRED: 422,
+    ConfirmStatus.UNKNOWN_CONSUMER: 422,
+    ConfirmStatus.PROBED_CONSUMER: 409,
 }
 
 _ROUTES = Map(
@@ -271,6 +276,8 @@ class _App:
             "rotation_id": rotation_id,
             "secret_id": secret_id,
         }
+        if confirm.consumer is not None:
+            body["consumer"] = confirm.consumer
         return _json(200, body)
 
 
@@ -294,8 +301,18 @@ def _parse(
     if ids["secret_id"] is None and ids["rotation_id"] is None:
         message = "give secret_id or rotation_id (the new secret, or its rotation)"
         raise _reject(400, "missing_field", message, where)
+    consumer = data.get("consumer")
+    if consumer is not None and not (isinstance(consumer, str) and valid_target_name(consumer)):
+        message = "consumer must be a consumer's name from the configuration (e.g. billing)"
+        raise _reject(400, "invalid_field", message, where)
+    if consumer is not None:
+        where["consumer"] = consumer
     return ConfirmRequest(
-        secret_id=ids["secret_id"], rotation_id=ids["rotation_id"], via=via, signed_at=signed_at
+        secret_id=ids["secret_id"],
+        rotation_id=ids["rotation_id"],
+        via=via,
+        signed_at=signed_at,
+        consumer=consumer,
     )
 
 

@@ -25,6 +25,7 @@ from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import (
     Action,
+    ConsumerProbe,
     ConsumerRule,
     ConsumerView,
     Create,
@@ -43,6 +44,7 @@ from rotator.core.observation import (
     absorb,
     initial_record,
     needs_intercom,
+    needs_probes,
 )
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError, PermanentError, RotatorError, TemporaryError
@@ -55,6 +57,7 @@ from rotator.intercom.errors import (
 from rotator.intercom.models import DeleteOutcome, Platforms
 from rotator.logs import get_logger
 from rotator.reconciler.clients import IntercomClients
+from rotator.reconciler.ports import Prober
 from rotator.reconciler.store import RecordStore
 from rotator.vault import CasConflict
 
@@ -103,6 +106,8 @@ class Ports:
     fresh: Callable[[], str]
     leases: LeaseWatch
     me: str
+    #: Probes named consumers while a rollout waits; None: this process does not probe.
+    prober: Prober | None = None
 
     def policy(self, target: TargetSettings) -> Policy:
         return Policy(
@@ -177,6 +182,9 @@ class Pass:
         #: Set once gathered: whether the record was bound to another token than this
         #: process's (``_local_refusal``).
         self._bound_elsewhere = False
+        #: This pass's probe round, once taken: a check-and-set restart re-reads Vault but does
+        #: not probe again (one round per pass; a CronJob run probes once and exits).
+        self._probed: tuple[ConsumerProbe, ...] | None = None
 
     def run(self) -> TargetReport:
         for _ in range(_RESTARTS):
@@ -215,12 +223,20 @@ class Pass:
         )
         due = is_due(target, record, consumer, now)
         listed, failure = None, None
-        wanted = needs_intercom(record, due=due or target.rotate_on_drift, command=command, now=now)
+        wanted = needs_intercom(
+            record,
+            due=due or target.rotate_on_drift,
+            command=command,
+            now=now,
+            consumers=bool(target.consumers),
+        )
         if wanted or needs_evidence(record, mine):
             listed, failure = self._list()
         problem = binding_problem(record, mine, listed)
         if problem is not None:
             raise LocalError(problem)
+        lease_free = ports.leases.free(target.name, record.lease)
+        probes = self._probes() if lease_free and needs_probes(record, policy, now=now) else None
         obs = Observation(
             policy=policy,
             consumer=consumer,
@@ -230,10 +246,23 @@ class Pass:
             fresh=ports.fresh(),
             command=command,
             result=failure,
-            lease_free=ports.leases.free(target.name, record.lease),
+            lease_free=lease_free,
             binding=mine,
+            probes=probes,
         )
         return _Gathered(stored, record, loaded.version, obs)
+
+    def _probes(self) -> tuple[ConsumerProbe, ...] | None:
+        """This pass's probe round of the target's consumers (taken once, before any lease).
+        A prober that fails is logged and the pass goes on without probes: nothing is
+        confirmed by a round that did not happen."""
+        prober = self.ports.prober
+        if self._probed is None and prober is not None:
+            try:
+                self._probed = prober.probe(self.target)
+            except Exception as e:  # noqa: BLE001 - a probe bug must not stop rotations
+                log.error("probe.crashed", error=f"{type(e).__name__}: {e}")
+        return self._probed
 
     def _list(self) -> tuple[tuple[LiveSecret, ...] | None, Failed | None]:
         try:

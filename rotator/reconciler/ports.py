@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rotator.config import TargetSettings
+from rotator.core.observation import ConsumerProbe
 from rotator.core.record import Record
 from rotator.redaction import SecretValue
 
@@ -54,6 +55,14 @@ class Intercom(Protocol):
 
 
 ClientFactory = Callable[[TargetSettings, SecretValue], Intercom]
+
+
+class Prober(Protocol):
+    """Asks every instance of a target's probed consumers which secret it signs with
+    (``rotator.probe.HttpProber``): one round, bounded by ``[probes] deadline``, one
+    ``ConsumerProbe`` per probed consumer. Never raises for what an instance answers."""
+
+    def probe(self, target: TargetSettings) -> tuple[ConsumerProbe, ...]: ...
 
 
 class RecordListener(Protocol):

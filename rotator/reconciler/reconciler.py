@@ -32,7 +32,7 @@ from rotator.failpoints import FailpointError, failpoint
 from rotator.logs import bind_context, clear_context, get_logger
 from rotator.reconciler.clients import IntercomClients
 from rotator.reconciler.passes import Pass, Ports, TargetReport, next_rotation_at
-from rotator.reconciler.ports import KV, ClientFactory, RecordListener
+from rotator.reconciler.ports import KV, ClientFactory, Prober, RecordListener
 from rotator.reconciler.store import RecordStore
 
 log = get_logger()
@@ -88,6 +88,7 @@ class Reconciler:
         listeners: Sequence[RecordListener] = (),
         sleep: Callable[[float], object] | None = None,
         stopping: threading.Event | None = None,
+        prober: Prober | None = None,
     ) -> None:
         """``clock`` is the clock decisions are judged on: Vault's (``vault.clock``) unless a
         test moves time itself; ``sleep`` waits between lease checks (default: ``stop``).
@@ -115,6 +116,7 @@ class Reconciler:
             fresh=fresh,
             leases=LeaseWatch(self.me, monotonic),
             me=self.me,
+            prober=prober,
         )
         # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
         self._target_locks = {t.name: threading.Lock() for t in settings.targets}
@@ -288,9 +290,11 @@ class Reconciler:
         rotation_id: str | None,
         via: str,
         signed_at: datetime | None = None,
+        consumer: str | None = None,
     ) -> ConfirmResult:
         """Record a rollout confirmation of the stored secret (check-and-set, retried);
-        ``signed_at`` is a signed call's timestamp (a replay from before the store is refused)."""
+        ``signed_at`` is a signed call's timestamp (a replay from before the store is refused),
+        ``consumer`` the named consumer confirming (``rotator.core.rollout``)."""
         target = self.target(name)
         policy = self.ports.policy(target)
         mine = self.clients.binding(target)  # LocalError before anything is written
@@ -306,16 +310,17 @@ class Reconciler:
                 )
                 outcome[:] = [result]
                 return None
-            consumer = self.store.consumer(target)
+            view = self.store.consumer(target)
             updated, status, message = confirmation.confirm(
                 record,
                 policy,
-                consumer,
+                view,
                 secret_id=secret_id,
                 rotation_id=rotation_id,
                 via=via,
                 now=self.clock(),
                 signed_at=signed_at,
+                consumer_name=consumer,
             )
             outcome[:] = [ConfirmResult(status, message, record.rotation_id, record.pending_id)]
             if updated is not None:
@@ -332,10 +337,15 @@ class Reconciler:
                 rotation_id=result.rotation_id,
                 intercom_id=result.secret_id,
                 via=via,
+                consumer=consumer,
             )
         else:
             log.info(
-                "rotation.confirm_refused", target=name, status=result.status, reason=result.message
+                "rotation.confirm_refused",
+                target=name,
+                consumer=consumer,
+                status=result.status,
+                reason=result.message,
             )
         return result
 

@@ -1,0 +1,212 @@
+"""Verified rollout: which named consumers are on the secret as stored now (pure).
+
+A target may name the services that read its secret (``Policy.consumers``). A **probed** one is
+asked by every instance which secret it signs with (``rotator.probe`` gathers the answers into
+``Observation.probes``); it is confirmed once every instance found answered the new id (and the
+stored material's fingerprint, when given) on ``stable_probes`` rounds in a row, at least
+``probe_spacing`` apart on the shared clock, with at least ``min_instances`` found. A probe
+confirmation is not sticky: the next round that sees an instance off the new secret voids it.
+A **hook** consumer confirms itself with its name; an operator may confirm any consumer
+(``rotator confirm --consumer``), which stands until the next store.
+
+Progress lives in the record, bound to ``(pending_id, stored_version)``: anything else reads as
+unconfirmed, whatever a stale write left. ``rotator.core.safety.rolled_out`` decides from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from rotator.core import transitions as t
+from rotator.core.observation import ConsumerProbe, ConsumerRule, Observation, Policy
+from rotator.core.record import BEHIND_LIMIT, IN_USE_LIMIT, ConsumerProgress, Record
+
+#: How ``status`` and the machine's reasons list who is behind: at most this many addresses.
+BEHIND_SHOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What one probe round says of one consumer."""
+
+    found: int
+    switched: int
+    in_use: tuple[str, ...]
+    behind: tuple[str, ...]
+    problem: str | None
+    #: Every instance found answered the new secret, and enough of them were found.
+    ok: bool
+
+
+def classify(
+    probe: ConsumerProbe, *, pending_id: str, expected: str | None, rule: ConsumerRule
+) -> Summary:
+    """Sort a round's answers: an instance is switched iff it answered the new id without an
+    error and with the stored material's fingerprint (or none, unless one is required). No
+    answer, an error, another id or another fingerprint: not switched."""
+    switched = 0
+    in_use: list[str] = []
+    behind: list[str] = []
+    for answer in probe.instances:
+        if answer.error is not None:
+            behind.append(f"{answer.address}: {answer.error}")
+        elif answer.intercom_id != pending_id:
+            other = answer.intercom_id or "?"
+            if other not in in_use:
+                in_use.append(other)
+            behind.append(f"{answer.address} on {other}")
+        elif answer.fingerprint is None and rule.require_fingerprint:
+            behind.append(f"{answer.address}: no fingerprint (required)")
+        elif answer.fingerprint is not None and answer.fingerprint != expected:
+            behind.append(f"{answer.address}: fingerprint does not match the stored secret")
+        else:
+            switched += 1
+    found = len(probe.instances)
+    problem = probe.error
+    if problem is None and found < rule.min_instances:
+        problem = f"{found} instance(s) found, at least {rule.min_instances} needed"
+    ok = probe.error is None and found > 0 and switched == found and found >= rule.min_instances
+    return Summary(
+        found=found,
+        switched=switched,
+        in_use=tuple(in_use[:IN_USE_LIMIT]),
+        behind=tuple(behind[:BEHIND_LIMIT]),
+        problem=problem,
+        ok=ok,
+    )
+
+
+def progress(record: Record, name: str) -> ConsumerProgress | None:
+    """``name``'s progress on the secret as stored now; ``None`` when it has none for it."""
+    for entry in record.rollout:
+        if (
+            entry.name == name
+            and entry.secret_id == record.pending_id
+            and entry.stored_version == record.stored_version
+        ):
+            return entry
+    return None
+
+
+def entry_for(record: Record, name: str) -> ConsumerProgress:
+    """``name``'s progress on this store, or a fresh one bound to it."""
+    found = progress(record, name)
+    if found is not None:
+        return found
+    return ConsumerProgress(
+        name=name, secret_id=record.pending_id or "", stored_version=record.stored_version or 0
+    )
+
+
+def confirmed(record: Record, name: str) -> bool:
+    entry = progress(record, name)
+    return entry is not None and entry.confirmed_at is not None
+
+
+def observe(record: Record, obs: Observation, now: datetime) -> Record:
+    """Fold this pass's probe round into the record's progress (a no-op without a round)."""
+    if obs.probes is None or record.pending_id is None or record.stored_version is None:
+        return record
+    rounds = {probe.consumer: probe for probe in obs.probes}
+    expected = obs.consumer.probe_fingerprint
+    for rule in obs.policy.consumers:
+        probe = rounds.get(rule.name)
+        if not rule.probed or probe is None:
+            continue
+        summary = classify(probe, pending_id=record.pending_id, expected=expected, rule=rule)
+        before = entry_for(record, rule.name)
+        after = _counted(before, summary, rule, obs.policy, now)
+        if after != before:
+            record = t.consumer_probed(record, after)
+    return record
+
+
+def _counted(
+    entry: ConsumerProgress, summary: Summary, rule: ConsumerRule, policy: Policy, now: datetime
+) -> ConsumerProgress:
+    if summary.ok:
+        spaced = entry.streak_at is None or now - entry.streak_at >= policy.probe_spacing
+        if spaced:  # two processes probing a second apart are not two observations
+            entry = replace(entry, streak=entry.streak + 1, streak_at=now)
+        if entry.streak >= rule.stable_probes and entry.confirmed_at is None:
+            entry = replace(entry, confirmed_at=now, confirmed_by=t.BY_PROBES)
+    else:
+        entry = replace(entry, streak=0, streak_at=None)
+        if entry.confirmed_by == t.BY_PROBES:  # an instance left the new secret: void
+            entry = replace(entry, confirmed_at=None, confirmed_by=None)
+    shown = (summary.found, summary.switched, summary.in_use, summary.behind, summary.problem)
+    if shown != (entry.found, entry.switched, entry.in_use, entry.behind, entry.problem):
+        entry = replace(
+            entry,
+            found=summary.found,
+            switched=summary.switched,
+            in_use=summary.in_use,
+            behind=summary.behind,
+            problem=summary.problem,
+            since=now,
+        )
+    return entry
+
+
+def unconfirmed(record: Record, policy: Policy) -> tuple[str, ...]:
+    """Named consumers not (or no longer) confirmed for the secret as stored now."""
+    return tuple(r.name for r in policy.consumers if not confirmed(record, r.name))
+
+
+def probed_unconfirmed(record: Record, policy: Policy) -> tuple[str, ...]:
+    """Probed consumers not confirmed: a grace deadline does not retire past them."""
+    return tuple(r.name for r in policy.consumers if r.probed and not confirmed(record, r.name))
+
+
+def retired_by(record: Record, policy: Policy) -> str:
+    """Who the rollout that is done now is recorded as confirmed by (the history keeps it)."""
+    if policy.consumers and not unconfirmed(record, policy):
+        return t.BY_CONSUMERS
+    return t.BY_GRACE
+
+
+def waiting(record: Record, policy: Policy, now: datetime) -> tuple[Record, str]:
+    """Named consumers are behind: past the grace deadline the rollout is **stalled** (a probe
+    still sees the old secret in use, or hook consumers under ``consumers``); the reason says
+    who."""
+    behind = behind_text(record, policy)
+    if record.deadline is not None and now >= record.deadline:
+        if record.stalled_at is None:
+            record = t.stalled(record, at=now)
+        return record, f"rollout of {record.pending_id} stalled past its grace: {behind}"
+    return record, f"awaiting rollout of {record.pending_id}: waiting for {behind}"
+
+
+def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = None) -> str:
+    """Who is behind, for reasons, status and notifications: "mobile-api 1/2 switched
+    (10.0.0.9:8080 on 101); billing has not confirmed"."""
+    rules = {r.name: r for r in policy.consumers}
+    parts = []
+    for name in names if names is not None else unconfirmed(record, policy):
+        entry = progress(record, name)
+        if not rules[name].probed:
+            parts.append(f"{name} has not confirmed")
+        elif entry is None:
+            parts.append(f"{name} not probed yet")
+        else:
+            detail = entry.problem or "; ".join(entry.behind[:BEHIND_SHOWN])
+            more = len(entry.behind) - BEHIND_SHOWN
+            if entry.problem is None and more > 0:
+                detail += f"; {more} more"
+            text = f"{name} {entry.switched}/{entry.found} switched"
+            parts.append(f"{text} ({detail})" if detail else text)
+    return "; ".join(parts) or "nobody"
+
+
+def seen_in_use(record: Record, obs: Observation, secret_id: str) -> str | None:
+    """A probe round of this pass shows an instance still answering ``secret_id`` for a
+    consumer no operator confirmed: deleting it now would break that instance."""
+    for probe in obs.probes or ():
+        entry = progress(record, probe.consumer)
+        if entry is not None and entry.confirmed_by == "cli":
+            continue  # an operator confirmed it in spite of its probes
+        for answer in probe.instances:
+            if answer.error is None and answer.intercom_id == secret_id:
+                return f"a probe sees {probe.consumer} at {answer.address} still using it"
+    return None
