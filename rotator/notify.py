@@ -41,6 +41,9 @@ import tenacity
 import rotator
 from rotator.backoff import full_jitter
 from rotator.config import NotifyEvent, NotifySettings, TargetSettings, WebhookSettings
+from rotator.config.consumers import consumer_rules
+from rotator.core import rollout
+from rotator.core.observation import ConsumerRule
 from rotator.core.record import Phase, Record
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, redact_text, scrub, truncate
@@ -68,9 +71,12 @@ class Notification:
     reason: str
     timestamp: datetime
     deadline: datetime | None = None
+    #: ``stalled``: who is behind, per named consumer (names, counts and ids only).
+    behind: tuple[dict[str, Any], ...] = ()
 
     def payload(self) -> dict[str, Any]:
-        return {
+        extra = {"behind": list(self.behind)} if self.event == "stalled" else {}
+        return extra | {
             "event": self.event,
             "target": self.target,
             "rotation_id": self.rotation_id,
@@ -103,13 +109,23 @@ class Notification:
                 f"rotator: {self.target}: rotation {self.rotation_id} complete: "
                 f"{self.new_secret_id} is current; {retired}."
             )
+        if self.event == "stalled":
+            return (
+                f"rotator: {self.target}: rollout of {self.new_secret_id} stalled past its grace; "
+                f"the old secret stays live: {self.reason}"
+            )
         return f"rotator: {self.target} is BLOCKED and needs an operator: {self.reason}"
 
 
 def notifications(
-    before: Record | None, after: Record, reason: str, now: datetime
+    before: Record | None,
+    after: Record,
+    reason: str,
+    now: datetime,
+    rules: tuple[ConsumerRule, ...] = (),
 ) -> list[Notification]:
-    """The events that the change from ``before`` to ``after`` amounts to."""
+    """The events that the change from ``before`` to ``after`` amounts to (``rules``: the
+    target's named consumers, for who is behind a stalled rollout)."""
     found: list[Notification] = []
     said = truncate(redact_text(reason), 300)
 
@@ -145,6 +161,19 @@ def notifications(
         add("retired", **completed)
     if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
         add("blocked", reason=truncate(redact_text(after.blocked_reason or reason), 300))
+    if after.stalled_at is not None and (before is None or before.stalled_at != after.stalled_at):
+        behind = tuple(
+            {
+                "consumer": c.name,
+                "kind": c.kind,
+                "switched": c.switched,
+                "found": c.found,
+                "in_use": list(c.in_use),
+            }
+            for c in rollout.states(after, rules)
+            if c.state != "confirmed"
+        )
+        add("stalled", behind=behind)
     return found
 
 
@@ -198,8 +227,8 @@ class Notifier:
     def on_record(
         self, before: Record | None, after: Record, reason: str, target: TargetSettings
     ) -> None:
-        del target  # the record names its target
-        for notification in notifications(before, after, reason, self._clock()):
+        rules = consumer_rules(target.consumers)
+        for notification in notifications(before, after, reason, self._clock(), rules):
             for index, hook in enumerate(self.settings.webhooks):
                 if notification.event in hook.events:
                     self._enqueue(_Delivery(index, notification))

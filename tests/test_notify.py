@@ -286,7 +286,7 @@ def test_notify_config_errors_are_reported_at_once_with_their_keys():
         {**raw, "notify": {"webhooks": [{"url_env": "U", "hmac_key_vault": "keys/notify#k"}]}}
     )
     [hook] = settings.notify.webhooks
-    assert hook.events == ("stored", "retired", "blocked")
+    assert hook.events == ("stored", "retired", "blocked", "stalled")
     assert hook.format == "json"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,8 @@ from rotator.cli.check import reading
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
 from rotator.cli.leases import read_lease
 from rotator.config import Settings, TargetSettings
+from rotator.config.consumers import consumer_rules
+from rotator.core import rollout
 from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.durations import format_duration
@@ -54,6 +56,11 @@ class TargetStatus:
     history: list[dict[str, Any]]
     #: The lease in the record (``rotator.cli.leases``): who acts on the target now.
     lease: dict[str, Any] | None = None
+    #: Named consumers' standing on the secret awaiting rollout (``rotator.core.rollout``).
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+    #: The grace deadline passed while consumers are behind: retiring waits for them.
+    stalled: bool = False
+    stalled_since: str | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -74,7 +81,7 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
     use_json = as_json or not sys.stdout.isatty()
     # A record written before URLs lost their passwords may still quote one in a reason.
     print(hide_userinfo(render_json(statuses) if use_json else render_table(statuses)))
-    troubled = any(s.phase in {"blocked", UNREADABLE} for s in statuses)
+    troubled = any(s.phase in {"blocked", UNREADABLE} or s.stalled for s in statuses)
     return EXIT_NEEDS_OPERATOR if troubled else EXIT_OK
 
 
@@ -172,6 +179,14 @@ def target_status(
         schedule=target.schedule.describe(),
         confirmation=target.confirmation,
         history=[_history_row(asdict(h)) for h in rec.history] if history else [],
+        consumers=[
+            {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}
+            for c in rollout.states(rec, consumer_rules(target.consumers))
+        ]
+        if rec.rotating
+        else [],
+        stalled=rec.stalled_at is not None and rec.rotating,
+        stalled_since=_iso(rec.stalled_at) if rec.rotating else None,
     )
 
 
@@ -206,6 +221,13 @@ def render_table(statuses: list[TargetStatus]) -> str:
             lines.append(f"{s.name}: last error: {s.last_error}")
         if s.lease:
             lines.append(f"{s.name}: {s.lease['summary']}")
+        if s.stalled:
+            lines.append(
+                f"{s.name}: STALLED since {s.stalled_since}: its grace passed with consumers "
+                f"behind (below); the old secret stays live. Fix them, or override: rotator "
+                f"confirm {s.name} --consumer NAME (or rotate-now --emergency)"
+            )
+        lines += [f"{s.name}:   {_consumer_line(c)}" for c in s.consumers]
         for entry in s.history:
             took = entry["seconds"]
             phases = ", ".join(
@@ -219,6 +241,21 @@ def render_table(statuses: list[TargetStatus]) -> str:
                 f"confirmed by {entry['confirmed_by'] or '-'} ({phases})"
             )
     return "\n".join(lines)
+
+
+def _consumer_line(c: dict[str, Any]) -> str:
+    """``web-backend  2/3 switched; 10.0.0.9:8080 on 101 (since ...)``, one consumer's line."""
+    if c["state"] == "confirmed":
+        return f"{c['name']}  confirmed ({c['confirmed_by']})"
+    if c["kind"] == "hook":
+        return f"{c['name']}  waiting for its confirmation"
+    if c["found"] is None:
+        return f"{c['name']}  not probed yet"
+    detail = c["problem"] or "; ".join(c["behind"][: rollout.BEHIND_SHOWN])
+    since = f" (since {c['since']})" if c["since"] else ""
+    if not detail:
+        detail = f"{c['streak']} of {c['stable_probes']} stable rounds"
+    return f"{c['name']}  {c['switched']}/{c['found']} switched; {detail}{since}"
 
 
 def _public(status: TargetStatus) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from rotator.config import bounds
 from rotator.config.bounds import within
 from rotator.config.common import Model, listen_host_ok
 from rotator.core.names import valid_target_name
+from rotator.core.observation import ConsumerRule
 
 #: A target names at most this many consumers, a consumer at most this many URLs: the record
 #: carries a summary of each, and a pass probes them all within one deadline.
@@ -195,3 +196,17 @@ def consumer_problems(confirmation: str, consumers: Sequence[ConsumerSettings]) 
             if not c.probed
         ]
     return problems
+
+
+def consumer_rules(consumers: Sequence[ConsumerSettings]) -> tuple[ConsumerRule, ...]:
+    """The decision core's view of a target's consumers."""
+    return tuple(
+        ConsumerRule(
+            name=c.name,
+            probed=c.probed,
+            stable_probes=c.stable_probes,
+            min_instances=c.min_instances,
+            require_fingerprint=c.require_fingerprint,
+        )
+        for c in consumers
+    )

@@ -196,8 +196,8 @@ class DaemonSettings(_Model):
     lease_ttl: Annotated[float, within(bounds.LEASE_TTL)] = 60.0
 
 
-NotifyEvent = Literal["stored", "retired", "blocked"]
-NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked")
+NotifyEvent = Literal["stored", "retired", "blocked", "stalled"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked", "stalled")
 
 
 class WebhookSettings(_Model):

@@ -199,6 +199,56 @@ def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = 
     return "; ".join(parts) or "nobody"
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerState:
+    """One named consumer as ``status``, metrics and notifications show it."""
+
+    name: str
+    kind: str  # "probed" or "hook"
+    #: "confirmed", "waiting", or "stalled" (behind past the grace deadline).
+    state: str
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    switched: int | None
+    found: int | None
+    in_use: tuple[str, ...]
+    behind: tuple[str, ...]
+    problem: str | None
+    streak: int | None
+    stable_probes: int | None
+    since: datetime | None
+
+
+def states(record: Record, rules: tuple[ConsumerRule, ...]) -> list[ConsumerState]:
+    """Each named consumer's standing on the secret awaiting rollout (empty otherwise)."""
+    if record.pending_id is None or not rules:
+        return []
+    shown = []
+    for rule in rules:
+        entry = progress(record, rule.name)
+        done = entry is not None and entry.confirmed_at is not None
+        state = "confirmed" if done else "stalled" if record.stalled_at else "waiting"
+        probed = rule.probed and entry is not None
+        shown.append(
+            ConsumerState(
+                name=rule.name,
+                kind="probed" if rule.probed else "hook",
+                state=state,
+                confirmed_by=entry.confirmed_by if entry else None,
+                confirmed_at=entry.confirmed_at if entry else None,
+                switched=entry.switched if probed and entry else None,
+                found=entry.found if probed and entry else None,
+                in_use=entry.in_use if entry else (),
+                behind=entry.behind if entry else (),
+                problem=entry.problem if entry else None,
+                streak=entry.streak if probed and entry else None,
+                stable_probes=rule.stable_probes if rule.probed else None,
+                since=entry.since if entry else None,
+            )
+        )
+    return shown
+
+
 def seen_in_use(record: Record, obs: Observation, secret_id: str) -> str | None:
     """A probe round of this pass shows an instance still answering ``secret_id`` for a
     consumer no operator confirmed: deleting it now would break that instance."""

@@ -10,7 +10,8 @@ Vault holds and nothing else:
 * counters of outcomes: a rotation completed (a history entry appeared; ``emergency`` when it
   was one), a target became blocked, an attempt failed (``attempts`` grew);
 * gauges of state: the phase (all five, one of them 1), blocked, the last success, the next
-  scheduled rotation (only while idle and known), the rollout deadline (only while awaiting);
+  scheduled rotation (only while idle and known), the rollout deadline (only while awaiting),
+  and each named consumer's rollout state and probed instances (only while rotating);
 * values that move with time (the age of the secret consumers hold, the backoff left, how long
   the rollout has been awaited) are computed at scrape time from the last record, with the
   injected clock, so they are right however long ago the last transition was.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,8 @@ from prometheus_client.registry import Collector
 
 import rotator
 from rotator.config import TargetSettings
+from rotator.config.consumers import consumer_rules
+from rotator.core import rollout
 from rotator.core.record import Phase, Record
 
 #: Seconds: quick API calls up to a read timeout.
@@ -53,6 +56,7 @@ ROLLOUT_BUCKETS: tuple[float, ...] = (1.0, 60.0, 300.0, 900.0, _HOUR, 4 * _HOUR,
 ROLLOUT_BUCKETS += (_DAY, 2 * _DAY, 3 * _DAY, 7 * _DAY, 14 * _DAY, 30 * _DAY)
 RESULTS = ("completed", "emergency", "blocked", "failed")
 KINDS = ("temporary", "permanent")
+ROLLOUT_STATES = ("confirmed", "waiting", "stalled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,31 @@ class Metrics:
             "Scheduled runs skipped because the previous run of the job was still going",
             registry=r,
         )
+        self.rollout_consumers = Gauge(
+            "rotator_rollout_consumers",
+            "1 for each named consumer's state while a rotation awaits its rollout "
+            "(confirmed, waiting, stalled)",
+            ["target", "consumer", "state"],
+            registry=r,
+        )
+        self.rollout_instances = Gauge(
+            "rotator_rollout_instances",
+            "Instances of a probed consumer the last probe round found, and switched of them",
+            ["target", "consumer", "state"],
+            registry=r,
+        )
+        self.probe_requests = Counter(
+            "rotator_probe_requests",
+            "Probes of consumer instances, by outcome ('switched' is not judged here: 'answered')",
+            ["outcome"],
+            registry=r,
+        )
+        self.probe_round_seconds = Histogram(
+            "rotator_probe_round_seconds",
+            "Duration of one target's probe round",
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
         build = Gauge("rotator_build_info", "rotator's version", ["version"], registry=r)
         build.labels(version=version).set(1)
         r.register(_ScrapeTime(self))
@@ -257,11 +286,37 @@ class Metrics:
         _set_or_drop(self.next_rotation, name, upcoming)
         awaiting = record.phase is Phase.AWAITING_ROLLOUT
         _set_or_drop(self.deadline, name, record.deadline if awaiting else None)
+        self._show_rollout(record, target)
         self._moments[name] = _Moment(
             secret_since=_secret_since(record),
             retry_at=record.retry_at,
             awaiting_since=record.stored_at if awaiting else None,
         )
+
+    def _show_rollout(self, record: Record, target: TargetSettings) -> None:
+        """Per named consumer, while a rotation is under way; no series otherwise."""
+        shown = rollout.states(record, consumer_rules(target.consumers)) if record.rotating else []
+        for consumer in target.consumers:
+            for state in ROLLOUT_STATES:
+                with contextlib.suppress(KeyError):
+                    self.rollout_consumers.remove(target.name, consumer.name, state)
+            for state in ("found", "switched"):
+                with contextlib.suppress(KeyError):
+                    self.rollout_instances.remove(target.name, consumer.name, state)
+        for c in shown:
+            for state in ROLLOUT_STATES:
+                self.rollout_consumers.labels(target.name, c.name, state).set(
+                    1 if c.state == state else 0
+                )
+            if c.found is not None and c.switched is not None:
+                self.rollout_instances.labels(target.name, c.name, "found").set(c.found)
+                self.rollout_instances.labels(target.name, c.name, "switched").set(c.switched)
+
+    def probe_round(self, seconds: float, outcomes: Mapping[str, int]) -> None:
+        """A probe round ended (``rotator.probe``): its duration and its answers' outcomes."""
+        self.probe_round_seconds.observe(seconds)
+        for outcome, count in outcomes.items():
+            self.probe_requests.labels(outcome).inc(count)
 
 
 def _secret_since(record: Record) -> datetime | None:

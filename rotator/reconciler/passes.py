@@ -20,13 +20,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from rotator.config import Settings, TargetSettings
+from rotator.config.consumers import consumer_rules
 from rotator.core import machine
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import (
     Action,
     ConsumerProbe,
-    ConsumerRule,
     ConsumerView,
     Create,
     Created,
@@ -118,16 +118,7 @@ class Ports:
             adopt=target.adopt,
             lease_ttl=self.settings.daemon.lease_ttl,
             watch_drift=target.rotate_on_drift,
-            consumers=tuple(
-                ConsumerRule(
-                    name=c.name,
-                    probed=c.probed,
-                    stable_probes=c.stable_probes,
-                    min_instances=c.min_instances,
-                    require_fingerprint=c.require_fingerprint,
-                )
-                for c in target.consumers
-            ),
+            consumers=consumer_rules(target.consumers),
             probe_spacing=timedelta(seconds=self.settings.probes.spacing),
         )
 

@@ -259,11 +259,34 @@ def _probe_fingerprint(secret: object) -> str | None:
         return "unreadable"
 
 
+def _log_rollout(before: Record | None, after: Record, rotation_id: str | None) -> None:
+    """Named consumers confirming, falling back (a probe saw an instance leave the new secret),
+    and a rollout stalling past its grace: each once, when the record changes."""
+    was = {p.name: p for p in before.rollout} if before is not None else {}
+    for entry in after.rollout:
+        old = was.get(entry.name)
+        if entry.confirmed_at is not None and (old is None or old.confirmed_at is None):
+            log.info(
+                "rollout.consumer_confirmed",
+                rotation_id=rotation_id,
+                consumer=entry.name,
+                by=entry.confirmed_by,
+            )
+        elif entry.confirmed_at is None and old is not None and old.confirmed_at is not None:
+            log.info("rollout.consumer_regressed", rotation_id=rotation_id, consumer=entry.name)
+    if after.stalled_at is not None and (before is None or before.stalled_at is None):
+        behind = [
+            f"{p.name} {p.switched}/{p.found}" for p in after.rollout if p.confirmed_at is None
+        ]
+        log.warning("rollout.stalled", rotation_id=rotation_id, behind=behind)
+
+
 def _log_trouble(before: Record | None, after: Record) -> None:
     """A target newly blocked is an error (an operator must act), a failed attempt a warning
     (it retries by itself): alerting on log levels sees both. An idle record still carries
     the id of its last rotation, which is over: it is not named."""
     rotation_id = after.rotation_id if after.rotating else None
+    _log_rollout(before, after, rotation_id)
     if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
         log.error(
             "rotation.blocked",
