@@ -17,6 +17,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_machine import NEW_SECRET, NOW, POLICY, created, in_flight, live_new, observe
 
 from rotator.core import machine, rollout, transitions
 from rotator.core.confirmation import ConfirmStatus, confirm
@@ -40,7 +41,6 @@ from rotator.core.record import (
 )
 from rotator.core.safety import rolled_out, unsafe_to_delete
 from rotator.signing import probe_fingerprint
-from tests.test_machine import NEW_SECRET, NOW, POLICY, created, in_flight, live_new, observe
 
 FP = probe_fingerprint(NEW_SECRET.reveal())
 WEB = ConsumerRule("web-backend", probed=True, stable_probes=2)
