@@ -40,4 +40,10 @@ def target_warnings(target: TargetSettings) -> list[str]:
             f"interval {format_duration(interval)}: each rotation starts as soon as the previous "
             "one has ended"
         )
+    found += [
+        f"consumer {c.name}: stable_probes 1 counts a single answer: one flapping replica can "
+        "retire the old secret (2 or more is safer)"
+        for c in target.consumers
+        if c.probed and c.stable_probes == 1
+    ]
     return found
