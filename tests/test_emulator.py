@@ -4,16 +4,19 @@ faults and persistence. Every answer it gives is checked against the contract (c
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import stat
 import time
 
 import httpx
+import jwt
 import pytest
 
 from rotator.emulator import Emulator, FaultSpec, FaultSpecError, Token, user_hash
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
-from rotator.emulator.state import StateFileError
+from rotator.emulator.state import StateFileError, messenger_jwt, new_material
 from rotator.intercom import (
     CreateOutcomeUnknown,
     DeleteOutcome,
@@ -255,6 +258,114 @@ def test_verify_uses_the_workspace_of_the_token(emulator, make_client):
     assert HTTP.get(f"{emulator.url}/__verify", params={**params, "workspace": "acme"}).json()[
         "valid"
     ]
+
+
+# --- Messenger JWTs (HS256, same secret) ----------------------------------------------------
+
+
+def verify_jwt(emulator, token: str, **params) -> bool:
+    response = HTTP.get(f"{emulator.url}/__verify", params={"jwt": token, **params})
+    assert response.status_code == 200, response.text
+    return response.json()["valid"]
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def hand_signed(header: dict, claims: dict, key: bytes | None, digest=hashlib.sha256) -> str:
+    """A JWT built byte by byte, for what PyJWT will not encode (or warns about)."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = b"" if key is None else hmac.new(key, signing_input.encode(), digest).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def test_verify_checks_a_messenger_jwt_against_live_secrets(emulator, make_client):
+    """An HS256 JWT with a user_id claim signed by a live secret verifies, with or without
+    user_id (which must then equal the claim) and per platform; after deletion it does not."""
+    client = make_client()
+    created = client.create_secret("web", WEB)
+    token = messenger_jwt(created.secret.reveal(), "user-42")
+    assert verify_jwt(emulator, token)
+    assert verify_jwt(emulator, token, user_id="user-42")
+    assert not verify_jwt(emulator, token, user_id="user-43")
+    assert verify_jwt(emulator, token, platform="web")
+    assert not verify_jwt(emulator, token, platform="ios")
+    client.delete_secret(created.info.id)
+    assert not verify_jwt(emulator, token)
+
+
+def test_verify_refuses_a_jwt_signed_with_another_secret(emulator, make_client):
+    """A well-formed HS256 JWT signed with material Intercom never issued does not verify."""
+    make_client().create_secret("web", WEB)
+    assert not verify_jwt(emulator, messenger_jwt(new_material(), "user-42"))
+
+
+def test_verify_refuses_jwts_with_another_algorithm(emulator, make_client):
+    """alg=none (no signature) and HS512 keyed by the live secret are both refused: only HS256."""
+    secret = make_client().create_secret("web", WEB).secret.reveal()
+    claims = {"user_id": "user-42"}
+    assert verify_jwt(
+        emulator, hand_signed({"alg": "HS256", "typ": "JWT"}, claims, secret.encode())
+    )
+    assert not verify_jwt(emulator, hand_signed({"alg": "none", "typ": "JWT"}, claims, None))
+    assert not verify_jwt(
+        emulator,
+        hand_signed({"alg": "HS512", "typ": "JWT"}, claims, secret.encode(), hashlib.sha512),
+    )
+
+
+@pytest.mark.parametrize(
+    "claims", [{"sub": "user-42"}, {"user_id": ""}, {"user_id": 42}, {"user_id": None}]
+)
+def test_verify_refuses_a_jwt_without_a_user_id_claim(emulator, make_client, claims):
+    """A correctly signed JWT whose user_id claim is missing, empty or not a string is invalid."""
+    secret = make_client().create_secret("web", WEB).secret.reveal()
+    assert not verify_jwt(emulator, jwt.encode(claims, secret, algorithm="HS256"))
+
+
+def test_verify_reads_jwt_expiry_on_the_emulators_clock():
+    """exp is compared with the emulator's injected clock, not the wall clock: valid while the
+    clock is before it, invalid from that second on; a non-numeric exp never verifies."""
+    now = [1000.0]
+    emulator = Emulator(tokens=[Token.parse("t-123456:read,write")], clock=lambda: now[0])
+    with emulator.serve() as running:
+        secret = running.store.create("default", "s", web=True, ios=False, android=False).secret
+        token = messenger_jwt(secret, "user-42", exp=1500)
+        assert verify_jwt(running, token), "the wall clock is long past 1500: it is not read"
+        now[0] = 1499.5
+        assert verify_jwt(running, token)
+        now[0] = 1500.0
+        assert not verify_jwt(running, token)
+        assert verify_jwt(running, messenger_jwt(secret, "user-42"))
+        for exp in ["99999999999", True]:
+            odd = jwt.encode({"user_id": "user-42", "exp": exp}, secret, algorithm="HS256")
+            assert not verify_jwt(running, odd)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"jwt": "a.b.c", "user_hash": "h", "user_id": "u"},
+        {},
+        {"user_id": "u"},
+        {"jwt": "a.b.c", "platform": "tv"},
+    ],
+    ids=["both", "neither", "user-id-only", "bad-platform"],
+)
+def test_verify_needs_exactly_one_of_user_hash_or_jwt(emulator, params):
+    """Both user_hash and jwt, neither, or an unknown platform: a 400 saying what to send."""
+    response = HTTP.get(f"{emulator.url}/__verify", params=params)
+    assert response.status_code == 400
+    assert "user_hash" in response.json()["error"]
+    assert "jwt" in response.json()["error"]
+
+
+def test_verify_answers_false_to_a_malformed_jwt(emulator, make_client):
+    """Garbage in the jwt parameter is an invalid token (200, false), never a server error."""
+    make_client().create_secret("web", WEB)
+    for garbage in ["not-a-jwt", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9.e30."]:
+        assert not verify_jwt(emulator, garbage)
 
 
 # --- faults -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rotator.emulator.faults import Faults, FaultSpec, FaultSpecError
     from rotator.emulator.server import DEFAULT_TOKEN, Emulator, RunningEmulator
-    from rotator.emulator.state import Store, StoredSecret, Token, user_hash
+    from rotator.emulator.state import Store, StoredSecret, Token, messenger_jwt, user_hash
 
 _WHERE = {
     "Faults": "faults",
@@ -31,6 +31,7 @@ _WHERE = {
     "Store": "state",
     "Token": "state",
     "user_hash": "state",
+    "messenger_jwt": "state",
 }
 
 
@@ -51,5 +52,6 @@ __all__ = [
     "Store",
     "StoredSecret",
     "Token",
+    "messenger_jwt",
     "user_hash",
 ]

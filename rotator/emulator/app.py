@@ -6,8 +6,9 @@ bodies with a ``request_id``, string ids, soft delete. Order of checks for an AP
 injected latency, authentication (401), ``Intercom-Version`` (400), scope (403), injected 429 and
 5xx, then the operation itself (422 on bad parameters; ``post_drop`` after a create).
 
-Test-only endpoints live under ``/__``: ``GET /__verify?user_id=&user_hash=[&platform=]``
-checks a ``user_hash`` against the live secrets as Messenger would, and ``GET /__health``.
+Test-only endpoints live under ``/__``: ``GET /__verify?user_id=&user_hash=[&platform=]`` or
+``GET /__verify?jwt=[&user_id=][&platform=]`` checks a ``user_hash`` or a Messenger JWT against the
+live secrets as Messenger would, and ``GET /__health``.
 """
 
 from __future__ import annotations
@@ -160,17 +161,22 @@ class EmulatorApp:
     def _verify(self, request: Request) -> Response:
         user_id = request.args.get("user_id", "")
         claimed = request.args.get("user_hash", "")
+        token = request.args.get("jwt", "")
         platform = request.args.get("platform") or None
-        if not user_id or not claimed or platform not in {None, "web", "ios", "android"}:
-            return _json(
-                400,
-                {"error": "give user_id and user_hash (and optionally platform=web|ios|android)"},
-            )
+        problem = _verify_problem(user_id, claimed, token, platform)
+        if problem is not None:
+            return _json(400, {"error": problem})
         workspace = request.args.get("workspace") or DEFAULT_WORKSPACE
         bearer = _bearer(request)
         if bearer is not None and bearer in self.tokens:
             workspace = self.tokens[bearer].workspace
-        return _json(200, {"valid": self.store.verify(workspace, user_id, claimed, platform)})
+        if token:
+            valid = self.store.verify_jwt(
+                workspace, token, user_id=user_id or None, platform=platform
+            )
+        else:
+            valid = self.store.verify(workspace, user_id, claimed, platform)
+        return _json(200, {"valid": valid})
 
     # --- checks and faults ------------------------------------------------------------------
 
@@ -254,6 +260,22 @@ def _create_params(request: Request, request_id: str) -> dict[str, Any]:
         "ios": flags["supports_ios"],
         "android": flags["supports_android"],
     }
+
+
+def _verify_problem(user_id: str, claimed: str, token: str, platform: str | None) -> str | None:
+    """Why a ``/__verify`` query cannot be answered, or ``None``: exactly one of ``user_hash``
+    (with ``user_id``) or ``jwt`` (``user_id`` optional, checked against its claim)."""
+    usage = (
+        "give user_id and user_hash, or jwt (and optionally user_id, which must match its "
+        "user_id claim); optionally platform=web|ios|android"
+    )
+    if claimed and token:
+        return f"give user_hash or jwt, not both: {usage}"
+    if not token and (not user_id or not claimed):
+        return usage
+    if platform not in {None, "web", "ios", "android"}:
+        return f"unknown platform {platform!r}: {usage}"
+    return None
 
 
 def _scope_message(endpoint: str) -> str:

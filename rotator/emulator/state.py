@@ -3,7 +3,8 @@
 Like Intercom, it generates each secret's material server-side (256 random bits, base64url) and
 hands it out once, in the create answer; listing shows metadata only. Deleting is a soft delete:
 the secret vanishes from the list and stops verifying, but the store remembers it (and who
-deleted it, when) so tests can audit what happened. With a state file every change is written
+deleted it, when) so tests can audit what happened. A live secret verifies a ``user_hash`` and a
+Messenger JWT (HS256, keyed by the same material) alike. With a state file every change is written
 atomically before the answer goes out, so a restarted emulator carries on where it stopped.
 
 The file holds secret material in clear: it is the emulator's own database (Intercom's side), a
@@ -25,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import jwt
 
 READ_SCOPE = "read_secure_mode_secret"
 WRITE_SCOPE = "write_secure_mode_secret"
@@ -131,6 +134,55 @@ def user_hash(secret: str, user_id: str) -> str:
     return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
+def messenger_jwt(secret: str, user_id: str, *, exp: int | None = None) -> str:
+    """What a customer's backend hands the Messenger instead of a ``user_hash``: a JWT signed
+    with HS256 by the same secret, carrying ``user_id`` and, optionally, ``exp`` (unix seconds).
+    The one encoder: the demo, the tests and the docs all sign this way."""
+    claims: dict[str, Any] = {"user_id": user_id}
+    if exp is not None:
+        claims["exp"] = exp
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _jwt_claims(token: str, secret: str) -> dict[str, Any] | None:
+    """The claims of ``token`` if ``secret`` signed it with HS256, else ``None``.
+
+    HS256 only: a token naming ``none``, HS512 or an RSA algorithm is refused before any key is
+    tried (RFC 8725 section 2.1). ``exp`` is checked by the caller against the emulator's clock,
+    which tests move without sleeping (PyJWT would read the wall clock), and Messenger JWTs carry
+    no audience: one a customer adds is not what Messenger checks."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=["HS256"],
+            options={
+                "require": ["user_id"],
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+            },
+        )
+    except jwt.InvalidTokenError:
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _jwt_current(claims: dict[str, Any], user_id: str | None, now: float) -> bool:
+    """Whether verified claims name a user (``user_id`` when one is given) and have not expired
+    at ``now``."""
+    claimed = claims.get("user_id")
+    if not isinstance(claimed, str) or not claimed:
+        return False
+    if user_id is not None and not hmac.compare_digest(claimed.encode(), user_id.encode()):
+        return False
+    if "exp" not in claims:
+        return True
+    exp = claims["exp"]
+    return isinstance(exp, int | float) and not isinstance(exp, bool) and exp > now
+
+
 class Store:
     """Thread-safe secrets of every workspace, optionally persisted to a JSON file."""
 
@@ -217,6 +269,21 @@ class Store:
             for s in self.live(workspace)
             if s.signs_for(platform)
         )
+
+    def verify_jwt(
+        self, workspace: str, token: str, *, user_id: str | None = None, platform: str | None = None
+    ) -> bool:
+        """Whether ``token`` is a Messenger JWT signed (HS256) by a live secret, with a non-empty
+        ``user_id`` claim (equal to ``user_id`` when given) and an ``exp``, when present, still
+        ahead of the store's clock."""
+        now = self._clock()
+        for stored in self.live(workspace):
+            if not stored.signs_for(platform):
+                continue
+            claims = _jwt_claims(token, stored.secret)
+            if claims is not None:
+                return _jwt_current(claims, user_id, now)
+        return False
 
     # --- for tests and tools ----------------------------------------------------------------
 
