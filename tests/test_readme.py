@@ -1,5 +1,6 @@
 """The README's examples, run as written: its config and hook call against a real daemon on
-OpenBao and the emulator, and the demo command a newcomer types from a fresh checkout."""
+OpenBao and the emulator, and the demo command a newcomer types from a fresh checkout; and every
+TOML example of the README and the operator guide, validated as a configuration."""
 
 from __future__ import annotations
 
@@ -10,22 +11,69 @@ import shlex
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import yaml
 
 from rotator.cli.parser import build_parser
+from rotator.config import Settings, parse_settings
 from rotator.demo.openbao import free_port
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+GUIDE = (REPO / "docs" / "operator-guide.md").read_text()
+DOCS = {"README.md": README, "docs/operator-guide.md": GUIDE}
 ROTATOR = [sys.executable, "-m", "rotator"]
 HOOK_TOKEN = "readme-hook-token-0123456789"
 
 
-def _fenced(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, re.DOTALL)
+def _fenced(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+
+
+#: What a TOML fragment of the docs leaves out ("# ... as today ..."), so that it validates as
+#: the whole file it belongs to: a Vault, a hook credential, and each target's required keys.
+_BASE: dict[str, Any] = {
+    "vault": {"address": "https://vault.example.com:8200"},
+    "server": {"hook_token_env": "ROTATOR_HOOK_TOKEN"},
+}
+
+
+def _as_config(block: str) -> dict[str, Any]:
+    """A doc's TOML block as a whole configuration: as written when it has a [vault], else its
+    sections over ``_BASE``, each target completed with the required keys it leaves out (a
+    block of ``[[targets.consumers]]`` alone is a ``confirmation = "consumers"`` target's)."""
+    raw = tomllib.loads(block)
+    if "vault" in raw:
+        return raw
+    targets = raw.get("targets", [{}])
+    if isinstance(targets, dict):  # [[targets.consumers]] without [[targets]] above it
+        targets = [{"confirmation": "consumers", **targets}]
+    completed = []
+    for target in targets:
+        name = target.get("name", "web")
+        completed.append(
+            {
+                "name": name,
+                "token_env": "INTERCOM_TOKEN",
+                "secret_name": f"Production {name}",
+                "vault_path": f"intercom/identity-verification/{name}",
+                **target,
+            }
+        )
+    return _BASE | raw | {"targets": completed}
+
+
+def _doc_settings(doc: str) -> list[Settings]:
+    return [
+        parse_settings(_as_config(block), source=f"{doc} toml block {i}")
+        for i, block in enumerate(_fenced("toml", DOCS[doc]))
+    ]
 
 
 def _readme_config(vault: str, intercom: str, port: int, state: str) -> str:
@@ -122,3 +170,43 @@ def test_the_readme_demo_commands_run_from_a_fresh_checkout():
         assert os.access(REPO / words[0], os.X_OK)
         build_parser().parse_args(["demo", *words[1:]])  # exits 2 on an option it lacks
     assert ". .venv/bin/activate" in README
+
+
+@pytest.mark.parametrize("doc", sorted(DOCS))
+def test_every_toml_example_of_the_docs_is_a_valid_configuration(doc):
+    """Every ```toml block of the README and the operator guide validates as rotator's
+    configuration (every problem would be reported at once, naming the block): a whole file as
+    written, a fragment with only the keys it leaves out filled in; and the named-consumer
+    examples among them show each kind of consumer: probed by URL, by DNS, and hook-only."""
+    settings = _doc_settings(doc)
+    assert settings
+    consumers = [c for s in settings for t in s.targets for c in t.consumers]
+    assert any(c.probe_urls for c in consumers), "no consumer probed by URL"
+    assert any(c.probe_dns for c in consumers), "no consumer probed by DNS"
+    assert any(not c.probed for c in consumers), "no hook-only consumer"
+    assert any(t.confirmation == "consumers" for s in settings for t in s.targets)
+
+
+def test_the_guides_headless_service_is_the_one_its_probe_dns_names():
+    """The operator guide's headless Service (clusterIP None, a selector, a port) is the name
+    and port its probe_dns example asks, so a reader who copies both gets a working pair."""
+    services = [
+        doc
+        for block in _fenced("yaml", GUIDE)
+        for doc in yaml.safe_load_all(block)
+        if isinstance(doc, dict) and doc.get("kind") == "Service"
+    ]
+    headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
+    assert headless, "the guide shows no headless Service"
+    probed = {
+        c.probe_dns
+        for s in _doc_settings("docs/operator-guide.md")
+        for t in s.targets
+        for c in t.consumers
+    }
+    for service in headless:
+        assert service["spec"]["selector"]
+        meta = service["metadata"]
+        for port in service["spec"]["ports"]:
+            name = f"{meta['name']}.{meta['namespace']}.svc.cluster.local:{port['port']}"
+            assert name in probed, (name, probed)
