@@ -118,9 +118,11 @@ class HttpProber:
         if not probed:
             return ()
         started = time.monotonic()
+        round_ = self._round(probed, started)
         try:
-            probes = asyncio.run(self._round(probed, started))
-        except Exception as e:  # noqa: BLE001 - a bug here must not cost the pass: it learns nothing
+            probes = asyncio.run(round_)
+        except Exception as e:  # noqa: BLE001 - a bug must not cost the pass
+            round_.close()  # never started when asyncio.run refused it (inside a running loop)
             log.error("probe.crashed", target=target.name, error=type(e).__name__)
             probes = tuple(ConsumerProbe(c.name, (), error=ROUND_FAILED) for c in probed)
         seconds = time.monotonic() - started

@@ -44,8 +44,7 @@ error, shown by ``rotator status``:
 ``timed out``                 no complete answer within ``[probes] timeout``
 ``no answer in the round``    the round's ``deadline`` passed first
 ``refused or unreachable``    the connection could not be opened
-``closed without answering``  the connection was closed before an answer
-``connection broken``         the connection failed while the answer was being read
+``closed without answering``  the connection was closed (or reset) before a whole answer
 ``not HTTP``                  the answer does not parse as HTTP/1.1
 ``TLS: ...``                  ``certificate not trusted``, ``handshake failed``, ``ca_cert
                               unusable`` (the configured bundle could not be loaded)
@@ -122,10 +121,11 @@ def failure_kind(error: Exception) -> str:
         # h11's words for a peer that hung up before a status line; anything else is garbage.
         return "closed without answering" if "disconnected" in str(error) else "not HTTP"
     if isinstance(error, httpx.ReadError | httpx.WriteError | httpx.CloseError):
-        return "connection broken"
+        # A reset rather than a clean close: which one a peer that hangs up sends is luck.
+        return "closed without answering"
     if isinstance(error, httpx.UnsupportedProtocol | httpx.InvalidURL | httpx.LocalProtocolError):
         return "bad request"  # config validation keeps these out; a resolver could let one in
-    if isinstance(error, httpx.HTTPError | httpx.StreamError):
+    if isinstance(error, httpx.HTTPError | httpx.StreamError | httpx.CookieConflict):
         return "HTTP client error"
     return "probe failed"
 
