@@ -95,6 +95,20 @@ def test_round_stops_at_its_deadline(serve):
     assert elapsed <= settings.deadline + MARGIN
 
 
+def test_every_request_in_flight_stops_at_the_deadline(serve):
+    """Hundreds of requests in flight when the deadline passes (instances that accept and never
+    answer) are all cut there, and probe returns at the deadline."""
+    silent = serve.raw("127.0.0.2", "hold")
+    urls = [f"{silent.url()}?n={n}" for n in range(300)]
+    settings = ProbeSettings(timeout=1.0, deadline=1.0, concurrency=256)
+    started = time.monotonic()
+    (probe,) = HttpProber(settings).probe(probe_target({"name": "web", "probe_urls": urls}))
+    elapsed = time.monotonic() - started
+    assert len(probe.instances) == 300
+    assert {a.error for a in probe.instances} <= {"no answer in the round", "timed out"}
+    assert elapsed <= settings.deadline + MARGIN
+
+
 # --- TLS: the certificate is checked against the DNS name ----------------------------------------
 
 
