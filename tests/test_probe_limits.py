@@ -12,6 +12,7 @@ import json
 import shutil
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -283,3 +284,15 @@ def test_answer_bodies_never_reach_logs_or_results(serve, log_output, capsys):
     assert '"event": "probe.round"' in logged  # the round was logged: the scan can fail
     captured = capsys.readouterr()
     assert MARKER not in logged + captured.out + captured.err + repr(probe)
+
+
+def test_importing_the_package_does_not_load_httpx():
+    """``rotator.probe`` can be imported by every pass for free: httpx is loaded only when a
+    prober is asked for (the cold start budget has no room for it)."""
+    code = (
+        "import sys, rotator.probe\n"
+        "assert 'httpx' not in sys.modules\n"
+        "rotator.probe.HttpProber\n"
+        "assert 'httpx' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
