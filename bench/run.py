@@ -1,5 +1,6 @@
 """rotator's benchmarks: what a rotation costs, against a shell script doing the same by hand,
-cold starts, 1,000 targets, and the idle daemon. Prints a table; --write saves bench/RESULTS.md.
+cold starts, 1,000 targets, the idle daemon, and a probe round over 1,000 consumer instances
+(bench/probe.py, also runnable alone). Prints a table; --write saves bench/RESULTS.md.
 
     ./scripts/bench                 # everything (about 10 minutes)
     ./scripts/bench --quick         # fewer repeats, no 60 s idle window (a smoke run)
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import statistics
@@ -328,6 +330,29 @@ def idle_daemon(bench: Bench, seconds: float) -> dict[str, float]:
     return {"rss_mb": peak, "cpu_s": cpu, "window_s": seconds}
 
 
+def probe_round(rounds: int) -> dict[str, float]:
+    """bench/probe.py in its own process (it raises its open-files limit and runs event loops):
+    one consumer of 1,000 instances on loopback, ``rounds`` probe rounds."""
+    result = subprocess.run(
+        [sys.executable, str(HERE / "probe.py"), "--rounds", str(rounds)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    figure = re.search(r"(\d+) instances, median ([\d.]+) s, max ([\d.]+) s", result.stdout)
+    switched = re.search(r"switched: (\d+)/", result.stdout)
+    if figure is None or switched is None:
+        raise RuntimeError(f"bench/probe.py failed: {result.stdout}{result.stderr[-2000:]}")
+    return {
+        "instances": int(figure.group(1)),
+        "median": float(figure.group(2)),
+        "max": float(figure.group(3)),
+        "switched": int(switched.group(1)),
+        "rounds": rounds,
+    }
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -370,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             results[f"thousand_{ms}"] = thousand(bench, ms)
             print(f"1,000 targets at {ms} ms measured", file=sys.stderr, flush=True)
         results["idle"] = idle_daemon(bench, 10 if args.quick else 60)
+        results["probe"] = probe_round(5)
+        print("probe round measured", file=sys.stderr, flush=True)
     finally:
         bench.stop()
     table = render(results, repeats=bench.repeats)
@@ -487,6 +514,12 @@ def render(r: dict[str, Any], *, repeats: int) -> str:
             "",
         ),
     ]
+    probe = r["probe"]
+    n = probe["instances"]
+    label = f"f. one probe round, {n:,} instances: median / max of {probe['rounds']} rounds"
+    figure = f"{probe['median']:.2f} s / {probe['max']:.2f} s ({probe['switched']}/{n} switched)"
+    ok = probe["max"] <= 2 and probe["switched"] == n
+    rows.append((label, figure, "<= 2 s", verdict(ok)))
     width = max(len(row[0]) for row in rows)
     machine = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.platform()})"
     lines = [
