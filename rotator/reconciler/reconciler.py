@@ -116,7 +116,7 @@ class Reconciler:
             fresh=fresh,
             leases=LeaseWatch(self.me, monotonic),
             me=self.me,
-            prober=prober,
+            prober=prober if prober is not None else _default_prober(settings),
         )
         # One pass per target at a time within this process (scheduled pass vs. hook-triggered).
         self._target_locks = {t.name: threading.Lock() for t in settings.targets}
@@ -391,3 +391,12 @@ class Reconciler:
 
     def state_key(self, name: str) -> str:
         return self.store.key(name)
+
+
+def _default_prober(settings: Settings) -> Prober | None:
+    """Probes over HTTP when some target has probed consumers (``rotator.probe``); none else."""
+    if not any(c.probed for t in settings.targets for c in t.consumers):
+        return None
+    from rotator.probe import HttpProber
+
+    return HttpProber(settings.probes)
