@@ -36,9 +36,6 @@ from rotator.core.record import SCHEMA_VERSION, Phase, Record
 # --- the record: writes and schema ----------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 1: a confirmed probed consumer's streak grows every pass"
-)
 def test_a_confirmed_probed_consumer_costs_no_write_while_others_wait():
     """Finding 1 (Vault churn): once a probed consumer was confirmed, every later all-switched
     round still bumped its streak and streak_at, so the record changed, and was written to

@@ -127,7 +127,10 @@ def _counted(
 ) -> ConsumerProgress:
     if summary.ok:
         spaced = entry.streak_at is None or now - entry.streak_at >= policy.probe_spacing
-        if spaced:  # two processes probing a second apart are not two observations
+        # Counted up to stable_probes only: a streak that kept growing would change the record,
+        # so write it to Vault, on every pass while other consumers keep the rollout waiting.
+        if spaced and entry.streak < rule.stable_probes:
+            # Two processes probing a second apart are not two observations.
             entry = replace(entry, streak=entry.streak + 1, streak_at=now)
         if entry.streak >= rule.stable_probes and entry.confirmed_at is None:
             entry = replace(entry, confirmed_at=now, confirmed_by=t.BY_PROBES)
