@@ -51,9 +51,6 @@ def test_a_confirmed_probed_consumer_costs_no_write_while_others_wait():
         assert decision.record == record, f"round {i} changed the record: a write per pass"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 2: the count of who is behind stops at the stored sample"
-)
 def test_who_is_behind_counts_every_instance_not_the_stored_sample():
     """Finding 2: the reason said "; 13 more" for 20 instances behind (the record keeps 16
     of them): the count must come from found - switched, not from the bounded sample."""

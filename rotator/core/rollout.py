@@ -194,7 +194,8 @@ def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = 
             parts.append(f"{name} not probed yet")
         else:
             detail = entry.problem or "; ".join(entry.behind[:BEHIND_SHOWN])
-            more = len(entry.behind) - BEHIND_SHOWN
+            # Every instance not switched is behind; the record keeps only a sample of them.
+            more = entry.found - entry.switched - len(entry.behind[:BEHIND_SHOWN])
             if entry.problem is None and more > 0:
                 detail += f"; {more} more"
             text = f"{name} {entry.switched}/{entry.found} switched"
