@@ -62,7 +62,6 @@ def test_who_is_behind_counts_every_instance_not_the_stored_sample():
     assert "; 17 more" in decision.reason
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: schema 2 until the first progress")
 @pytest.mark.parametrize(
     "rules",
     [(BILLING,), (WEB,), (WEB, BILLING)],
@@ -92,7 +91,6 @@ def test_a_seeded_rollout_still_reads_not_probed_yet():
     assert (web.found, web.switched, web.streak) == (None, None, None)
 
 
-@pytest.mark.xfail(strict=True, reason="finding 3: an adoption under consumers is schema 2")
 def test_an_adoption_under_consumers_is_verified_too():
     """Finding 3, adoptions: a secret adopted from the consumers' path while the target names
     consumers is a consumers rollout from its first write (schema 3, every consumer owed)."""

@@ -213,6 +213,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
         version=obs.consumer.version,
         fingerprint=obs.consumer.fingerprint,
     )
+    adopting = rollout.owed(adopting, obs.policy)
     return _rest(adopting, f"adopted secret {held}; {record.current_id} retires after its rollout")
 
 

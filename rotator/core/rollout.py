@@ -104,8 +104,22 @@ def confirmed(record: Record, name: str) -> bool:
     return entry is not None and entry.confirmed_at is not None
 
 
+def owed(record: Record, policy: Policy) -> Record:
+    """Every named consumer has an entry for the secret as stored now, unconfirmed until it
+    confirms: the record carries the rollout (schema 3) from the store on, so an older rotator
+    refuses it rather than retiring it on its grace before a round or a confirmation came."""
+    if record.pending_id is None or record.stored_version is None:
+        return record
+    for rule in policy.consumers:
+        if progress(record, rule.name) is None:
+            record = t.consumer_probed(record, entry_for(record, rule.name))
+    return record
+
+
 def observe(record: Record, obs: Observation, now: datetime) -> Record:
-    """Fold this pass's probe round into the record's progress (a no-op without a round)."""
+    """Fold this pass's probe round into the record's progress (without a round, only what
+    ``owed`` adds)."""
+    record = owed(record, obs.policy)
     if obs.probes is None or record.pending_id is None or record.stored_version is None:
         return record
     rounds = {probe.consumer: probe for probe in obs.probes}
@@ -190,7 +204,7 @@ def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = 
         entry = progress(record, name)
         if not rules[name].probed:
             parts.append(f"{name} has not confirmed")
-        elif entry is None:
+        elif entry is None or entry.since is None:  # ``owed``, no round yet
             parts.append(f"{name} not probed yet")
         else:
             detail = entry.problem or "; ".join(entry.behind[:BEHIND_SHOWN])
@@ -232,7 +246,8 @@ def states(record: Record, rules: tuple[ConsumerRule, ...]) -> list[ConsumerStat
         entry = progress(record, rule.name)
         done = entry is not None and entry.confirmed_at is not None
         state = "confirmed" if done else "stalled" if record.stalled_at else "waiting"
-        probed = rule.probed and entry is not None
+        # A round sets ``since``; an entry without one was only ``owed``: not probed yet.
+        probed = rule.probed and entry is not None and entry.since is not None
         shown.append(
             ConsumerState(
                 name=rule.name,
