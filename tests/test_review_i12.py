@@ -123,7 +123,6 @@ def _stalled_consumers_rollout():
     return stuck.record, late
 
 
-@pytest.mark.xfail(strict=True, reason="finding 4: a config without consumers retires on grace")
 def test_a_process_whose_config_names_no_consumers_does_not_retire_a_verified_rollout():
     """Finding 4 (two configs): a process still running the config from before consumers were
     named (hook-or-grace, no [[targets.consumers]]) read the stalled record (schema 3, which
@@ -135,9 +134,6 @@ def test_a_process_whose_config_names_no_consumers_does_not_retire_a_verified_ro
     assert "consumers" in decision.reason
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 4: an anonymous hook call confirms a verified rollout"
-)
 def test_a_process_without_consumers_refuses_an_anonymous_hook_confirmation_of_them():
     """Finding 4, its hook: the same stale process accepted an anonymous hook call as the
     confirmation of a rollout that is verified per consumer: one replica's call retired the

@@ -300,6 +300,8 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _retire(record, obs, now, done)
     if obs.policy.consumers:
         return _rest(*rollout.waiting(record, obs.policy, now))
+    if rollout.verified(record):
+        return _rest(record, rollout.unnamed(record))
     waits_for = {"hook": "the confirmation hook", "grace": "the grace deadline"}.get(
         obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )

@@ -99,6 +99,24 @@ def entry_for(record: Record, name: str) -> ConsumerProgress:
     )
 
 
+def verified(record: Record) -> bool:
+    """The rollout of the secret as stored now is verified per named consumer: some process
+    configured with them recorded progress for this store (``owed`` does, from the store on).
+    A process whose own config names none must neither retire it on a grace nor take an
+    anonymous hook call for it: it cannot see who is behind."""
+    return any(progress(record, entry.name) is entry for entry in record.rollout)
+
+
+def unnamed(record: Record) -> str:
+    """Why a process whose config names no consumers leaves a verified rollout alone."""
+    names = ", ".join(sorted({p.name for p in record.rollout}))
+    return (
+        f"awaiting rollout of {record.pending_id}, verified per consumer ({names}) by a "
+        "rotator configured with them; this configuration names no consumers: update it, or "
+        "confirm with the CLI"
+    )
+
+
 def confirmed(record: Record, name: str) -> bool:
     entry = progress(record, name)
     return entry is not None and entry.confirmed_at is not None
