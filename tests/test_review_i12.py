@@ -167,7 +167,6 @@ def _probe_confirmed_then_hook_confirmed():
     return pol, record
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: retires on an earlier pass's probe confirmation")
 @pytest.mark.parametrize(
     "probes",
     [None, (), (ConsumerProbe("other", ()),)],
@@ -279,7 +278,6 @@ def _pass(world, prober):
     return report
 
 
-@pytest.mark.xfail(strict=True, reason="finding 5: retires on an earlier pass's probe confirmation")
 @pytest.mark.target(
     confirmation="consumers",
     consumers=[{"name": "web-backend", "probe_urls": [URL]}, {"name": "billing"}],

@@ -194,6 +194,21 @@ def probed_unconfirmed(record: Record, policy: Policy) -> tuple[str, ...]:
     return tuple(r.name for r in policy.consumers if r.probed and not confirmed(record, r.name))
 
 
+def unseen(record: Record, obs: Observation) -> tuple[str, ...]:
+    """Consumers confirmed by their probes that this pass has no round of (the prober failed,
+    or a rotate-now during a backoff skipped probing): a probe confirmation is not sticky, so
+    it retires nothing until a round that still agrees (or one that voids it)."""
+    rounds = {probe.consumer for probe in obs.probes or ()}
+    return tuple(
+        rule.name
+        for rule in obs.policy.consumers
+        if rule.probed
+        and rule.name not in rounds
+        and (entry := progress(record, rule.name)) is not None
+        and entry.confirmed_by == t.BY_PROBES
+    )
+
+
 def retired_by(record: Record, policy: Policy) -> str:
     """Who the rollout that is done now is recorded as confirmed by (the history keeps it)."""
     if policy.consumers and not unconfirmed(record, policy):
