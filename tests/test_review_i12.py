@@ -32,6 +32,7 @@ from rotator.core import machine, rollout
 from rotator.core.confirmation import ConfirmStatus, confirm
 from rotator.core.observation import ConsumerProbe, Delete, InstanceAnswer, LiveSecret
 from rotator.core.record import SCHEMA_VERSION, Phase, Record
+from rotator.notify import notifications
 
 # --- the record: writes and schema ----------------------------------------------------------
 
@@ -199,9 +200,6 @@ def test_a_round_that_sees_the_old_secret_again_still_blocks_after_the_hook_conf
 # --- stalls under hook-or-grace --------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True, reason="finding 6: a hook consumer the grace covers is named as stalled"
-)
 def test_a_hook_consumer_the_grace_covers_is_not_named_as_holding_a_stall():
     """Finding 6: under hook-or-grace past the grace a hook consumer no longer holds anything
     (the grace stands in for it), yet the stalled reason said "billing has not confirmed" and
@@ -218,6 +216,16 @@ def test_a_hook_consumer_the_grace_covers_is_not_named_as_holding_a_stall():
     strict = policy(WEB, BILLING)
     shown = {s.name: s.state for s in rollout.states(record, strict.consumers)}
     assert shown == {"web-backend": "stalled", "billing": "stalled"}
+    # The stalled notification names who holds it.
+    before = replace(record, stalled_at=None)
+    [told] = [
+        n
+        for n in notifications(
+            before, record, "r", late, pol.consumers, confirmation=pol.confirmation
+        )
+        if n.event == "stalled"
+    ]
+    assert [c["consumer"] for c in told.behind] == ["web-backend"]
 
 
 def test_an_instance_answering_the_new_id_with_a_round_error_is_still_behind():

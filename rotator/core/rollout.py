@@ -219,13 +219,18 @@ def retired_by(record: Record, policy: Policy) -> str:
 def waiting(record: Record, policy: Policy, now: datetime) -> tuple[Record, str]:
     """Named consumers are behind: past the grace deadline the rollout is **stalled** (a probe
     still sees the old secret in use, or hook consumers under ``consumers``); the reason says
-    who."""
-    behind = behind_text(record, policy)
+    who (past a hook-or-grace deadline, the probed consumers only: the grace stands in for the
+    hook ones)."""
     if record.deadline is not None and now >= record.deadline:
         if record.stalled_at is None:
             record = t.stalled(record, at=now)
+        holding = None if policy.confirmation == "consumers" else probed_unconfirmed(record, policy)
+        behind = behind_text(record, policy, holding)
         return record, f"rollout of {record.pending_id} stalled past its grace: {behind}"
-    return record, f"awaiting rollout of {record.pending_id}: waiting for {behind}"
+    return (
+        record,
+        f"awaiting rollout of {record.pending_id}: waiting for {behind_text(record, policy)}",
+    )
 
 
 def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = None) -> str:
@@ -270,15 +275,20 @@ class ConsumerState:
     since: datetime | None
 
 
-def states(record: Record, rules: tuple[ConsumerRule, ...]) -> list[ConsumerState]:
-    """Each named consumer's standing on the secret awaiting rollout (empty otherwise)."""
+def states(
+    record: Record, rules: tuple[ConsumerRule, ...], confirmation: str = "consumers"
+) -> list[ConsumerState]:
+    """Each named consumer's standing on the secret awaiting rollout (empty otherwise). A
+    stall is held by who is behind, and only under ``consumers`` by a hook consumer: under
+    ``hook-or-grace`` the grace stands in for it (it shows "waiting")."""
     if record.pending_id is None or not rules:
         return []
     shown = []
     for rule in rules:
         entry = progress(record, rule.name)
         done = entry is not None and entry.confirmed_at is not None
-        state = "confirmed" if done else "stalled" if record.stalled_at else "waiting"
+        holds = rule.probed or confirmation == "consumers"
+        state = "confirmed" if done else "stalled" if record.stalled_at and holds else "waiting"
         # A round sets ``since``; an entry without one was only ``owed``: not probed yet.
         probed = rule.probed and entry is not None and entry.since is not None
         shown.append(
