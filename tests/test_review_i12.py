@@ -313,7 +313,6 @@ def test_a_pass_whose_prober_crashed_does_not_retire_on_earlier_rounds(world):
     assert old not in world.live()
 
 
-@pytest.mark.xfail(strict=True, reason="finding 7: a restart reuses a round from before the store")
 @pytest.mark.target(
     confirmation="consumers",
     consumers=[{"name": "web-backend", "probe_urls": [URL], "stable_probes": 1}],
