@@ -352,7 +352,6 @@ def test_a_round_from_before_a_restore_is_not_counted_after_a_check_and_set_rest
 # --- config: what a careless or hostile config slips past validation ---------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="finding 8: unprobeable addresses load silently")
 @pytest.mark.parametrize(
     ("consumer", "message"),
     [
