@@ -382,3 +382,33 @@ def test_probe_addresses_that_could_never_be_probed_are_refused_at_load(consumer
     with pytest.raises(ValidationError) as refused:
         ConsumerSettings(name="web-backend", **consumer)
     assert message in str(refused.value)
+
+
+# --- the prober: the largest round the config allows -----------------------------------------
+
+
+def test_the_largest_round_the_config_allows_stops_at_its_deadline():
+    """Finding 9: a target may name 32 consumers and each may resolve to 4,096 addresses (both
+    limits of the config). The prober made one task per instance, all queued on one
+    semaphore; at the deadline cancelling them cost O(n^2) in the semaphore's waiter queue:
+    16 x 4,096 instances and a 1 s deadline took about 20 s here (32 x 4,096 at 2 s: 70 to 160
+    s), holding up the pass that probes never should. Every instance nobody was asked is
+    "no answer in the round", and the round ends near its deadline."""
+    import time
+
+    from _instances import probe_target
+
+    from rotator.config.consumers import ProbeSettings
+    from rotator.probe import HttpProber, StaticResolver
+
+    # Loopback addresses with nothing listening: each refuses at once, so the round's cost is
+    # the prober's own, and most instances are still waiting their turn at the deadline.
+    addresses = [f"127.2.{i // 256}.{i % 256}" for i in range(4096)]
+    names = {f"c{n}.test": addresses for n in range(16)}
+    target = probe_target(*({"name": f"c{n}", "probe_dns": f"c{n}.test:9"} for n in range(16)))
+    prober = HttpProber(ProbeSettings(timeout=0.5, deadline=1.0), resolver=StaticResolver(names))
+    started = time.monotonic()
+    probes = prober.probe(target)
+    took = time.monotonic() - started
+    assert [len(p.instances) for p in probes] == [4096] * 16
+    assert took < 1.0 * 1.5 + 1.0, f"a 1 s round took {took:.1f} s"  # a loaded 2-CPU machine
