@@ -412,3 +412,66 @@ def test_the_largest_round_the_config_allows_stops_at_its_deadline():
     took = time.monotonic() - started
     assert [len(p.instances) for p in probes] == [4096] * 16
     assert took < 1.0 * 1.5 + 1.0, f"a 1 s round took {took:.1f} s"  # a loaded 2-CPU machine
+
+
+def test_the_worst_record_the_config_allows_stays_small():
+    """A guard (an attack that held): 32 consumers of 63-character names, 4,096 instances each,
+    every one behind on a 128-character id or an error, on the longest IPv6 addresses: the
+    record (written to Vault on every change) stays near 110 KB, and nothing an instance
+    answered but its id (of a fixed alphabet) reaches it."""
+    import json
+
+    from rotator.core.observation import ConsumerRule
+
+    rules = tuple(ConsumerRule(f"c{i:02d}-" + "x" * 59, probed=True) for i in range(32))
+    pol = policy(*rules)
+    record = awaiting(pol)
+
+    def answer(j: int) -> InstanceAnswer:
+        address = f"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:{j:04x}]:65535"
+        if j % 2:
+            return InstanceAnswer(address, intercom_id=f"{'i' * 120}{j:08d}")
+        return InstanceAnswer(address, error="closed without answering")
+
+    answers = tuple(answer(j) for j in range(4096))
+    decision = step(record, pol, NOW, *(ConsumerProbe(r.name, answers) for r in rules))
+    size = len(json.dumps(decision.record.to_storage()))
+    assert size < 128 * 1024, size
+    assert all(len(p.in_use) <= 8 and len(p.behind) <= 16 for p in decision.record.rollout)
+
+
+def test_two_hundred_rounds_leave_no_thread_or_file_descriptor_behind():
+    """A guard (an attack that held): 200 rounds over live, refusing and resolved instances
+    (each round its own event loop and executor) leave the process's threads and open files
+    as they were, give or take the test servers' own connections still closing."""
+    import threading
+    from pathlib import Path
+
+    from _instances import Answer, Servers, probe_target
+
+    from rotator.config.consumers import ProbeSettings
+    from rotator.probe import HttpProber, StaticResolver
+
+    servers = Servers()
+    try:
+        a = servers.http("127.0.0.2", answer=Answer.of({"intercom_id": "101"}))
+        target = probe_target(
+            {"name": "urls", "probe_urls": [a.url(), "http://127.0.0.9:9/x"]},
+            {"name": "dns", "probe_dns": f"web.test:{a.port}"},
+        )
+        resolver = StaticResolver({"web.test": ["127.0.0.2", "127.0.0.3"]})
+        prober = HttpProber(ProbeSettings(timeout=0.5, deadline=1.0), resolver=resolver)
+
+        def mine() -> int:  # the servers' per-request threads come and go by themselves
+            return sum("process_request" not in t.name for t in threading.enumerate())
+
+        prober.probe(target)
+        threads, files = mine(), sum(1 for _ in Path("/proc/self/fd").iterdir())
+        for _ in range(200):
+            [urls, dns] = prober.probe(target)
+            assert urls.instances[0].intercom_id == "101"
+            assert dns.instances[0].intercom_id == "101"
+        assert mine() == threads
+        assert sum(1 for _ in Path("/proc/self/fd").iterdir()) < files + 10
+    finally:
+        servers.stop()
