@@ -123,9 +123,12 @@ def notifications(
     reason: str,
     now: datetime,
     rules: tuple[ConsumerRule, ...] = (),
+    *,
+    confirmation: str = "consumers",
 ) -> list[Notification]:
-    """The events that the change from ``before`` to ``after`` amounts to (``rules``: the
-    target's named consumers, for who is behind a stalled rollout)."""
+    """The events that the change from ``before`` to ``after`` amounts to (``rules`` and
+    ``confirmation``: the target's named consumers and policy, for who holds a stalled
+    rollout)."""
     found: list[Notification] = []
     said = truncate(redact_text(reason), 300)
 
@@ -170,8 +173,8 @@ def notifications(
                 "found": c.found,
                 "in_use": list(c.in_use),
             }
-            for c in rollout.states(after, rules)
-            if c.state != "confirmed"
+            for c in rollout.states(after, rules, confirmation)
+            if c.state == "stalled"
         )
         add("stalled", behind=behind)
     return found
@@ -228,7 +231,10 @@ class Notifier:
         self, before: Record | None, after: Record, reason: str, target: TargetSettings
     ) -> None:
         rules = consumer_rules(target.consumers)
-        for notification in notifications(before, after, reason, self._clock(), rules):
+        told = notifications(
+            before, after, reason, self._clock(), rules, confirmation=target.confirmation
+        )
+        for notification in told:
             for index, hook in enumerate(self.settings.webhooks):
                 if notification.event in hook.events:
                     self._enqueue(_Delivery(index, notification))

@@ -53,7 +53,7 @@ def test_two_hook_consumers_need_both_confirmations(world):
         reconciler.reconcile_target("web")  # what the hook's follow-up pass does
         assert sorted(world.live()) == sorted([old, new])
         progress = {p.name: p.confirmed_by for p in world.record().rollout}
-        assert progress == {"billing": "hook:bearer"}
+        assert progress == {"billing": "hook:bearer", "ledger": None}  # ledger still owed
         again = _post(daemon, {"secret_id": new, "consumer": "billing"})
         assert again.json()["status"] == "already_confirmed"
         second = _post(daemon, {"secret_id": new, "consumer": "ledger"})

@@ -181,7 +181,7 @@ def target_status(
         history=[_history_row(asdict(h)) for h in rec.history] if history else [],
         consumers=[
             {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}
-            for c in rollout.states(rec, consumer_rules(target.consumers))
+            for c in rollout.states(rec, consumer_rules(target.consumers), target.confirmation)
         ]
         if rec.rotating
         else [],

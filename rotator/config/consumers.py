@@ -92,6 +92,8 @@ class ConsumerSettings(Model):
     def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         problems = [p for i, url in enumerate(value) if (p := _url_problem(i, url))]
         problems += [f"{url!r} is listed {n} times" for url, n in Counter(value).items() if n > 1]
+        if not problems:
+            problems += _same_instances(value)
         if len(value) > MAX_INSTANCES:
             problems.append(f"{len(value)} URLs; at most {MAX_INSTANCES}")
         if problems:
@@ -103,10 +105,14 @@ class ConsumerSettings(Model):
     def _dns(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        host, sep, port = value.rpartition(":")
-        host = host.strip("[]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        written, sep, port = value.rpartition(":")
+        host = written.strip("[]")
+        digits = port.isascii() and port.isdigit()  # "٨٠" is digits to str.isdigit and int()
+        if not sep or not host or not digits or not 0 < int(port) <= 65535:
             raise ValueError(f"must be HOST:PORT, e.g. api-headless.api.svc:8080, not {value!r}")
+        if ":" in host and written != f"[{host}]":
+            # "::1:8080" is itself an IPv6 address: which part is the port is a guess.
+            raise ValueError(f"an IPv6 address goes in brackets: [{host}]:{port}, not {value!r}")
         if not listen_host_ok(host):
             raise ValueError(f"{host!r} is neither an IP address nor a host name")
         return value
@@ -114,7 +120,7 @@ class ConsumerSettings(Model):
     @field_validator("probe_path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith("/") or any(c in value for c in " #\n")):
+        if value is not None and (not value.startswith("/") or any(map(_unsafe, value))):
             raise ValueError(f'must be a URL path starting with "/", not {value!r}')
         return value
 
@@ -158,18 +164,46 @@ class ConsumerSettings(Model):
         return self.probe_path or DEFAULT_PROBE_PATH
 
 
+def _unsafe(character: str) -> bool:
+    """Not for a URL as written: a space, a control character, or a fragment's ``#``."""
+    return character == "#" or character.isspace() or not character.isprintable()
+
+
 def _url_problem(index: int, url: str) -> str | None:
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number
+        port = parts.port  # raises on a port that is not a number
     except ValueError:
         return f"probe_urls[{index}]: {url!r} is not a URL"
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         return f"probe_urls[{index}]: must be an http(s) URL with a host, not {url!r}"
     if parts.username is not None or parts.password is not None:
         # Not quoted: a password in a probe URL would reach logs and status.
         return f"probe_urls[{index}]: must not carry credentials (user:password@)"
+    if not listen_host_ok(parts.hostname):
+        return f"probe_urls[{index}]: {parts.hostname!r} is neither an IP address nor a host name"
+    if port == 0:
+        return f"probe_urls[{index}]: port 0 is no port an instance listens on"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        # urlsplit drops tabs and newlines silently; an instance would be asked another URL.
+        return f"probe_urls[{index}]: {url!r} has a control character or space"
     return None
+
+
+def _same_instances(urls: Sequence[str]) -> list[str]:
+    """URLs that differ only in how they are written (scheme or host case, a default port):
+    one instance, which would count twice towards min_instances."""
+    seen: dict[tuple[str, str, int, str, str], str] = {}
+    problems = []
+    for url in dict.fromkeys(urls):
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        port = parts.port or (443 if scheme == "https" else 80)
+        key = (scheme, (parts.hostname or "").lower(), port, parts.path or "/", parts.query)
+        if key in seen:
+            problems.append(f"{seen[key]!r} and {url!r} are the same instance")
+        seen.setdefault(key, url)
+    return problems
 
 
 def consumer_problems(confirmation: str, consumers: Sequence[ConsumerSettings]) -> list[str]:

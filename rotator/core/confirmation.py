@@ -100,6 +100,10 @@ def confirm(
         return None, ConfirmStatus.STALE, message
     if policy.consumers or consumer_name is not None:
         return _by_consumer(record, policy, consumer_name, via=via, now=now)
+    if rollout.verified(record) and via != "cli":
+        # This config predates the consumers another process verifies: one anonymous call
+        # must not confirm for all of them. An operator (the CLI) still may.
+        return None, ConfirmStatus.POLICY_REFUSES, rollout.unnamed(record)
     if policy.confirmation == "grace":
         return (
             None,

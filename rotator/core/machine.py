@@ -213,6 +213,7 @@ def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
         version=obs.consumer.version,
         fingerprint=obs.consumer.fingerprint,
     )
+    adopting = rollout.owed(adopting, obs.policy)
     return _rest(adopting, f"adopted secret {held}; {record.current_id} retires after its rollout")
 
 
@@ -288,17 +289,28 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         )
     record = rollout.observe(record, obs, now)
     done = rollout_done(record, obs.policy, now)
-    if done is not None and unlisted_since_long_stored(record, obs, now):
+    if done is None:
+        return _waiting(record, obs, now)
+    unseen = () if record.emergency else rollout.unseen(record, obs)
+    if unseen:
+        why = f"{done}, but this pass has no probe round of {', '.join(unseen)}"
+        return _rest(record, f"{why}: retiring after a round that still sees the new secret")
+    if unlisted_since_long_stored(record, obs, now):
         # Old enough to be listed by now: its absence may mean it is gone, and the old secret
         # may be the last live one. Retire only once a list shows it (or block, above).
         why = f"{done}, but Intercom's list does not show the new secret {record.pending_id}"
         return _rest(record, f"{why}: waiting for it to be listed before retiring the old one")
-    if done is not None:
-        if record.confirmed_at is None and not record.emergency:
-            record = t.confirmed(record, at=now, by=rollout.retired_by(record, obs.policy))
-        return _retire(record, obs, now, done)
+    if record.confirmed_at is None and not record.emergency:
+        record = t.confirmed(record, at=now, by=rollout.retired_by(record, obs.policy))
+    return _retire(record, obs, now, done)
+
+
+def _waiting(record: Record, obs: Observation, now: datetime) -> Decision:
+    """The rollout is not done: say what it waits for."""
     if obs.policy.consumers:
         return _rest(*rollout.waiting(record, obs.policy, now))
+    if rollout.verified(record):
+        return _rest(record, rollout.unnamed(record))
     waits_for = {"hook": "the confirmation hook", "grace": "the grace deadline"}.get(
         obs.policy.confirmation, "the confirmation hook or the grace deadline"
     )

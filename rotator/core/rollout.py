@@ -99,13 +99,45 @@ def entry_for(record: Record, name: str) -> ConsumerProgress:
     )
 
 
+def verified(record: Record) -> bool:
+    """The rollout of the secret as stored now is verified per named consumer: some process
+    configured with them recorded progress for this store (``owed`` does, from the store on).
+    A process whose own config names none must neither retire it on a grace nor take an
+    anonymous hook call for it: it cannot see who is behind."""
+    return any(progress(record, entry.name) is entry for entry in record.rollout)
+
+
+def unnamed(record: Record) -> str:
+    """Why a process whose config names no consumers leaves a verified rollout alone."""
+    names = ", ".join(sorted({p.name for p in record.rollout}))
+    return (
+        f"awaiting rollout of {record.pending_id}, verified per consumer ({names}) by a "
+        "rotator configured with them; this configuration names no consumers: update it, or "
+        "confirm with the CLI"
+    )
+
+
 def confirmed(record: Record, name: str) -> bool:
     entry = progress(record, name)
     return entry is not None and entry.confirmed_at is not None
 
 
+def owed(record: Record, policy: Policy) -> Record:
+    """Every named consumer has an entry for the secret as stored now, unconfirmed until it
+    confirms: the record carries the rollout (schema 3) from the store on, so an older rotator
+    refuses it rather than retiring it on its grace before a round or a confirmation came."""
+    if record.pending_id is None or record.stored_version is None:
+        return record
+    for rule in policy.consumers:
+        if progress(record, rule.name) is None:
+            record = t.consumer_probed(record, entry_for(record, rule.name))
+    return record
+
+
 def observe(record: Record, obs: Observation, now: datetime) -> Record:
-    """Fold this pass's probe round into the record's progress (a no-op without a round)."""
+    """Fold this pass's probe round into the record's progress (without a round, only what
+    ``owed`` adds)."""
+    record = owed(record, obs.policy)
     if obs.probes is None or record.pending_id is None or record.stored_version is None:
         return record
     rounds = {probe.consumer: probe for probe in obs.probes}
@@ -127,7 +159,10 @@ def _counted(
 ) -> ConsumerProgress:
     if summary.ok:
         spaced = entry.streak_at is None or now - entry.streak_at >= policy.probe_spacing
-        if spaced:  # two processes probing a second apart are not two observations
+        # Counted up to stable_probes only: a streak that kept growing would change the record,
+        # so write it to Vault, on every pass while other consumers keep the rollout waiting.
+        if spaced and entry.streak < rule.stable_probes:
+            # Two processes probing a second apart are not two observations.
             entry = replace(entry, streak=entry.streak + 1, streak_at=now)
         if entry.streak >= rule.stable_probes and entry.confirmed_at is None:
             entry = replace(entry, confirmed_at=now, confirmed_by=t.BY_PROBES)
@@ -159,6 +194,21 @@ def probed_unconfirmed(record: Record, policy: Policy) -> tuple[str, ...]:
     return tuple(r.name for r in policy.consumers if r.probed and not confirmed(record, r.name))
 
 
+def unseen(record: Record, obs: Observation) -> tuple[str, ...]:
+    """Consumers confirmed by their probes that this pass has no round of (the prober failed,
+    or a rotate-now during a backoff skipped probing): a probe confirmation is not sticky, so
+    it retires nothing until a round that still agrees (or one that voids it)."""
+    rounds = {probe.consumer for probe in obs.probes or ()}
+    return tuple(
+        rule.name
+        for rule in obs.policy.consumers
+        if rule.probed
+        and rule.name not in rounds
+        and (entry := progress(record, rule.name)) is not None
+        and entry.confirmed_by == t.BY_PROBES
+    )
+
+
 def retired_by(record: Record, policy: Policy) -> str:
     """Who the rollout that is done now is recorded as confirmed by (the history keeps it)."""
     if policy.consumers and not unconfirmed(record, policy):
@@ -169,13 +219,18 @@ def retired_by(record: Record, policy: Policy) -> str:
 def waiting(record: Record, policy: Policy, now: datetime) -> tuple[Record, str]:
     """Named consumers are behind: past the grace deadline the rollout is **stalled** (a probe
     still sees the old secret in use, or hook consumers under ``consumers``); the reason says
-    who."""
-    behind = behind_text(record, policy)
+    who (past a hook-or-grace deadline, the probed consumers only: the grace stands in for the
+    hook ones)."""
     if record.deadline is not None and now >= record.deadline:
         if record.stalled_at is None:
             record = t.stalled(record, at=now)
+        holding = None if policy.confirmation == "consumers" else probed_unconfirmed(record, policy)
+        behind = behind_text(record, policy, holding)
         return record, f"rollout of {record.pending_id} stalled past its grace: {behind}"
-    return record, f"awaiting rollout of {record.pending_id}: waiting for {behind}"
+    return (
+        record,
+        f"awaiting rollout of {record.pending_id}: waiting for {behind_text(record, policy)}",
+    )
 
 
 def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = None) -> str:
@@ -187,11 +242,12 @@ def behind_text(record: Record, policy: Policy, names: tuple[str, ...] | None = 
         entry = progress(record, name)
         if not rules[name].probed:
             parts.append(f"{name} has not confirmed")
-        elif entry is None:
+        elif entry is None or entry.since is None:  # ``owed``, no round yet
             parts.append(f"{name} not probed yet")
         else:
             detail = entry.problem or "; ".join(entry.behind[:BEHIND_SHOWN])
-            more = len(entry.behind) - BEHIND_SHOWN
+            # Every instance not switched is behind; the record keeps only a sample of them.
+            more = entry.found - entry.switched - len(entry.behind[:BEHIND_SHOWN])
             if entry.problem is None and more > 0:
                 detail += f"; {more} more"
             text = f"{name} {entry.switched}/{entry.found} switched"
@@ -219,16 +275,22 @@ class ConsumerState:
     since: datetime | None
 
 
-def states(record: Record, rules: tuple[ConsumerRule, ...]) -> list[ConsumerState]:
-    """Each named consumer's standing on the secret awaiting rollout (empty otherwise)."""
+def states(
+    record: Record, rules: tuple[ConsumerRule, ...], confirmation: str = "consumers"
+) -> list[ConsumerState]:
+    """Each named consumer's standing on the secret awaiting rollout (empty otherwise). A
+    stall is held by who is behind, and only under ``consumers`` by a hook consumer: under
+    ``hook-or-grace`` the grace stands in for it (it shows "waiting")."""
     if record.pending_id is None or not rules:
         return []
     shown = []
     for rule in rules:
         entry = progress(record, rule.name)
         done = entry is not None and entry.confirmed_at is not None
-        state = "confirmed" if done else "stalled" if record.stalled_at else "waiting"
-        probed = rule.probed and entry is not None
+        holds = rule.probed or confirmation == "consumers"
+        state = "confirmed" if done else "stalled" if record.stalled_at and holds else "waiting"
+        # A round sets ``since``; an entry without one was only ``owed``: not probed yet.
+        probed = rule.probed and entry is not None and entry.since is not None
         shown.append(
             ConsumerState(
                 name=rule.name,

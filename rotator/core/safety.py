@@ -96,10 +96,14 @@ def rolled_out(record: Record, policy: Policy, now: datetime) -> str | None:
 
     With named consumers, a rollout is done when each one confirmed the secret as stored now
     (``rotator.core.rollout``); a grace deadline (``hook-or-grace``, ``grace``) stands in for
-    hook consumers only, never for a probed consumer a probe still sees behind.
+    hook consumers only, never for a probed consumer a probe still sees behind; and not at all
+    in a process whose config names no consumers while the record says some process verifies
+    this rollout per consumer (``rollout.verified``): that config is out of date.
     """
     if record.confirmed_at is not None:
         return f"rollout confirmed ({record.confirmed_by})"
+    if not policy.consumers and rollout.verified(record):
+        return None  # a config from before its consumers were named: no grace stands in
     if policy.consumers:
         past = record.deadline is not None and now >= record.deadline
         if not rollout.unconfirmed(record, policy) and (policy.confirmation != "grace" or past):

@@ -295,7 +295,8 @@ class Metrics:
 
     def _show_rollout(self, record: Record, target: TargetSettings) -> None:
         """Per named consumer, while a rotation is under way; no series otherwise."""
-        shown = rollout.states(record, consumer_rules(target.consumers)) if record.rotating else []
+        rules = consumer_rules(target.consumers)
+        shown = rollout.states(record, rules, target.confirmation) if record.rotating else []
         for consumer in target.consumers:
             for state in ROLLOUT_STATES:
                 with contextlib.suppress(KeyError):

@@ -173,9 +173,11 @@ class Pass:
         #: Set once gathered: whether the record was bound to another token than this
         #: process's (``_local_refusal``).
         self._bound_elsewhere = False
-        #: This pass's probe round, once taken: a check-and-set restart re-reads Vault but does
-        #: not probe again (one round per pass; a CronJob run probes once and exits).
+        #: This pass's probe round, once taken, and the store it was taken for (pending id,
+        #: stored version): a check-and-set restart re-reads Vault but does not probe again
+        #: (one round per pass; a CronJob run probes once and exits).
         self._probed: tuple[ConsumerProbe, ...] | None = None
+        self._probed_for: tuple[str | None, int | None] | None = None
 
     def run(self) -> TargetReport:
         for _ in range(_RESTARTS):
@@ -227,7 +229,8 @@ class Pass:
         if problem is not None:
             raise LocalError(problem)
         lease_free = ports.leases.free(target.name, record.lease)
-        probes = self._probes() if lease_free and needs_probes(record, policy, now=now) else None
+        wanted = lease_free and needs_probes(record, policy, now=now)
+        probes = self._probes(record) if wanted else None
         obs = Observation(
             policy=policy,
             consumer=consumer,
@@ -243,17 +246,22 @@ class Pass:
         )
         return _Gathered(stored, record, loaded.version, obs)
 
-    def _probes(self) -> tuple[ConsumerProbe, ...] | None:
+    def _probes(self, record: Record) -> tuple[ConsumerProbe, ...] | None:
         """This pass's probe round of the target's consumers (taken once, before any lease).
         A prober that fails is logged and the pass goes on without probes: nothing is
-        confirmed by a round that did not happen."""
+        confirmed by a round that did not happen. After a check-and-set restart that finds
+        the secret stored again, the round is of an earlier store: it says nothing about who
+        reloaded this one (the path may have held something else in between), so this pass
+        goes on without one."""
+        store = (record.pending_id, record.stored_version)
         prober = self.ports.prober
-        if self._probed is None and prober is not None:
+        if self._probed_for is None and prober is not None:
+            self._probed_for = store
             try:
                 self._probed = prober.probe(self.target)
             except Exception as e:  # noqa: BLE001 - a probe bug must not stop rotations
                 log.error("probe.crashed", error=f"{type(e).__name__}: {e}")
-        return self._probed
+        return self._probed if self._probed_for == store else None
 
     def _list(self) -> tuple[tuple[LiveSecret, ...] | None, Failed | None]:
         try:

@@ -276,7 +276,9 @@ def _log_rollout(before: Record | None, after: Record, rotation_id: str | None) 
             log.info("rollout.consumer_regressed", rotation_id=rotation_id, consumer=entry.name)
     if after.stalled_at is not None and (before is None or before.stalled_at is None):
         behind = [
-            f"{p.name} {p.switched}/{p.found}" for p in after.rollout if p.confirmed_at is None
+            p.name if p.since is None else f"{p.name} {p.switched}/{p.found}"  # no round yet
+            for p in after.rollout
+            if p.confirmed_at is None
         ]
         log.warning("rollout.stalled", rotation_id=rotation_id, behind=behind)
 
