@@ -197,6 +197,7 @@ def test_dns_instances_disappearing_and_appearing_mid_rollout(fleet, make_world)
     step(world)  # found 2, switched 2: one stable round
     assert shown(world)["json"][0]["found"] == 2
     newcomer = fleet.start("127.0.0.5", port=port)
+    _wait(lambda: newcomer.state()["holds"] == new)  # it loads the path as it starts
     newcomer.control(mode="down")
     mapping["web.test"] = [*ADDRESSES[:2], "127.0.0.5"]
     step(world)
