@@ -99,8 +99,12 @@ MUTANTS: dict[str, list[Edit]] = {
             """        phase=Phase.CREATING,
         confirmed_at=None,
         confirmed_by=None,
+        rollout=(),
+        stalled_at=None,
     )""",
             """        phase=Phase.CREATING,
+        rollout=(),
+        stalled_at=None,
     )""",
         ),
         (
