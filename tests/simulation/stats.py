@@ -23,5 +23,11 @@ def summary() -> str:
         "restores",
         "blocks",
         "resumes",
+        "named",
+        "probes",
+        "fleet",
+        "stalls",
+        "consumer confirmations",
+        "named deletes",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
