@@ -34,7 +34,7 @@ PROBE_PATH = "/.well-known/intercom-secret"
 WEB_ADDRESSES = ("10.0.0.7:8080", "10.0.0.8:8080", "10.0.0.9:8080")
 MOBILE_ADDRESSES = tuple(f"10.1.0.{i}:8080" for i in range(1, 5))
 MOBILE_DNS = "mobile-api-headless.sim:8080"
-#: What may happen to one instance (or, for one pick in nine, to every instance at once).
+#: What may happen to one instance (or, for one pick in eight, to all seven at once).
 ACTIONS = ("reload", "appear", "disappear", "down", "up", "garbage", "stuck", "wrong-fp")
 #: What a probe of an instance whose endpoint fails gets (``rotator.probe``'s wording).
 PROBE_ERRORS = {"down": "connection refused", "slow": "timed out", "garbage": "not JSON"}
