@@ -9,9 +9,8 @@ who runs next, crashes a process between any two calls, loses an answer, moves t
 a backup of the consumers' path. About half the runs name the target's consumers: two probed
 ones, whose instances (``simulation/fleet.py``) start, stop, reload, get stuck or answer their
 probes badly, and, unless the policy is "grace", two hook ones confirming with their name. After
-every step the invariants of
-``tests/simulation/invariants.py`` are judged from what the world saw; at the end the faults stop
-and the target must settle.
+every step the invariants of ``tests/simulation/invariants.py`` are judged from what the world
+saw; at the end the faults stop and the target must settle (replays: ``test_simulation_replays``).
 
 ``ROTATOR_SIMULATION_EXAMPLES`` sets the number of runs (CI keeps a budget); the long run's
 figures are in the issue note: ``python tests/simulation/run.py --steps 100000``.
@@ -19,12 +18,10 @@ figures are in the issue note: ``python tests/simulation/run.py --steps 100000``
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,7 +33,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from simulation import fleet
 from simulation.actors import Commands, Plan, Process
 from simulation.invariants import Watch
-from simulation.stats import COUNTS, summary
+from simulation.stats import COUNTS, reported, summary
 from simulation.world import CONSUMERS, Fault, World
 
 import rotator
@@ -248,7 +245,7 @@ class Simulation(RuleBasedStateMachine):
     def nothing_broke(self) -> None:
         COUNTS["steps"] += 1
         if hasattr(self, "watch"):
-            with _reported():
+            with reported():
                 self.watch.check()
                 # A bug inside a pass is caught and reported by the reconciler: here it fails.
                 log = self.log.getvalue()
@@ -311,7 +308,7 @@ class Simulation(RuleBasedStateMachine):
         if not hasattr(self, "world"):
             return
         try:
-            with _reported():
+            with reported():
                 self._settle()
         finally:
             structlog.reset_defaults()
@@ -377,19 +374,6 @@ class Simulation(RuleBasedStateMachine):
         ]
 
 
-@contextlib.contextmanager
-def _reported() -> Iterator[None]:
-    """For the mutation check (``simulation/mutants.py``): how many examples it took to find
-    the first violation, before Hypothesis shrinks it."""
-    try:
-        yield
-    except AssertionError:
-        report = os.environ.get("ROTATOR_SIMULATION_REPORT")
-        if report and not Path(report).exists():
-            Path(report).write_text(f"{COUNTS['examples']}\n")
-        raise
-
-
 #: CI's budget: about a minute on two cores (the long run is simulation/run.py).
 EXAMPLES = int(os.environ.get("ROTATOR_SIMULATION_EXAMPLES", "2500"))
 Simulation.TestCase.settings = settings(
@@ -414,73 +398,3 @@ def test_the_real_reconciler_keeps_every_invariant_in_the_simulated_world():
     assert ran["rotations"] > 0, "the simulation rotated nothing"
     assert ran["deletes"] > 0, "the simulation deleted nothing"
     assert ran["named deletes"] > 0, "no delete was judged with named consumers (I10)"
-
-
-def test_a_second_adoption_does_not_undo_an_emergency_retirement():
-    """The interleaving the simulation found, replayed: `adopt`, then an emergency that starts
-    retiring the leaked secret, then another process's `adopt`; the second adoption is refused,
-    so the leaked secret is retired as the emergency said and no invariant breaks. Break: the
-    second adoption replaced the retiring one, and the pending DELETE then struck a secret the
-    record had made current again, with no emergency and no rollout (I7)."""
-    state = Simulation()
-    state.setup(
-        seed=0,
-        skews=[0.0, 0.0, 0.0],
-        provisioned=False,
-        commands=["pass", "adopt", "emergency"],
-        disruptions=["crash"],
-    )
-    for _ in range(11):
-        state.start(actor="a", pick=0, right=False, steps=0)
-    for actor, pick, right, steps in [
-        ("a", 0, False, 10),  # the first secret, 100
-        ("a", 1, True, 7),  # adopt 101
-        ("a", 14, False, 6),  # emergency: retiring 100, its DELETE not sent yet
-        ("b", 1, True, 7),  # another adopt
-        ("a", 0, False, 1),  # the DELETE of 100
-    ]:
-        state.start(actor=actor, pick=pick, right=right, steps=steps)
-        state.nothing_broke()
-    state.teardown()
-    assert not state.watch.violations
-    assert not state.world.live("100")
-
-
-def test_i10_judges_what_instances_sign_with_not_what_the_probes_said():
-    """I10 is judged on the fleet as it is at the DELETE: an instance that goes back to the old
-    secret by itself after the probe round that let the grace retire it (a rollback no prober
-    can foresee, so the simulation never does it) is reported, though every probe was right.
-    Break: I10 judged from the probe answers, or from the record's confirmations."""
-    state = Simulation()
-    try:
-        plan = Plan(policy="hook-or-grace", named=True, stable_probes=(1, 1), spacing=0.0)
-        state.setup(
-            seed=0,
-            skews=[0.0, 0.0, 0.0],
-            provisioned=True,
-            commands=["pass", "rotate-now"],
-            disruptions=["crash"],
-            plan=plan,
-            mobile=1,
-        )
-        state.start(actor="a", pick=1, right=True, steps=40)  # rotate-now: 101 stored, 100 current
-        state.time_passes(3600.0)  # the grace, and every instance reloads 101
-        state.time_passes(11.0)  # past the grace on every clock estimate
-        daemon = state.processes["a"]
-        daemon.start(state.main, Commands(daemon).daemon_pass, "pass")
-        while daemon.busy and daemon.doing != "probe web":
-            daemon.step()
-        daemon.step()  # the round answers: every instance on 101
-        old = state.world.secrets["100"]
-        rolled_back = state.world.fleet[fleet.WEB_BACKEND][0]
-        rolled_back.holds, rolled_back.material = old.id, old.material
-        state.advance("a", 40)
-        assert not state.world.live("100")
-        reported = (
-            "I10: deleted 100 while web-backend at 10.0.0.7:8080 signs with it (consumers hold 101; "
-            "no operator confirmed web-backend since its store)"
-        )
-        assert [v.split(" ", 1)[1] for v in state.watch.violations] == [reported]
-    finally:  # what teardown does; it would settle, and judge, too
-        structlog.reset_defaults()
-        logging.getLogger().handlers.clear()
