@@ -21,6 +21,7 @@ from rotator.cli import doctor
 from rotator.cli.adopt import adopt_secret
 from rotator.cli.context import UsageError
 from rotator.config import ConfigError, parse_settings
+from rotator.config.consumers import ConsumerSettings
 from rotator.core.adoption import AdoptionRefused, adopted
 from rotator.core.observation import RotateNow
 from rotator.core.record import Phase, Record
@@ -540,3 +541,26 @@ def test_doctor_names_a_foreign_secret_at_the_consumers_path(world):
     [finding] = by_check(findings(world), "drift.consumer_foreign")
     assert finding.severity == "error"
     assert f"rotator adopt web --secret-id {foreign_id} --force" in finding.fix
+
+
+@pytest.mark.parametrize(
+    ("policy", "said"),
+    [
+        ("consumers", "retired once every named consumer is on the new one"),
+        ("hook-or-grace", "--consumer NAME`), or after the grace period unless a probe still sees"),
+        ("grace", "retired after the grace period, unless a probe still sees an instance on it"),
+    ],
+)
+def test_adopting_over_a_target_with_named_consumers_says_what_retires_its_secret(
+    world, policy, said
+):
+    """With named consumers, adopting over the target's current secret without --force is
+    refused with what its policy really waits for (a consumers target once crashed with a
+    KeyError here; a grace never retires past a probe that still sees the old secret)."""
+    bootstrap(world)
+    probed = ConsumerSettings(name="web-backend", probe_urls=("http://127.0.0.1:9/probe",))
+    target = world.target.model_copy(update={"confirmation": policy, "consumers": (probed,)})
+    secret_id, material = legacy(world)
+    with pytest.raises(UsageError, match="Add --force") as refused:
+        adopt_secret(world.parts(), target, secret_id, material, force=False)
+    assert said in str(refused.value)

@@ -235,6 +235,18 @@ def _retired_when(target: TargetSettings, deadline: str | None = None) -> str:
     """When the target's confirmation policy retires a displaced secret, in words."""
     confirm = f"`rotator confirm {target.name}`"
     grace = f"after the grace period ({deadline})" if deadline else "after the grace period"
+    if target.consumers:
+        # Named consumers: a grace never retires past a probed consumer still seen behind.
+        every = (
+            "once every named consumer is on the new one (its probes see it, it confirms "
+            f"through the hook, or `rotator confirm {target.name} --consumer NAME`)"
+        )
+        seen = "unless a probe still sees an instance on it"
+        return {
+            "consumers": every,
+            "grace": f"{grace}, {seen}",
+            "hook-or-grace": f"{every}, or {grace} {seen}",
+        }[target.confirmation]
     return {
         "hook": f"once a confirmation arrives ({confirm} or the hook); no grace period applies",
         "grace": grace,

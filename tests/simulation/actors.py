@@ -7,17 +7,31 @@ not), ``confirm`` by the CLI or by the hook, ``adopt``. A command runs in a gree
 or Intercom call it makes first switches back to the scheduler (``checkpoint``), so the test
 decides who runs next, and may crash a process between any two calls (``Crash`` unwinds it like
 SIGKILL: nothing it holds in memory survives, only what it wrote).
+
+A run's ``Plan`` says what its target names: the confirmation policy and, when consumers are
+named, the probed ones (``simulation.fleet``, probed by each process's ``ProcessProber``) and
+the hook ones, which confirm with their name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from greenlet import greenlet
+from simulation.fleet import (
+    HOOK_CONSUMERS,
+    MOBILE_API,
+    MOBILE_DNS,
+    PROBE_PATH,
+    WEB_ADDRESSES,
+    WEB_BACKEND,
+    ProcessProber,
+)
 from simulation.stats import COUNTS
 from simulation.world import CONSUMERS, World, moment
 
@@ -31,35 +45,64 @@ from rotator.redaction import SecretValue
 
 GRACE = timedelta(hours=1)
 TOKEN = "sim-intercom-token-0123456789"
+HOOK_TOKEN = "sim-hook-token-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the target names: its policy, and whether it names consumers (then the probed
+    ones' ``stable_probes`` and the spacing between counted rounds)."""
+
+    policy: str = "hook-or-grace"
+    named: bool = False
+    stable_probes: tuple[int, int] = (2, 2)  # web-backend, mobile-api
+    spacing: float = 1.0
+
+    @property
+    def probed(self) -> tuple[str, ...]:
+        return (WEB_BACKEND, MOBILE_API) if self.named else ()
+
+    @property
+    def hooks(self) -> tuple[str, ...]:
+        """Hook consumers: none under "grace" (the config refuses them, nobody would hear)."""
+        return HOOK_CONSUMERS if self.named and self.policy != "grace" else ()
 
 
 class Crash(BaseException):
     """The process dies where it stands (a BaseException: no ``except Exception`` stops it)."""
 
 
-def settings() -> Settings:
-    return parse_settings(
-        {
-            "vault": {
-                "address": "http://vault.sim",
-                "mount": "secret",
-                "state_path": "rotator/state",
+@functools.cache
+def settings(plan: Plan = Plan()) -> Settings:
+    target: dict[str, Any] = {
+        "name": "web",
+        "base_url": "https://intercom.sim",
+        "token_env": "INTERCOM_TOKEN",
+        "secret_name": "Web",
+        "vault_path": CONSUMERS,
+        "schedule": "1d",
+        "grace_period": "1h",
+        "confirmation": plan.policy,
+    }
+    document: dict[str, Any] = {
+        "vault": {"address": "http://vault.sim", "mount": "secret", "state_path": "rotator/state"},
+        "daemon": {"concurrency": 1, "lease_ttl": "60s"},
+        "targets": [target],
+    }
+    if plan.named:
+        web, mobile = plan.stable_probes
+        target["consumers"] = [
+            {
+                "name": WEB_BACKEND,
+                "probe_urls": [f"http://{a}{PROBE_PATH}" for a in WEB_ADDRESSES],
+                "stable_probes": web,
             },
-            "daemon": {"concurrency": 1, "lease_ttl": "60s"},
-            "targets": [
-                {
-                    "name": "web",
-                    "base_url": "https://intercom.sim",
-                    "token_env": "INTERCOM_TOKEN",
-                    "secret_name": "Web",
-                    "vault_path": CONSUMERS,
-                    "schedule": "1d",
-                    "grace_period": "1h",
-                    "confirmation": "hook-or-grace",
-                }
-            ],
-        }
-    )
+            {"name": MOBILE_API, "probe_dns": MOBILE_DNS, "stable_probes": mobile},
+            *({"name": name} for name in plan.hooks),
+        ]
+        document["probes"] = {"spacing": plan.spacing}
+        document["server"] = {"hook_token_env": "ROTATOR_HOOK_TOKEN"}
+    return parse_settings(document)
 
 
 @dataclass
@@ -73,6 +116,7 @@ class Process:
     #: The clock decisions are judged on: Vault's (the product) or, for a mutation check that
     #: reverts that fix, the process's own wall clock.
     decide_on_wall: bool = False
+    plan: Plan = Plan()
     main: greenlet | None = None
     glet: greenlet | None = None
     doing: str = ""
@@ -122,7 +166,7 @@ class Process:
             self.world, self.checkpoint, self.monotonic, lambda: f"{self.name}:{self.command}"
         )
         self.reconciler = Reconciler(
-            settings(),
+            settings(self.plan),
             self.kv,
             environ={"INTERCOM_TOKEN": TOKEN},
             client_factory=lambda _t, _token: ProcessIntercom(self.world, self.checkpoint),
@@ -131,6 +175,7 @@ class Process:
             fresh=self.world.fresh,
             me=self.name,
             sleep=self.sleep,
+            prober=ProcessProber(self.world, self.checkpoint) if self.plan.named else None,
         )
 
     def parts(self) -> Parts:
@@ -186,7 +231,8 @@ class Commands:
                 return process.parts()
 
         # What the configuration names: verbs refuse to act without it (``preflight``).
-        return SimContext(None, {"VAULT_TOKEN": "simulated", "INTERCOM_TOKEN": TOKEN})
+        environ = {"VAULT_TOKEN": "simulated", "INTERCOM_TOKEN": TOKEN}
+        return SimContext(None, {**environ, "ROTATOR_HOOK_TOKEN": HOOK_TOKEN})
 
     def daemon_pass(self) -> None:
         assert self.p.reconciler is not None
@@ -198,18 +244,21 @@ class Commands:
     def rotate_now(self, *, emergency: bool) -> None:
         rotate.rotate_now(self.ctx(), "web", emergency=emergency, yes=True)
 
-    def confirm_cli(self) -> None:
-        rotate.confirm(self.ctx(), "web", secret_id=None)
+    def confirm_cli(self, consumer: str | None = None) -> None:
+        """`rotator confirm web [--consumer NAME]`: an operator confirms (one consumer)."""
+        consumers = () if consumer is None else (consumer,)
+        rotate.confirm(self.ctx(), "web", secret_id=None, consumers=consumers)
 
     def resume(self) -> None:
         """`rotator resume web`: clear a block without asking for a rotation, then a pass."""
         rotate.resume(self.ctx(), "web")
 
-    def confirm_hook(self, secret_id: str | None) -> None:
-        """What the daemon's hook does with an authenticated call: record, then pass."""
+    def confirm_hook(self, secret_id: str | None, consumer: str | None = None) -> None:
+        """What the daemon's hook does with an authenticated call (naming the consumer that
+        sends it, or none): record, then pass."""
         assert self.p.reconciler is not None
         result = self.p.reconciler.confirm(
-            "web", secret_id=secret_id, rotation_id=None, via="hook:bearer"
+            "web", secret_id=secret_id, rotation_id=None, via="hook:bearer", consumer=consumer
         )
         if result.status.value == "confirmed":
             self.p.reconciler.reconcile_target("web")

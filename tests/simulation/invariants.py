@@ -15,6 +15,30 @@ own account of it), after every step of the simulation and at every DELETE Inter
     I9  an emergency rotate-now that returned (whatever its exit code) is served once Intercom
         answers again: the secret current when it was typed is gone within two hours, before
         any schedule is due
+    I10 with named consumers, no DELETE of a secret consumers held (an emergency's leaked
+        secret excepted, as in I7) while
+        (a) a running instance of a probed consumer signs with it (its id or its material, as
+            the fleet really is at that DELETE, not as a probe said), unless an operator
+            confirmed that consumer (``confirm --consumer``) after the latest store;
+        (b) under ``consumers``, some hook consumer has not confirmed (by the hook or an
+            operator) the secret consumers hold now, after its latest store.
+        I7's grace clause thus also needs (a) once consumers are named.
+
+What I10 can promise, and why it is judged on the fleet as it is at the DELETE. A probe round is
+a point-in-time observation, taken before the pass's lease, and a DELETE may come many steps
+later (other processes, fleet changes and time in between) or in a later pass that probes
+nothing (a retirement resumed after a crash). That is sound only because instances move the way
+consumers do: they load what the consumers' path holds (when they start and when they reload,
+``simulation.fleet``), so one goes back to an older secret only when the path does (a restored
+backup), and the rotation under way sees that (it blocks, or stores again, voiding progress).
+An instance going back on its own after the last round (a deploy rolled back to a build with
+the old secret baked in) could be deleted from under whatever rotator does: no prober can see
+the future, so it is not modelled, and I10 would be no promise of the product if it were.
+What the simulation does model between a round and the DELETE: instances starting (they load
+the new secret), stopping, reloading, getting stuck, failing their probe, and reloading only
+the id but not the key (``wrong-fp``: probes then see another secret's fingerprint, always,
+since an instance that told none could not be told apart: ``require_fingerprint`` exists for
+that).
 """
 
 from __future__ import annotations
@@ -24,10 +48,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulation.actors import GRACE
+from simulation.fleet import signs_with
 from simulation.stats import COUNTS
 from simulation.world import World
 
-from rotator.core.record import Record
+from rotator.core.record import ConsumerProgress, Record
 
 GENERATION = re.compile(r"· rotator g(\d+) ")
 
@@ -37,6 +62,9 @@ class Watch:
     """What the world saw happen, and the violations found so far."""
 
     world: World
+    #: The target's confirmation policy, and its hook consumers (I10).
+    policy: str = "hook-or-grace"
+    hooks: tuple[str, ...] = ()
     violations: list[str] = field(default_factory=list)
     #: Every write of the consumers' path: (id, server time).
     writes: list[tuple[str, float]] = field(default_factory=list)
@@ -50,6 +78,10 @@ class Watch:
     owed: set[str] = field(default_factory=set)
     #: generation -> the id its rotation stored at the consumers' path (I4).
     generations: dict[int, str] = field(default_factory=dict)
+    #: (consumer, id) -> server time of the latest state write that newly recorded that named
+    #: consumer's confirmation of that id by the hook or an operator (I10), and by an operator.
+    vouched: dict[tuple[str, str], float] = field(default_factory=dict)
+    by_operator: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.world.on_consumers.append(self._stored)
@@ -98,6 +130,32 @@ class Watch:
         ):
             COUNTS["confirmations"] += 1
             self.confirmed_at[after.pending_id] = self.world.now
+        self._consumers_confirmed(before, after)
+        if after.stalled_at is not None and (before is None or before.stalled_at is None):
+            COUNTS["stalls"] += 1
+
+    def _consumers_confirmed(self, before: Record | None, after: Record) -> None:
+        """Named consumers whose confirmation of the secret as stored now this write records
+        (an entry bound to another store is void: it is not counted)."""
+
+        def confirmation(p: ConsumerProgress) -> tuple[object, ...]:
+            return (p.secret_id, p.stored_version, p.confirmed_at, p.confirmed_by)
+
+        was = {p.name: confirmation(p) for p in before.rollout} if before is not None else {}
+        for entry in after.rollout:
+            by = entry.confirmed_by or ""
+            if (
+                entry.confirmed_at is None
+                or not (by == "cli" or by.startswith("hook"))
+                or (entry.secret_id, entry.stored_version)
+                != (after.pending_id, after.stored_version)
+                or was.get(entry.name) == confirmation(entry)
+            ):
+                continue
+            COUNTS["consumer confirmations"] += 1
+            self.vouched[entry.name, entry.secret_id] = self.world.now
+            if by == "cli":
+                self.by_operator[entry.name, entry.secret_id] = self.world.now
 
     def _deleting(self, secret_id: str) -> None:
         COUNTS["deletes"] += 1
@@ -127,6 +185,34 @@ class Watch:
                 f"I7: deleted {secret_id}, which consumers held, though none of the secrets "
                 f"stored after it ({later}) was confirmed or past its grace, and no emergency"
             )
+        if not emergency:
+            self._rolled_out(secret_id, holder)
+
+    def _rolled_out(self, secret_id: str, holder: str) -> None:
+        """I10 at the DELETE of ``secret_id``, a secret consumers held, while they hold
+        ``holder``: judged on the fleet as it is now, and on confirmations since the store."""
+        if not self.world.fleet:
+            return
+        COUNTS["named deletes"] += 1
+        stored_at = self.writes[-1][1]  # the latest write of the consumers' path
+
+        def since_store(confirmations: dict[tuple[str, str], float], name: str) -> bool:
+            return confirmations.get((name, holder), float("-inf")) > stored_at
+
+        for name, fleet in self.world.fleet.items():
+            users = [i.address for i in fleet if signs_with(self.world, i, secret_id)]
+            if users and not since_store(self.by_operator, name):
+                self.violate(
+                    f"I10: deleted {secret_id} while {name} at {', '.join(users)} signs with it "
+                    f"(consumers hold {holder}; no operator confirmed {name} since its store)"
+                )
+        if self.policy == "consumers":
+            silent = [name for name in self.hooks if not since_store(self.vouched, name)]
+            if silent:
+                self.violate(
+                    f"I10: deleted {secret_id} under 'consumers' though {', '.join(silent)} "
+                    f"did not confirm {holder} since its latest store"
+                )
 
     # --- checked after every step -----------------------------------------------------------
 

@@ -1,5 +1,8 @@
 """The mutation check of issue 9: revert each safety fix, one at a time, and see whether the
-simulation finds the hole again (and after how many examples).
+simulation finds the hole again (and after how many examples). Issue 12 adds two holes verified
+rollout must not have: a grace that retires past a probed consumer seen behind
+(``grace-ignores-probes``), and one named consumer's confirmation taken for all
+(``one-hook-enough``); the simulation must find each through I10.
 
     python tests/simulation/mutants.py                  # every mutant, 3000 examples each
     python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
@@ -99,8 +102,12 @@ MUTANTS: dict[str, list[Edit]] = {
             """        phase=Phase.CREATING,
         confirmed_at=None,
         confirmed_by=None,
+        rollout=(),
+        stalled_at=None,
     )""",
             """        phase=Phase.CREATING,
+        rollout=(),
+        stalled_at=None,
     )""",
         ),
         (
@@ -145,6 +152,30 @@ MUTANTS: dict[str, list[Edit]] = {
     ],
     # Finding 6: deadlines were judged on each process's own wall clock.
     "6-wall-clock": [],
+    # Issue 12: a grace deadline retires the old secret though a probe sees a consumer behind.
+    "grace-ignores-probes": [
+        (
+            "core/safety.py",
+            """        if (
+            policy.confirmation in {"hook-or-grace", "grace"}
+            and past
+            and not rollout.probed_unconfirmed(record, policy)
+        ):""",
+            """        if policy.confirmation in {"hook-or-grace", "grace"} and past:""",
+        ),
+    ],
+    # Issue 12: one named consumer's confirmation is taken for all (the anonymous hook of old).
+    "one-hook-enough": [
+        (
+            "core/rollout.py",
+            """    \"\"\"Named consumers not (or no longer) confirmed for the secret as stored now.\"\"\"
+    return tuple(""",
+            """    \"\"\"Named consumers not (or no longer) confirmed for the secret as stored now.\"\"\"
+    if any(confirmed(record, r.name) for r in policy.consumers):
+        return ()
+    return tuple(""",
+        ),
+    ],
 }
 
 

@@ -1,8 +1,13 @@
-"""Counts of what the simulation exercised, for its summary line and the issue note."""
+"""Counts of what the simulation exercised, for its summary line and the issue note, and the
+count the mutation check reads."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 #: Process-wide: every run of the simulation in this process adds to it.
 COUNTS: Counter[str] = Counter()
@@ -23,5 +28,24 @@ def summary() -> str:
         "restores",
         "blocks",
         "resumes",
+        "named",
+        "probes",
+        "fleet",
+        "stalls",
+        "consumer confirmations",
+        "named deletes",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
+
+
+@contextlib.contextmanager
+def reported() -> Iterator[None]:
+    """For the mutation check (``simulation/mutants.py``): how many examples it took to find
+    the first violation, before Hypothesis shrinks it."""
+    try:
+        yield
+    except AssertionError:
+        report = os.environ.get("ROTATOR_SIMULATION_REPORT")
+        if report and not Path(report).exists():
+            Path(report).write_text(f"{COUNTS['examples']}\n")
+        raise

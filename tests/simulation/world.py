@@ -9,6 +9,9 @@ the reconciler's ports (``rotator.reconciler.ports``) exactly as the real adapte
 outside, and stop at a ``checkpoint`` before every call so the scheduler (``actors``) can
 interleave processes, crash one between any two calls, or lose a call's answer after its effect.
 
+When a run names consumers, ``World.fleet`` holds the instances of each probed one, as they
+really are: the ground truth I10 judges (``simulation.fleet`` moves them and probes them).
+
 Nothing here decides anything for rotator: the real reconciler, CLI verbs and core run on top.
 """
 
@@ -57,6 +60,24 @@ class SimSecret:
 
 
 @dataclass
+class SimInstance:
+    """One instance of a probed consumer, as it really is (what I10 judges, not what it says).
+
+    It only ever loads what the consumers' path holds (when it starts, and when it reloads):
+    ``stuck`` never reloads; ``wrong-fp`` reloads the id but not the key (it signs with another
+    secret's material); ``down``, ``slow`` and ``garbage`` answer probes with an error and
+    otherwise work as ``ok`` does."""
+
+    address: str
+    #: The id it answers, and the material it signs with (None until it first loads the path).
+    holds: str | None = None
+    material: str | None = None
+    mode: str = "ok"
+    #: Running: its URL answers, and DNS lists its address.
+    present: bool = True
+
+
+@dataclass
 class Fault:
     """One armed fault: the next call of ``kind`` fails; ``applied`` says whether its effect
     happened first (an answer lost on the way back) or not (a request lost on the way)."""
@@ -91,6 +112,8 @@ class World:
     on_state: list[Callable[[Record | None, Record, str], None]] = field(default_factory=list)
     on_consumers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     on_delete: list[Callable[[str], None]] = field(default_factory=list)
+    #: Probed consumer -> its instances (``simulation.fleet``; empty unless consumers are named).
+    fleet: dict[str, list[SimInstance]] = field(default_factory=dict)
 
     def tick(self, seconds: float = 0.001) -> None:
         self.now += seconds

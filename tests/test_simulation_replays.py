@@ -1,0 +1,85 @@
+"""Interleavings of the simulation (``tests/test_simulation.py``) replayed step by step: one it
+found in the product (a second adoption undoing an emergency retirement), and the boundary of
+I10 (``tests/simulation/invariants.py``): it judges what instances really sign with at a DELETE,
+so an instance that goes back to the old secret by itself after the last probe round is
+reported, which is why the simulation's instances never do that.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import structlog
+from simulation import fleet
+from simulation.actors import Commands, Plan
+from test_simulation import Simulation
+
+
+def test_a_second_adoption_does_not_undo_an_emergency_retirement():
+    """The interleaving the simulation found, replayed: `adopt`, then an emergency that starts
+    retiring the leaked secret, then another process's `adopt`; the second adoption is refused,
+    so the leaked secret is retired as the emergency said and no invariant breaks. Break: the
+    second adoption replaced the retiring one, and the pending DELETE then struck a secret the
+    record had made current again, with no emergency and no rollout (I7)."""
+    state = Simulation()
+    state.setup(
+        seed=0,
+        skews=[0.0, 0.0, 0.0],
+        provisioned=False,
+        commands=["pass", "adopt", "emergency"],
+        disruptions=["crash"],
+    )
+    for _ in range(11):
+        state.start(actor="a", pick=0, right=False, steps=0)
+    for actor, pick, right, steps in [
+        ("a", 0, False, 10),  # the first secret, 100
+        ("a", 1, True, 7),  # adopt 101
+        ("a", 14, False, 6),  # emergency: retiring 100, its DELETE not sent yet
+        ("b", 1, True, 7),  # another adopt
+        ("a", 0, False, 1),  # the DELETE of 100
+    ]:
+        state.start(actor=actor, pick=pick, right=right, steps=steps)
+        state.nothing_broke()
+    state.teardown()
+    assert not state.watch.violations
+    assert not state.world.live("100")
+
+
+def test_i10_judges_what_instances_sign_with_not_what_the_probes_said():
+    """I10 is judged on the fleet as it is at the DELETE: an instance that goes back to the old
+    secret by itself after the probe round that let the grace retire it (a rollback no prober
+    can foresee, so the simulation never does it) is reported, though every probe was right.
+    Break: I10 judged from the probe answers, or from the record's confirmations."""
+    state = Simulation()
+    try:
+        plan = Plan(policy="hook-or-grace", named=True, stable_probes=(1, 1), spacing=0.0)
+        state.setup(
+            seed=0,
+            skews=[0.0, 0.0, 0.0],
+            provisioned=True,
+            commands=["pass", "rotate-now"],
+            disruptions=["crash"],
+            plan=plan,
+            mobile=1,
+        )
+        state.start(actor="a", pick=1, right=True, steps=40)  # rotate-now: 101 stored, 100 current
+        state.time_passes(3600.0)  # the grace, and every instance reloads 101
+        state.time_passes(11.0)  # past the grace on every clock estimate
+        daemon = state.processes["a"]
+        daemon.start(state.main, Commands(daemon).daemon_pass, "pass")
+        while daemon.busy and daemon.doing != "probe web":
+            daemon.step()
+        daemon.step()  # the round answers: every instance on 101
+        old = state.world.secrets["100"]
+        rolled_back = state.world.fleet[fleet.WEB_BACKEND][0]
+        rolled_back.holds, rolled_back.material = old.id, old.material
+        state.advance("a", 40)
+        assert not state.world.live("100")
+        reported = (
+            "I10: deleted 100 while web-backend at 10.0.0.7:8080 signs with it (consumers hold 101; "
+            "no operator confirmed web-backend since its store)"
+        )
+        assert [v.split(" ", 1)[1] for v in state.watch.violations] == [reported]
+    finally:  # what teardown does; it would settle, and judge, too
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
