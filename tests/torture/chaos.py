@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 from _load import HealthWatch, SlowClients
-from lab import Consumer, Lab, Target
+from consumers import Consumer
+from lab import Lab, Target
 
 from rotator.demo.openbao import free_port
 from rotator.emulator import FaultSpec
