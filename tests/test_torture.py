@@ -15,9 +15,10 @@ RUN = Path(__file__).parent / "torture" / "run.py"
 
 @pytest.mark.timeout(600)
 def test_quick_torture_run_finds_no_violation(tmp_path):
-    """Every failpoint fires and recovers, races and faults complete their rotations, and no
-    invariant (I1-I6) is ever violated; consumers never see a failed signature; a daemon held by
-    slow clients while it rotates answers every health probe within a second."""
+    """Every failpoint fires and recovers, on plain targets and on a consumers target (probed
+    consumer processes and a hook consumer), races and faults complete their rotations, and no
+    invariant (I1-I6, I10) is ever violated; consumers never see a failed signature; a daemon
+    held by slow clients while it rotates answers every health probe within a second."""
     result = subprocess.run(
         [sys.executable, str(RUN), "--quick", "--workdir", str(tmp_path)],
         capture_output=True,
@@ -40,3 +41,5 @@ def test_quick_torture_run_finds_no_violation(tmp_path):
     assert trials == recoveries > 0
     assert int(re.search(r"rotations completed\s+(\d+)", summary).group(1)) >= 60
     assert int(re.search(r"OpenBao restarts\s+(\d+)", summary).group(1)) >= 1
+    named = re.search(r"consumers-web crash trials\s+(\d+), fired over (\d+) points", summary)
+    assert int(named.group(2)) == 10, "every failpoint fired on a consumers target too"

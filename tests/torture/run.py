@@ -9,6 +9,9 @@ races (three daemons, a CronJob loop and rotate-now calls on the same targets, w
 SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
 429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
 Consumers sign and verify every 50 ms throughout, confirming each new secret once reloaded.
+Consumers targets (two consumer processes rotator probes, and ``billing`` confirming through
+the hook) go through the crash matrix too (a sample of it with --quick); at every DELETE, what
+each process holds is asked (I10, see consumers.py).
 One daemon per chaos run is never killed or paused: 32 slow clients (silent and dribbling)
 hold connections to its server while it rotates, and its /healthz and /readyz must answer
 every probe within a second.
@@ -25,6 +28,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     labs = [races_lab, faults_lab]
     try:
         if not args.skip_matrix:
-            points = crash_matrix(races_lab)
+            points = crash_matrix(races_lab, consumers="all" if args.soak else "sample")
             results["failpoints"] = dict(points)
             print(
                 f"crash matrix: {races_lab.stats.trials} trials done ({_elapsed(started)})",
@@ -141,7 +145,8 @@ def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
 
 def table(labs: list[Lab], results: dict[str, object], violations: list[str]) -> str:
     s = [lab.stats for lab in labs]
-    fired = sum((x.fired for x in s), start=__import__("collections").Counter())
+    fired = sum((x.fired for x in s), start=Counter())
+    consumer_fired = sum((x.consumer_fired for x in s), start=Counter())
     passes = [p for x in s for p in x.passes]
     rows = [
         ("seed", results["seed"]),
@@ -155,6 +160,13 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
             f"{max(passes, default=0)} / {sum(passes) / max(1, len(passes)):.2f}",
         ),
         ("rotations completed", sum(x.rotations for x in s)),
+        ("deletes audited", sum(x.deletes for x in s)),
+        (
+            "consumers-web crash trials",
+            f"{sum(x.consumer_trials for x in s)}, fired over {len(consumer_fired)} points",
+        ),
+        ("consumers-web rotations", sum(x.consumer_rotations for x in s)),
+        ("consumers-web deletes (I10)", sum(x.consumer_deletes for x in s)),
         ("orphans swept", sum(x.orphans_swept for x in s)),
         ("extra POSTs", sum(x.extra_posts for x in s)),
         ("SIGKILLs / SIGSTOPs", f"{sum(x.kills for x in s)} / {sum(x.pauses for x in s)}"),
