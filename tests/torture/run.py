@@ -9,9 +9,11 @@ races (three daemons, a CronJob loop and rotate-now calls on the same targets, w
 SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
 429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
 Consumers sign and verify every 50 ms throughout, confirming each new secret once reloaded.
-Consumers targets (two consumer processes rotator probes, and ``billing`` confirming through
-the hook) go through the crash matrix too (a sample of it with --quick); at every DELETE, what
-each process holds is asked (I10, see consumers.py).
+A consumers target (``consumers-web``: two consumer processes rotator probes, and ``billing``
+confirming through the hook) goes through the crash matrix (a sample of it with --quick) and
+the races (and, in a soak, the faults), its consumer processes SIGKILLed or answering the old
+secret or 503 mid-rollout; at every DELETE, what each process holds is asked (I10, see
+consumers.py).
 One daemon per chaos run is never killed or paused: 32 slow clients (silent and dribbling)
 hold connections to its server while it rotates, and its /healthz and /readyz must answer
 every probe within a second.
@@ -35,10 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chaos import Chaos, run_chaos
+from consumers import Fleet
 from crash import crash_matrix
-from lab import Lab
+from lab import Lab, Target
 
 from rotator.durations import parse_duration
+from rotator.emulator.state import DEFAULT_WORKSPACE
 from rotator.logs import configure_logging
 
 # Lists lag behind creates and deletes too: a third of them show the workspace 3 s ago.
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _races(lab: Lab, round_number: int, *, quick: bool) -> None:
     targets = [lab.add_target(f"r{round_number}x{i}") for i in range(2)]
+    targets.append(_consumers_target(lab, round_number))
     config = lab.write_config(
         lab.workdir / f"races{round_number}.toml", targets, schedule="2s", grace="30s"
     )
@@ -118,6 +123,8 @@ def _races(lab: Lab, round_number: int, *, quick: bool) -> None:
 
 def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
     targets = [lab.add_target(f"f{round_number}x{i}") for i in range(2)]
+    if not quick:  # its rollouts through Vault restarts: only in a soak, for the CI's time
+        targets.append(_consumers_target(lab, round_number))
     config = lab.write_config(
         lab.workdir / f"faults{round_number}.toml", targets, schedule="2s", grace="30s"
     )
@@ -141,6 +148,15 @@ def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
         rotations=10 if quick else 60,
         deadline=time.monotonic() + (240 if quick else 900),
     )
+
+
+def _consumers_target(lab: Lab, round_number: int) -> Target:
+    """``consumers-web``, its consumer processes started: they load the secret once provisioned.
+    Their signatures are verified in the emulator's default workspace, so it lives there."""
+    suffix = f"-{round_number}" if round_number > 1 else ""
+    target = lab.add_target(f"consumers-web{suffix}", workspace=DEFAULT_WORKSPACE)
+    Fleet(lab, target).start()
+    return target
 
 
 def table(labs: list[Lab], results: dict[str, object], violations: list[str]) -> str:
@@ -167,6 +183,10 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
         ),
         ("consumers-web rotations", sum(x.consumer_rotations for x in s)),
         ("consumers-web deletes (I10)", sum(x.consumer_deletes for x in s)),
+        (
+            "consumer process SIGKILLs / flips",
+            f"{sum(x.consumer_kills for x in s)} / {sum(x.consumer_flips for x in s)}",
+        ),
         ("orphans swept", sum(x.orphans_swept for x in s)),
         ("extra POSTs", sum(x.extra_posts for x in s)),
         ("SIGKILLs / SIGSTOPs", f"{sum(x.kills for x in s)} / {sum(x.pauses for x in s)}"),
