@@ -25,6 +25,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from consumers import HOOK_CONSUMER, QUICK_RELOAD_DELAYS, Fleet
 from lab import ROTATOR, Lab, Target
@@ -133,7 +134,10 @@ def run_trial(lab: Lab, trial: Trial) -> None:
 
 def _run_trial(lab: Lab, trial: Trial, target: Target, config: Path) -> None:
     _prepare(lab, target, config, trial.command)
-    before = (lab.record(target) or {}).get("generation", 0)
+    start = lab.record(target) or {}
+    before = start.get("generation", 0)
+    # A confirm trial's rotation was started (counted) before it: its completion is the goal.
+    awaited = start.get("rotation_id") if start.get("phase") == "awaiting_rollout" else None
     markers = lab.workdir / f"{target.name}.markers"
     result = lab.run(config, *_argv(trial.command, target), failpoints=trial.spec, markers=markers)
     fired = markers.exists() and trial.point in markers.read_text()
@@ -152,7 +156,7 @@ def _run_trial(lab: Lab, trial: Trial, target: Target, config: Path) -> None:
     for passes in range(1, MAX_PASSES + 1):
         record = lab.record(target) or {}
         phase = record.get("phase")
-        if phase == "idle" and record.get("generation", 0) > before:
+        if phase == "idle" and _completed(record, before, awaited):
             lab.stats.recovered += 1
             lab.stats.passes.append(passes - 1)
             break
@@ -171,9 +175,19 @@ def _run_trial(lab: Lab, trial: Trial, target: Target, config: Path) -> None:
     lab.check(target, settled=True)
     record = lab.record(target) or {}
     lab.count_posts(target, rotations=record.get("generation", 0))
-    lab.stats.rotations += record.get("generation", 0) - before
+    rotations = _completed(record, before, awaited)
+    lab.stats.rotations += rotations
     if trial.consumers:
-        lab.stats.consumer_rotations += record.get("generation", 0) - before
+        lab.stats.consumer_rotations += rotations
+
+
+def _completed(record: dict[str, Any], before: int, awaited: str | None) -> int:
+    """Rotations completed since the trial began: the one it awaited, and any started since."""
+    history = {h.get("rotation_id") for h in record.get("history", [])}
+    started = record.get("generation", 0) - before
+    if record.get("phase") != "idle":
+        started -= 1  # under way, not completed
+    return max(0, started) + (awaited is not None and awaited in history)
 
 
 def crash_matrix(lab: Lab, *, workers: int = 3, consumers: str = "sample") -> Counter[str]:
