@@ -69,13 +69,20 @@ class Fleet:
         return [f"http://127.0.0.1:{port}/.well-known/intercom-secret" for port in self.ports]
 
     def start(self) -> Fleet:
-        """Start them all at once, each waiting for its own ``listening`` line."""
-        starting = [threading.Thread(target=self._start, args=(i,)) for i in range(len(self.ports))]
+        """Start them all at once, each waiting for its own ``listening`` line (on another
+        free port if its own was taken meanwhile: no configuration names them yet)."""
+        starting = [threading.Thread(target=self._first, args=(i,)) for i in range(len(self.ports))]
         for thread in starting:
             thread.start()
         for thread in starting:
             thread.join()
         return self
+
+    def _first(self, i: int) -> None:
+        for _ in range(3):
+            if self._start(i):
+                return
+            self.ports[i] = free_port()
 
     def _start(self, i: int) -> bool:
         process = ConsumerProcess(
