@@ -15,9 +15,11 @@ RUN = Path(__file__).parent / "torture" / "run.py"
 
 @pytest.mark.timeout(600)
 def test_quick_torture_run_finds_no_violation(tmp_path):
-    """Every failpoint fires and recovers, races and faults complete their rotations, and no
-    invariant (I1-I6) is ever violated; consumers never see a failed signature; a daemon held by
-    slow clients while it rotates answers every health probe within a second."""
+    """Every failpoint fires and recovers, on plain targets and on a consumers target (probed
+    consumer processes and a hook consumer), races and faults complete their rotations, and no
+    invariant (I1-I6, I10) is ever violated while consumer processes are SIGKILLed, answer
+    their probe wrongly or stop reloading mid-rollout; consumers never see a failed signature;
+    a daemon held by slow clients while it rotates answers every health probe within a second."""
     result = subprocess.run(
         [sys.executable, str(RUN), "--quick", "--workdir", str(tmp_path)],
         capture_output=True,
@@ -40,3 +42,11 @@ def test_quick_torture_run_finds_no_violation(tmp_path):
     assert trials == recoveries > 0
     assert int(re.search(r"rotations completed\s+(\d+)", summary).group(1)) >= 60
     assert int(re.search(r"OpenBao restarts\s+(\d+)", summary).group(1)) >= 1
+    named = re.search(r"consumers-web crash trials\s+(\d+), fired over (\d+) points", summary)
+    assert int(named.group(2)) == 10, "every failpoint fired on the consumers target too"
+    # At least one per crash trial, and 5 (of 50) in the races.
+    assert int(re.search(r"consumers-web rotations\s+(\d+)", summary).group(1)) >= 15
+    assert int(re.search(r"consumers-web deletes \(I10\)\s+(\d+)", summary).group(1)) >= 15
+    kills = re.search(r"consumer process SIGKILLs / flips\s+(\d+) / (\d+)", summary)
+    assert int(kills.group(1)) >= 1
+    assert int(kills.group(2)) >= 1

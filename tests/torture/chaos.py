@@ -3,7 +3,10 @@ actors SIGKILLed and SIGSTOPped at random (a paused holder wakes up after its le
 Intercom misbehaving, Vault stopped and restarted, and consumers signing throughout. With
 ``slow_clients``, the first daemon is never killed or paused: slow clients (silent and dribbling
 sockets) hold connections to its server while it rotates, and its /healthz and /readyz are
-probed throughout; each must answer within a second."""
+probed throughout; each must answer within a second. A consumers target's consumer processes
+(``consumers.Fleet``) are SIGKILLed and come back (loading the path as it is then), or for a
+while answer their probe with the secret held before or 503, or do not switch to a new secret,
+preferably mid-rollout."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from pathlib import Path
 
 import httpx
 from _load import HealthWatch, SlowClients
-from lab import Consumer, Lab, Target
+from consumers import HOOK_CONSUMER, Consumer
+from lab import Lab, Target
 
 from rotator.demo.openbao import free_port
 from rotator.emulator import FaultSpec
@@ -26,6 +30,8 @@ from rotator.emulator import FaultSpec
 #: badly kept nodes are. Decisions are judged on Vault's clock, so none of this may matter.
 SKEWS = ("+2d", "-2d", None)
 CRON_SKEW, ROTATE_NOW_SKEW = "+1d", "-36h"
+#: Probe rounds counted in one streak at least this far apart (on Vault's clock).
+PROBE_SPACING = "500ms"
 
 
 @dataclass
@@ -54,6 +60,8 @@ class Chaos:
     vault_down_for: float = 3.0
     rotate_now_every: float = 2.0
     slow_clients: bool = False
+    #: Seconds between two things done to a consumer process (a SIGKILL, or a probe flipped).
+    fleet_every: float = 3.0
     extra: list[str] = field(default_factory=list)
 
 
@@ -79,6 +87,8 @@ def run_chaos(
     finally:
         storm.calm()
     _settle(lab, targets, storm.cron_config)
+    for target in storm.fleets:
+        target.fleet.stop()
     lab.stats.consumer_checks += sum(c.checks for c in storm.consumers)
     lab.stats.consumer_failures += sum(c.failures for c in storm.consumers)
     final = rotations_done(lab, targets, storm.start_generations)
@@ -86,6 +96,7 @@ def run_chaos(
         lab.check(target, settled=True)
         lab.count_posts(target, rotations=(lab.record(target) or {}).get("generation", 0))
     lab.stats.rotations += final
+    lab.stats.consumer_rotations += rotations_done(lab, storm.fleets, storm.start_generations)
     if final < rotations:
         lab.stats.stuck += 1
         lab.violate(f"I5: only {final} of {rotations} rotations completed before the deadline")
@@ -105,7 +116,12 @@ class Storm:
             port = free_port()
             tag = f"daemon{i}"
             self.configs[tag] = lab.write_config(
-                lab.workdir / f"{tag}.toml", targets, schedule="2s", grace="30s", listen_port=port
+                lab.workdir / f"{tag}.toml",
+                targets,
+                schedule="2s",
+                grace="30s",
+                listen_port=port,
+                probe_spacing=PROBE_SPACING,
             )
             steady = chaos.slow_clients and i == 0
             skew = SKEWS[i % len(SKEWS)]
@@ -113,8 +129,14 @@ class Storm:
         self.slow: SlowClients | None = None
         self.watch: HealthWatch | None = None
         self.cron_config = lab.write_config(
-            lab.workdir / "cron.toml", targets, schedule="2s", grace="30s"
+            lab.workdir / "cron.toml",
+            targets,
+            schedule="2s",
+            grace="30s",
+            probe_spacing=PROBE_SPACING,
         )
+        self.fleets = [t for t in targets if t.fleet is not None]
+        self.shakes = 0
         hooks = [a.hook for a in self.actors if a.hook]
         self.consumers = [Consumer(lab, t, hooks) for t in targets]
         self.start_generations = {
@@ -152,11 +174,15 @@ class Storm:
         now = time.monotonic()
         next_kill, next_pause = now + chaos.kill_every, now + chaos.pause_every
         next_vault = now + chaos.vault_restart_every if chaos.vault_restart_every else float("inf")
+        next_fleet = now + chaos.fleet_every if self.fleets else float("inf")
         # A round that asks for Vault restarts ends only after one: enough rotations can finish
         # before the first is due on a quiet machine, and the round would prove nothing of them.
         restarts_wanted = lab.stats.vault_restarts + (1 if chaos.vault_restart_every else 0)
+        # Nor before a tenth of them were a consumers target's, whose rollouts take longer.
+        named = rotations // 10 if self.fleets else 0
         while time.monotonic() < deadline:
             done = rotations_done(lab, self.targets, self.start_generations) >= rotations
+            done = done and rotations_done(lab, self.fleets, self.start_generations) >= named
             if done and lab.stats.vault_restarts >= restarts_wanted:
                 return
             now = time.monotonic()
@@ -169,9 +195,36 @@ class Storm:
             if now >= next_vault:
                 _restart_vault(lab, chaos.vault_down_for)
                 next_vault = now + lab.rng.uniform(0.5, 1.5) * (chaos.vault_restart_every or 0)
+            # Wanted mid-rollout; done anyway once 3 s overdue.
+            if now >= next_fleet and self._shake(overdue=now >= next_fleet + 3):
+                next_fleet = now + lab.rng.uniform(0.5, 1.5) * chaos.fleet_every
+            for target in self.fleets:
+                target.fleet.tick()
             _wake_paused(lab, self.actors)
             self._check()
             self.stop.wait(0.2)
+
+    def _shake(self, *, overdue: bool) -> bool:
+        """SIGKILL a consumer process (it comes back in up to 1.5 s), or for 1-4 s have its
+        probe answer the secret held before, or 503, or have it not switch to a new secret;
+        ``False``: not mid-rollout, not yet."""
+        lab = self.lab
+        target = lab.rng.choice(self.fleets)
+        try:
+            phase = (lab.record(target) or {}).get("phase")
+        except httpx.HTTPError:
+            return False
+        if phase != "awaiting_rollout" and not overdue:
+            return False
+        fleet, i = target.fleet, lab.rng.randrange(len(target.fleet.ports))
+        lab.log(f"{target.name} is {phase}: a consumer process misbehaves")
+        self.shakes += 1
+        if self.shakes % 2:  # in turn: every run does both
+            fleet.kill(i, down_for=lab.rng.uniform(0.0, 1.5))
+        else:
+            mode = lab.rng.choice(("old", "down", "stuck"))
+            fleet.flip(i, mode, for_seconds=lab.rng.uniform(1.0, 4.0))
+        return True
 
     def _check(self) -> None:
         for target in self.targets:
@@ -195,6 +248,8 @@ class Storm:
                 self.lab.violate(f"health: a probe of the loaded daemon took too long: {slow}")
         for actor in self.actors:
             _end(actor)
+        for target in self.fleets:
+            target.fleet.calm()  # all back and answering: the settling ahead needs their probes
         for consumer in self.consumers:
             consumer.stop.set()
             consumer.join(timeout=5)
@@ -211,7 +266,8 @@ def _settle(lab: Lab, targets: list[Target], config: Path) -> None:
         for target in targets:
             phase = (lab.record(target) or {}).get("phase")
             if phase == "awaiting_rollout":
-                lab.run(config, "confirm", target.name)
+                named = ("--consumer", HOOK_CONSUMER) if target.fleet is not None else ()
+                lab.run(config, "confirm", target.name, *named)
                 phase = (lab.record(target) or {}).get("phase")
             if phase not in {"idle", None}:
                 lab.run(config, "rotate-now", target.name)

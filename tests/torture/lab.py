@@ -23,7 +23,7 @@ import httpx
 from _faketime import faketime
 from _openbao import OpenBaoFileServer, find_bao
 
-from rotator.emulator import Emulator, FaultSpec, StoredSecret, Token, user_hash
+from rotator.emulator import Emulator, FaultSpec, StoredSecret, Token
 
 ROTATOR = [sys.executable, "-m", "rotator"]
 
@@ -37,10 +37,14 @@ class Target:
     token: str
     secret_name: str
     vault_path: str
+    #: Its Intercom workspace: its own, unless it needs the emulator's default one.
+    workspace: str
+    #: A consumers target's consumer processes (``consumers.Fleet``); ``None`` for the others.
+    fleet: Any = None
 
     @property
     def token_env(self) -> str:
-        return f"INTERCOM_TOKEN_{self.name.upper()}"
+        return f"INTERCOM_TOKEN_{self.name.upper().replace('-', '_')}"
 
 
 @dataclass
@@ -61,6 +65,13 @@ class Stats:
     health_probes: int = 0
     health_worst: float = 0.0
     health_slow: int = 0
+    deletes: int = 0
+    consumer_trials: int = 0
+    consumer_fired: Counter[str] = field(default_factory=Counter)
+    consumer_kills: int = 0
+    consumer_flips: int = 0
+    consumer_deletes: int = 0
+    consumer_rotations: int = 0
 
 
 class Lab:
@@ -75,6 +86,7 @@ class Lab:
         self.violations: list[str] = []
         self.stats = Stats()
         self.targets: dict[str, Target] = {}
+        self.workspaces: dict[str, Target] = {}
         self._lock = threading.Lock()
         binary = find_bao()
         if binary is None:
@@ -87,8 +99,14 @@ class Lab:
             self.emulator.faults.set(FaultSpec.parse(faults))
         self.running = self.emulator.serve()
         self.adopted: dict[tuple[str, int], str] = {}  # (target, generation) -> id at consumers
+        self.emergencies: set[str] = set()  # targets an emergency rotation was asked for
+        #: (target, consumer, secret id) of every confirmation sent for a named consumer.
+        self.confirms_sent: set[tuple[str, str, str | None]] = set()
 
     def close(self) -> None:
+        for target in self.targets.values():
+            if target.fleet is not None:
+                target.fleet.stop()
         self.running.stop()
         self.http.close()
         self.bao.stop()
@@ -99,15 +117,19 @@ class Lab:
 
     # --- targets and configuration -----------------------------------------------------------
 
-    def add_target(self, name: str) -> Target:
+    def add_target(self, name: str, *, workspace: str | None = None) -> Target:
+        """``workspace``: the default one for a target whose consumer processes sign (the
+        reference consumer has the emulator verify there); one such target at a time."""
         target = Target(
             name=name,
             token=f"tok-{name}-{self.rng.getrandbits(64):016x}",
             secret_name=f"Torture {name}",
             vault_path=f"torture/{self.seed}/{name}",
+            workspace=workspace or name,
         )
-        self.emulator.add_token(Token.parse(f"{target.token}:read,write:{name}"))
+        self.emulator.add_token(Token.parse(f"{target.token}:read,write:{target.workspace}"))
         self.targets[name] = target
+        self.workspaces[target.workspace] = target
         return target
 
     def write_config(
@@ -120,7 +142,10 @@ class Lab:
         confirmation: str = "hook-or-grace",
         listen_port: int = 0,
         interval: str = "1s",
+        probe_spacing: str = "0s",
     ) -> Path:
+        """A consumers target (one with a fleet) gets ``confirmation = "consumers"``, its
+        consumer processes as ``web-backend``'s probe URLs, and ``billing`` on the hook."""
         lines = [
             "[vault]",
             f'address = "{self.bao.address}"',
@@ -133,6 +158,13 @@ class Lab:
             f'reconcile_interval = "{interval}"',
             'lease_ttl = "1s"',
         ]
+        if any(t.fleet is not None for t in targets):
+            lines += [
+                "[probes]",
+                'timeout = "1s"',
+                'deadline = "2s"',
+                f'spacing = "{probe_spacing}"',
+            ]
         for t in targets:
             lines += [
                 "[[targets]]",
@@ -143,8 +175,12 @@ class Lab:
                 f'vault_path = "{t.vault_path}"',
                 f'schedule = "{schedule}"',
                 f'grace_period = "{grace}"',
-                f'confirmation = "{confirmation}"',
+                f'confirmation = "{"consumers" if t.fleet else confirmation}"',
             ]
+            if t.fleet is not None:
+                urls = ", ".join(f'"{url}"' for url in t.fleet.probe_urls)
+                lines += ["[[targets.consumers]]", 'name = "web-backend"', f"probe_urls = [{urls}]"]
+                lines += ["[[targets.consumers]]", 'name = "billing"']
         path.write_text("\n".join(lines) + "\n")
         return path
 
@@ -183,6 +219,7 @@ class Lab:
         timeout: float = 60,
         skew: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        self.note_intent(args)
         result = subprocess.run(
             [*ROTATOR, "--log-format", "json", *args],
             env=self.environ(config, failpoints, markers, skew),
@@ -197,6 +234,20 @@ class Lab:
             result.stdout + result.stderr,
         )
         return result
+
+    def note_intent(self, args: tuple[str, ...]) -> None:
+        """What I10 needs to know of an operator's command before it runs: an emergency asked
+        for, or a named consumer confirmed (the secret awaiting rollout, which it confirms)."""
+        if args[:1] == ("rotate-now",) and "--emergency" in args:
+            with self._lock:
+                self.emergencies.add(args[1])
+        if args[:1] == ("confirm",) and "--consumer" in args and args[1] in self.targets:
+            target = self.targets[args[1]]
+            try:
+                pending = (self.record(target) or {}).get("pending_id")
+            except httpx.HTTPError:
+                pending = None  # Vault away: the command will not confirm anything either
+            self.note_confirm(target, args[args.index("--consumer") + 1], pending)
 
     def spawn(
         self, config: Path, *args: str, tag: str, skew: str | None = None
@@ -240,13 +291,17 @@ class Lab:
         return answer.json()["data"]["data"]
 
     def secrets(self, target: Target) -> list[StoredSecret]:
-        return self.emulator.store.all(target.name)
+        return self.emulator.store.all(target.workspace)
 
     def _audit_delete(self, secret: StoredSecret) -> None:
-        """I2, at DELETE time: the consumers' path must not hold what is being deleted."""
-        target = self.targets.get(secret.workspace)
+        """I2, at DELETE time: the consumers' path must not hold what is being deleted; and
+        I10 for a consumers target (``consumers.Fleet.audit``)."""
+        target = self.workspaces.get(secret.workspace)
         if target is None:
             return
+        self.stats.deletes += 1
+        if target.fleet is not None:
+            target.fleet.audit(secret)
         try:
             held = self.consumer_data(target)
         except httpx.HTTPError:
@@ -273,6 +328,15 @@ class Lab:
             self.violate(
                 f"I4 {target.name}: generation {generation} adopted {earlier} and {data['intercom_id']}"
             )
+
+    def adopted_ids(self, target: Target) -> set[str]:
+        """Every secret seen on ``target``'s consumers' path."""
+        with self._lock:
+            return {i for (name, _), i in self.adopted.items() if name == target.name}
+
+    def note_confirm(self, target: Target, consumer: str, secret_id: str | None) -> None:
+        with self._lock:
+            self.confirms_sent.add((target.name, consumer, secret_id))
 
     def check(self, target: Target, *, settled: bool) -> None:
         """I1, I3 and I4 for one target (I3 and the history only once settled)."""
@@ -320,8 +384,7 @@ class Lab:
         data = self.consumer_data(target) or {}
         # Every secret that ever reached the consumers' path (the record's history keeps only
         # the last 20 rotations, so it cannot tell on its own).
-        with self._lock:
-            used = {i for (name, _), i in self.adopted.items() if name == target.name}
+        used: set[str | None] = set(self.adopted_ids(target))
         used |= {h.get("new_id") for h in (self.record(target) or {}).get("history", [])}
         used.add(data.get("intercom_id"))
         self.stats.orphans_swept += sum(
@@ -348,75 +411,3 @@ class Lab:
         ]
         (out / "intercom-audit.json").write_text(json.dumps(audit, indent=2))
         return out
-
-
-class Consumer(threading.Thread):
-    """A web backend: re-reads the secret from Vault every 50 ms (keeping the last one while
-    Vault is away), signs a user_hash, has Intercom verify it, and confirms each new secret
-    through a live daemon's hook once it has reloaded it."""
-
-    def __init__(self, lab: Lab, target: Target, hooks: list[str]) -> None:
-        super().__init__(name=f"consumer-{target.name}", daemon=True)
-        self.lab = lab
-        self.target = target
-        self.hooks = hooks
-        self.stop = threading.Event()
-        self.checks = 0
-        self.failures = 0
-        self.secret: dict[str, Any] | None = None
-        self._confirmed: set[str] = set()
-
-    def run(self) -> None:
-        with httpx.Client(timeout=2) as http:
-            while not self.stop.wait(0.05):
-                try:
-                    data = self.lab.consumer_data(self.target)
-                except httpx.HTTPError:
-                    data = None  # Vault away: keep signing with what we have
-                if data is not None:
-                    if self.secret is None or data["intercom_id"] != self.secret["intercom_id"]:
-                        self.lab.log(f"{self.name}: reloaded {data['intercom_id']}")
-                        self.lab.note_adoption(self.target, data)
-                    self.secret = data
-                if self.secret is None:
-                    continue
-                self._verify(http)
-                self._confirm(http)
-
-    def _verify(self, http: httpx.Client) -> None:
-        assert self.secret is not None
-        user = f"user-{self.checks % 997}"
-        try:
-            answer = http.get(
-                f"{self.lab.running.url}/__verify",
-                params={
-                    "user_id": user,
-                    "user_hash": user_hash(self.secret["secret"], user),
-                    "workspace": self.target.name,
-                },
-            )
-        except httpx.HTTPError:
-            return
-        self.checks += 1
-        if not answer.json().get("valid"):
-            self.failures += 1
-            self.lab.violate(
-                f"consumer {self.target.name}: signature with {self.secret['intercom_id']} rejected"
-            )
-
-    def _confirm(self, http: httpx.Client) -> None:
-        assert self.secret is not None
-        secret_id = str(self.secret["intercom_id"])
-        if secret_id in self._confirmed or not self.hooks:
-            return
-        hook = self.lab.rng.choice(self.hooks)
-        try:
-            answer = http.post(
-                f"{hook}/v1/targets/{self.target.name}/confirm",
-                json={"secret_id": secret_id},
-                headers={"Authorization": f"Bearer {HOOK_TOKEN}"},
-            )
-        except httpx.HTTPError:
-            return  # that daemon is down (killed or paused): another one next time
-        if answer.status_code in {200, 409}:
-            self._confirmed.add(secret_id)

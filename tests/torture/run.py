@@ -9,6 +9,11 @@ races (three daemons, a CronJob loop and rotate-now calls on the same targets, w
 SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
 429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
 Consumers sign and verify every 50 ms throughout, confirming each new secret once reloaded.
+A consumers target (``consumers-web``: two consumer processes rotator probes, and ``billing``
+confirming through the hook) goes through the crash matrix (a sample of it with --quick) and
+the races (and, in a soak, the faults), its consumer processes SIGKILLed or answering the old
+secret or 503 mid-rollout; at every DELETE, what each process holds is asked (I10, see
+consumers.py).
 One daemon per chaos run is never killed or paused: 32 slow clients (silent and dribbling)
 hold connections to its server while it rotates, and its /healthz and /readyz must answer
 every probe within a second.
@@ -25,16 +30,19 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chaos import Chaos, run_chaos
+from consumers import Fleet
 from crash import crash_matrix
-from lab import Lab
+from lab import Lab, Target
 
 from rotator.durations import parse_duration
+from rotator.emulator.state import DEFAULT_WORKSPACE
 from rotator.logs import configure_logging
 
 # Lists lag behind creates and deletes too: a third of them show the workspace 3 s ago.
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     labs = [races_lab, faults_lab]
     try:
         if not args.skip_matrix:
-            points = crash_matrix(races_lab)
+            points = crash_matrix(races_lab, consumers="all" if args.soak else "sample")
             results["failpoints"] = dict(points)
             print(
                 f"crash matrix: {races_lab.stats.trials} trials done ({_elapsed(started)})",
@@ -99,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _races(lab: Lab, round_number: int, *, quick: bool) -> None:
     targets = [lab.add_target(f"r{round_number}x{i}") for i in range(2)]
+    targets.append(_consumers_target(lab, round_number))
     config = lab.write_config(
         lab.workdir / f"races{round_number}.toml", targets, schedule="2s", grace="30s"
     )
@@ -114,6 +123,8 @@ def _races(lab: Lab, round_number: int, *, quick: bool) -> None:
 
 def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
     targets = [lab.add_target(f"f{round_number}x{i}") for i in range(2)]
+    if not quick:  # its rollouts through Vault restarts: only in a soak, for the CI's time
+        targets.append(_consumers_target(lab, round_number))
     config = lab.write_config(
         lab.workdir / f"faults{round_number}.toml", targets, schedule="2s", grace="30s"
     )
@@ -139,9 +150,19 @@ def _faults(lab: Lab, round_number: int, *, quick: bool) -> None:
     )
 
 
+def _consumers_target(lab: Lab, round_number: int) -> Target:
+    """``consumers-web``, its consumer processes started: they load the secret once provisioned.
+    Their signatures are verified in the emulator's default workspace, so it lives there."""
+    suffix = f"-{round_number}" if round_number > 1 else ""
+    target = lab.add_target(f"consumers-web{suffix}", workspace=DEFAULT_WORKSPACE)
+    Fleet(lab, target).start()
+    return target
+
+
 def table(labs: list[Lab], results: dict[str, object], violations: list[str]) -> str:
     s = [lab.stats for lab in labs]
-    fired = sum((x.fired for x in s), start=__import__("collections").Counter())
+    fired = sum((x.fired for x in s), start=Counter())
+    consumer_fired = sum((x.consumer_fired for x in s), start=Counter())
     passes = [p for x in s for p in x.passes]
     rows = [
         ("seed", results["seed"]),
@@ -155,6 +176,17 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
             f"{max(passes, default=0)} / {sum(passes) / max(1, len(passes)):.2f}",
         ),
         ("rotations completed", sum(x.rotations for x in s)),
+        ("deletes audited", sum(x.deletes for x in s)),
+        (
+            "consumers-web crash trials",
+            f"{sum(x.consumer_trials for x in s)}, fired over {len(consumer_fired)} points",
+        ),
+        ("consumers-web rotations", sum(x.consumer_rotations for x in s)),
+        ("consumers-web deletes (I10)", sum(x.consumer_deletes for x in s)),
+        (
+            "consumer process SIGKILLs / flips",
+            f"{sum(x.consumer_kills for x in s)} / {sum(x.consumer_flips for x in s)}",
+        ),
         ("orphans swept", sum(x.orphans_swept for x in s)),
         ("extra POSTs", sum(x.extra_posts for x in s)),
         ("SIGKILLs / SIGSTOPs", f"{sum(x.kills for x in s)} / {sum(x.pauses for x in s)}"),
