@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -211,3 +212,46 @@ def test_the_status_table_says_who_is_behind_and_that_the_rollout_stalled():
         in table
     )
     assert "web:   billing  waiting for its confirmation" in table
+
+
+@pytest.mark.target(confirmation="consumers", consumers=[{"name": "billing"}], grace_period="1h")
+def test_a_stalled_rollout_is_shown_counted_and_told_once(world, tmp_path):
+    """Past its grace with billing silent: status exits 1 and says stalled; the gauges show
+    billing stalled (and go when the rotation ends); the stalled notification is produced by
+    the write that stalled it and by no later one."""
+    from rotator.daemon.metrics import Metrics
+    from rotator.notify import notifications
+
+    _, new, reconciler = _rotating(world)
+    before = world.record()
+    world.clock.advance(hours=2)
+    reconciler.reconcile_all()
+    stalled = world.record()
+    assert stalled.stalled_at is not None
+    config = tmp_path / "rotator.toml"
+    config.write_text(_toml(world))
+    env = {**os.environ, **world.environ, "ROTATOR_CONFIG": str(config)}
+    status = subprocess.run(
+        [sys.executable, "-m", "rotator", "status", "web", "--json"],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert status.returncode == 1, status.stderr
+    [shown] = json.loads(status.stdout)
+    assert shown["stalled"] is True
+    assert [(c["name"], c["state"]) for c in shown["consumers"]] == [("billing", "stalled")]
+    told = [n.event for n in notifications(before, stalled, "x", world.clock())]
+    assert told.count("stalled") == 1
+    later = replace(stalled, last_error="x")
+    assert "stalled" not in [n.event for n in notifications(stalled, later, "x", world.clock())]
+    metrics = Metrics()
+    metrics.on_record(before, stalled, "x", world.target)
+    sample = metrics.registry.get_sample_value
+    labels = {"target": "web", "consumer": "billing"}
+    assert sample("rotator_rollout_consumers", labels | {"state": "stalled"}) == 1
+    assert sample("rotator_rollout_consumers", labels | {"state": "waiting"}) == 0
+    reconciler.confirm("web", secret_id=new, rotation_id=None, via="cli", consumer="billing")
+    reconciler.reconcile_all()
+    done = world.record()
+    assert done.phase is Phase.IDLE
+    metrics.on_record(stalled, done, "x", world.target)
+    assert sample("rotator_rollout_consumers", labels | {"state": "stalled"}) is None
