@@ -11,6 +11,9 @@ This process runs ``HttpProber.probe`` (the code a pass runs) on one consumer li
 
 Prints ``probe: 1000 instances, median X s, max Y s (goal <= 2 s)`` and ``switched: ...``; exits
 1 when a round is over the goal, 2 when some instance was not seen switched.
+
+bench/probe_pass.py starts the same server with the body ``-``: it answers ``{}`` until a line on
+its stdin gives the JSON to answer (the new secret, known only once rotated).
 """
 
 from __future__ import annotations
@@ -46,16 +49,32 @@ def raise_nofile() -> int:
 # --- the server process ------------------------------------------------------------------------
 
 
-async def serve(instances: int, port: int, body: bytes) -> None:
-    answer = (
+def http_answer(body: bytes) -> bytes:
+    return (
         b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
 
+
+async def take_bodies(answer: list[bytes]) -> None:
+    """Body ``-``: every line on stdin is the JSON all instances answer from then on, and
+    ``set`` on stdout says so (bench/probe_pass.py learns the new secret only after start)."""
+    loop = asyncio.get_running_loop()
+    lines = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(lines), sys.stdin)
+    while line := await lines.readline():
+        answer[0] = http_answer(line.strip())
+        print("set", flush=True)
+
+
+async def serve(instances: int, port: int, body: bytes) -> None:
+    control = body == b"-"
+    answer = [http_answer(b"{}" if control else body)]
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(answer)
+            writer.write(answer[0])
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
@@ -77,6 +96,8 @@ async def serve(instances: int, port: int, body: bytes) -> None:
                 raise
             continue  # port 0: the port the first address got is taken on another; retry
         print(f"ready {chosen}", flush=True)
+        if control:
+            await take_bodies(answer)
         await asyncio.Event().wait()  # until the benchmark terminates this process
     raise SystemExit("found no port free on every address")
 
