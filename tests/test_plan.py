@@ -257,3 +257,16 @@ def test_a_rollout_with_probed_consumers_names_who_is_behind(fleet, make_world):
     assert f"on {old}" in waiting
     assert "waiting for web-backend (1/2 switched" in plan.summary
     assert (versions(world), world.record()) == before
+
+
+def test_plan_is_listed_and_explains_itself(setup):
+    """`rotator --help` lists plan; `rotator plan --help` says that it only reads, and its
+    exit codes."""
+    _, env, _ = setup
+    listed = run(env, "--help")
+    assert any(line.split()[:1] == ["plan"] for line in listed.stdout.splitlines())
+    helped = run(env, "plan", "--help")
+    assert helped.returncode == 0
+    assert helped.stdout.startswith("usage: rotator plan")
+    assert "it only reads" in helped.stdout
+    assert "Exit 0 planned, 1" in helped.stdout
