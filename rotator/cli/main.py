@@ -61,6 +61,10 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         from rotator.cli.status import status
 
         return status(ctx, args.target, as_json=args.json, history=args.history)
+    if verb == "plan":
+        from rotator.cli.plan import plan
+
+        return plan(ctx, args.target, as_json=args.json)
     if verb == "adopt":
         from rotator.cli.adopt import adopt
 

@@ -142,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--history", action="store_true", help="also list the last rotations of each target"
     )
+    plan = verb(
+        "plan",
+        "show what the next pass would do for each target now, and why; changes nothing",
+        "Show what the next pass would do for each target now, and why: start a rotation\n"
+        "(due since when), store the new secret, wait for rollout until its deadline (and\n"
+        "which consumers are behind), retire an old secret, nothing until the next rotation,\n"
+        "blocked, backing off, or another process is acting. Computed by the same decision\n"
+        "code as a pass, on a real read of Vault, of Intercom's list when the decision needs\n"
+        "it (a read-scope token is enough) and of probed consumers: it only reads. No record\n"
+        "is written, no lease taken, no secret created or deleted, no notification sent.\n\n"
+        "Exit 0 planned, 1 a record does not read or Vault fails, 2 bad usage or unknown\n"
+        "target.",
+    )
+    plan.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
+    plan.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")
     verb("check-config", "validate the configuration and report every error at once")
     _add_adopt_and_doctor(verb)
     _add_emulate_intercom(verb)
