@@ -56,6 +56,8 @@ class Stats:
     passes: list[int] = field(default_factory=list)
     rotations: int = 0
     orphans_swept: int = 0
+    #: targets a chaos run left with an orphan a lagging list hid, swept by one more rotation
+    swept_at_rest: int = 0
     extra_posts: int = 0
     consumer_checks: int = 0
     consumer_failures: int = 0
@@ -353,13 +355,7 @@ class Lab:
             self.violate(f"I1 {target.name}: consumers hold other material than Intercom issued")
         if not settled:
             return
-        strays = [
-            s.id
-            for s in self.secrets(target)
-            if s.deleted_at is None
-            and s.name.startswith(target.secret_name)
-            and s.id != data["intercom_id"]
-        ]
+        strays = self.strays(target)
         if strays:
             self.violate(f"I3 {target.name}: live secrets besides the current one: {strays}")
         record = self.record(target) or {}
@@ -368,6 +364,17 @@ class Lab:
             range(generations[0], generations[0] + len(generations))
         ):
             self.violate(f"I4 {target.name}: history generations {generations}")
+
+    def strays(self, target: Target) -> list[str]:
+        """Live secrets under the target's name besides the one its consumers hold."""
+        data = self.consumer_data(target) or {}
+        return [
+            s.id
+            for s in self.secrets(target)
+            if s.deleted_at is None
+            and s.name.startswith(target.secret_name)
+            and s.id != data.get("intercom_id")
+        ]
 
     def scan_outputs(self) -> None:
         """I6: no secret material in anything rotator printed or logged."""

@@ -188,6 +188,7 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
             f"{sum(x.consumer_kills for x in s)} / {sum(x.consumer_flips for x in s)}",
         ),
         ("orphans swept", sum(x.orphans_swept for x in s)),
+        ("targets swept at rest", sum(x.swept_at_rest for x in s)),
         ("extra POSTs", sum(x.extra_posts for x in s)),
         ("SIGKILLs / SIGSTOPs", f"{sum(x.kills for x in s)} / {sum(x.pauses for x in s)}"),
         ("OpenBao restarts", sum(x.vault_restarts for x in s)),
