@@ -411,7 +411,9 @@ def test_the_largest_round_the_config_allows_stops_at_its_deadline():
     probes = prober.probe(target)
     took = time.monotonic() - started
     assert [len(p.instances) for p in probes] == [4096] * 16
-    assert took < 1.0 * 1.5 + 1.0, f"a 1 s round took {took:.1f} s"  # a loaded 2-CPU machine
+    # A behaviour bound, not a speed target: the quadratic cancel took ~20 s; a round that ends
+    # near its deadline takes 1.5-2.5 s on a loaded 2-CPU machine, so 8 s cannot flake.
+    assert took < 8.0, f"a 1 s round took {took:.1f} s"
 
 
 def test_the_worst_record_the_config_allows_stays_small():
