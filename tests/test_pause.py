@@ -15,9 +15,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from test_adopt_doctor import legacy
+from test_notify import notifier
+from test_notify import receiver as receiver  # noqa: PLC0414 - the fixture, re-exported here
 from test_rotation import World, _wait, bootstrap, state_version
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
+from rotator.cli.adopt import adopt_secret
+from rotator.cli.context import UsageError
 from rotator.cli.status import render_table, target_status
 from rotator.config import TargetSettings
 from rotator.core import record as record_module
@@ -215,3 +220,54 @@ def _raw_state(world: World) -> dict:
         vault.close()
     assert data is not None
     return dict(data)
+
+
+def test_paused_and_resumed_reach_only_the_webhooks_that_list_them(world, receiver):
+    """A webhook with the default events hears nothing of a pause and its resume; one that
+    lists them (in any order) hears both, in order, with who paused and why."""
+    bootstrap(world)
+    quiet = notifier(world, {"url": receiver.url})
+    reconciler = world.reconciler(listeners=[quiet])
+    reconciler.pause("web", by="alice", reason="INC-42")
+    reconciler.resume("web")
+    assert quiet.close(timeout=10)
+    assert receiver.events() == []
+    told = notifier(world, {"url": receiver.url, "events": ["resumed", "paused", "stored"]})
+    reconciler = world.reconciler(listeners=[told])
+    reconciler.pause("web", by="alice", reason="INC-42")
+    reconciler.resume("web")
+    assert told.close(timeout=10)
+    assert receiver.events() == ["paused", "resumed"]
+    paused, resumed = (a.json() for a in receiver.arrivals)
+    assert paused["reason"].startswith("paused by alice since ")
+    assert paused["reason"].endswith(": INC-42")
+    assert resumed["reason"].startswith("it was paused by alice since ")
+    assert paused["phase"] == resumed["phase"] == "idle"
+
+
+def test_pause_refuses_bad_usage_with_exit_2(world, tmp_path):
+    """No --reason, or an empty one: exit 2, nothing written; a target not configured too."""
+    bootstrap(world)
+    version = state_version(world)
+    for args, said in (
+        (["pause", "web"], "--reason"),
+        (["pause", "web", "--reason", "  "], "--reason is empty"),
+        (["pause", "api", "--reason", "x"], "api"),
+    ):
+        result = _cli(world, tmp_path, *args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert said in result.stderr
+    assert state_version(world) == version
+    assert world.record().paused is None
+
+
+def test_adopting_a_secret_for_a_paused_target_is_refused(world):
+    """An adoption writes the consumers' path: refused while paused, the path untouched."""
+    bootstrap(world)
+    world.reconciler().pause("web", by="alice", reason="INC-42")
+    before, version = world.consumer(), state_version(world)
+    secret_id, material = legacy(world)
+    with pytest.raises(UsageError, match=r"paused by alice .*rotator resume web"):
+        adopt_secret(world.parts(), world.target, secret_id, material, force=True)
+    assert world.consumer() == before
+    assert state_version(world) == version
