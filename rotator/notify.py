@@ -3,13 +3,16 @@
 Theory of operation
 -------------------
 ``Notifier`` is a ``RecordListener``. From each persisted (before, after) pair it derives at
-most three events, the moments an operator or a consumer wants to hear about:
+most a few events, the moments an operator or a consumer wants to hear about:
 
 * ``stored``: the new secret is in Vault: roll it out now. The record newly holds a stored
   pending secret (the phase becomes ``awaiting_rollout``, or ``retiring`` at once for an
   emergency or a first secret, where there is nothing to wait for).
 * ``retired``: a rotation completed (a history entry was appended); the old secrets are gone.
 * ``blocked``: the target needs an operator.
+* ``stalled``: a grace deadline passed while named consumers were still behind.
+* ``paused`` and ``resumed`` (opt-in: not in a webhook's default ``events``): an operator's
+  ``rotator pause`` and ``rotator resume``, with who paused and why.
 
 Each event, for each webhook that wants it, goes into a bounded queue that one background
 thread drains. A rotation never waits for a delivery and never fails because of one: a full
@@ -42,7 +45,7 @@ import rotator
 from rotator.backoff import full_jitter
 from rotator.config import NotifyEvent, NotifySettings, TargetSettings, WebhookSettings
 from rotator.config.consumers import consumer_rules
-from rotator.core import rollout
+from rotator.core import pause, rollout
 from rotator.core.observation import ConsumerRule
 from rotator.core.record import Phase, Record
 from rotator.logs import get_logger
@@ -114,6 +117,13 @@ class Notification:
                 f"rotator: {self.target}: rollout of {self.new_secret_id} stalled past its grace; "
                 f"the old secret stays live: {self.reason}"
             )
+        if self.event == "paused":
+            return (
+                f"rotator: {self.target} is PAUSED ({self.reason}): nothing is created, stored "
+                "or deleted until 'rotator resume'."
+            )
+        if self.event == "resumed":
+            return f"rotator: {self.target} resumed in {self.phase} ({self.reason})."
         return f"rotator: {self.target} is BLOCKED and needs an operator: {self.reason}"
 
 
@@ -165,19 +175,35 @@ def notifications(
     if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
         add("blocked", reason=truncate(redact_text(after.blocked_reason or reason), 300))
     if after.stalled_at is not None and (before is None or before.stalled_at != after.stalled_at):
-        behind = tuple(
-            {
-                "consumer": c.name,
-                "kind": c.kind,
-                "switched": c.switched,
-                "found": c.found,
-                "in_use": list(c.in_use),
-            }
-            for c in rollout.states(after, rules, confirmation)
-            if c.state == "stalled"
-        )
-        add("stalled", behind=behind)
+        add("stalled", behind=_behind(after, rules, confirmation))
+    _held(before, after, add)
     return found
+
+
+def _behind(
+    after: Record, rules: tuple[ConsumerRule, ...], confirmation: str
+) -> tuple[dict[str, Any], ...]:
+    """Who holds a stalled rollout: names, counts and ids only."""
+    return tuple(
+        {
+            "consumer": c.name,
+            "kind": c.kind,
+            "switched": c.switched,
+            "found": c.found,
+            "in_use": list(c.in_use),
+        }
+        for c in rollout.states(after, rules, confirmation)
+        if c.state == "stalled"
+    )
+
+
+def _held(before: Record | None, after: Record, add: Callable[..., None]) -> None:
+    """An operator's pause (a new one) or resume (of a pause), with who paused and why."""
+    if after.paused is not None and (before is None or before.paused != after.paused):
+        add("paused", reason=truncate(redact_text(pause.reason(after.paused)), 300))
+    elif before is not None and before.paused is not None and after.paused is None:
+        was = f"it was {pause.reason(before.paused)}"
+        add("resumed", reason=truncate(redact_text(was), 300))
 
 
 def _old_ids(record: Record) -> tuple[str, ...]:

@@ -192,7 +192,7 @@ def test_resume_clears_a_block_without_starting_a_rotation(cli):
     assert status["current_secret_id"] == current
     assert len(cli.emulator.store.all()) == secrets
     again = cli.run("resume", "web")
-    assert "not blocked; nothing to resume" in again.stdout
+    assert "neither paused nor blocked; nothing to resume" in again.stdout
 
 
 # --- 11, 15: honest exits, and an error that is over is gone --------------------------------------

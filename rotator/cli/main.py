@@ -83,9 +83,18 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         return rotate.confirm(
             ctx, args.target, secret_id=args.secret_id, consumers=args.consumers or []
         )
-    if verb == "resume":
-        return rotate.resume(ctx, args.target)
+    if verb in {"pause", "resume"}:
+        return _hold(ctx, args)
     return rotate.run(ctx)
+
+
+def _hold(ctx: Context, args: argparse.Namespace) -> int:
+    """``pause`` and ``resume``: an operator's hold on a target, and its release."""
+    from rotator.cli import rotate
+
+    if args.verb == "pause":
+        return rotate.pause(ctx, args.target, reason=args.reason, actor=args.actor)
+    return rotate.resume(ctx, args.target)
 
 
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -127,13 +127,27 @@ def build_parser() -> argparse.ArgumentParser:
         dest="consumers",
         help="a named consumer that uses the new secret (repeat for several)",
     )
+    pause = verb(
+        "pause",
+        "pause TARGET: no create, store or delete until 'rotator resume'",
+        "Pause TARGET: every process (daemon, CronJob, hook) stops acting on it at its next\n"
+        "step, whatever its phase, until 'rotator resume'. A rotation under way keeps both\n"
+        "secrets live; rotate-now is refused while paused. Who and why show in status, plan\n"
+        "and metrics. Starts no pass.\n\n"
+        "Exit 0 paused (or already paused), 2 bad usage.",
+    )
+    pause.add_argument("target", metavar="TARGET", help="the target's name in the config")
+    pause.add_argument("--reason", required=True, help="why: shown wherever the pause is")
+    pause.add_argument("--actor", metavar="WHO", help="who pauses (default: your OS user@host)")
     resume = verb(
         "resume",
-        "clear TARGET's block once its cause is fixed; starts no rotation",
-        "Clear TARGET's block once you fixed its cause (shown by 'rotator status'): a\n"
-        "rotation that was under way carries on from its step; an idle target waits for its\n"
-        "schedule. Unlike rotate-now, it never starts a rotation. Then runs one pass.\n\n"
-        "Exit 0 resumed (or not blocked), 1 the pass needs an operator again, 2 bad usage.",
+        "clear TARGET's pause or block; starts no rotation",
+        "Clear TARGET's pause ('rotator pause'), and its block once you fixed its cause\n"
+        "(shown by 'rotator status'): a rotation that was under way carries on from its\n"
+        "step; an idle target waits for its schedule. Unlike rotate-now, it never starts a\n"
+        "rotation. Then runs one pass.\n\n"
+        "Exit 0 resumed (or neither paused nor blocked), 1 the pass needs an operator again,\n"
+        "2 bad usage.",
     )
     resume.add_argument("target", metavar="TARGET", help="the target's name in the config")
     status = verb("status", "show each target's phase, secrets, deadlines and last error")

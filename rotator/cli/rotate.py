@@ -1,4 +1,5 @@
-"""The verbs that move rotations: ``reconcile``, ``rotate-now``, ``confirm`` and ``run``.
+"""The verbs that move rotations: ``reconcile``, ``rotate-now``, ``confirm``, ``pause``,
+``resume`` and ``run``.
 
 Each loads what it needs (``rotator.cli.context``), does its job through the reconciler, prints
 one line per target it touched, and returns the exit code: 0 ok, 1 a target needs an operator
@@ -7,7 +8,9 @@ or an attempt failed, 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 from rotator.cli.check import acting
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
 from rotator.core.observation import RotateNow
-from rotator.reconciler import TargetReport
+from rotator.reconciler import TargetPaused, TargetReport
 from rotator.redaction import redact_text
 
 
@@ -37,9 +40,12 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
         if emergency and not yes and not _confirmed_emergency(target):
             print("aborted; nothing changed")
             return EXIT_USAGE
-        report = parts.reconciler.reconcile_target(
-            target, RotateNow(emergency=emergency), wait_for_lease=True
-        )
+        try:
+            report = parts.reconciler.reconcile_target(
+                target, RotateNow(emergency=emergency), wait_for_lease=True
+            )
+        except TargetPaused as e:
+            raise UsageError(str(e)) from None
     if report.joined:
         print(f"{target}: rotation {report.rotation_id} was already under way; joined it")
     print(line(report))
@@ -95,8 +101,27 @@ def confirm(
     return exit_code([report])
 
 
+def pause(ctx: Context, target: str, *, reason: str, actor: str | None) -> int:
+    """Pause the target (no pass: a paused target has nothing to do)."""
+    if not reason.strip():
+        raise UsageError("--reason is empty: say why the target is paused")
+    who = (actor or "").strip() or operator()
+    with acting(ctx, ctx.settings(), [target]) as parts:
+        print(f"{target}: {parts.reconciler.pause(target, by=who, reason=reason)}")
+    return EXIT_OK
+
+
+def operator() -> str:
+    """Who runs this command: the OS user at this host (``--actor`` names someone else)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def resume(ctx: Context, target: str) -> int:
-    """Clear a block without asking for a rotation, then run one pass."""
+    """Clear a pause and a block without asking for a rotation, then run one pass."""
     with acting(ctx, ctx.settings(), [target]) as parts:
         print(f"{target}: {parts.reconciler.resume(target)}")
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)

@@ -61,6 +61,8 @@ class TargetStatus:
     #: The grace deadline passed while consumers are behind: retiring waits for them.
     stalled: bool = False
     stalled_since: str | None = None
+    #: An operator's pause (``rotator pause``): by, at, reason; nothing acts until resumed.
+    paused: dict[str, Any] | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -187,6 +189,11 @@ def target_status(
         else [],
         stalled=rec.stalled_at is not None and rec.rotating,
         stalled_since=_iso(rec.stalled_at) if rec.rotating else None,
+        paused=(
+            {"by": rec.paused.by, "at": _iso(rec.paused.at), "reason": rec.paused.reason}
+            if rec.paused is not None
+            else None
+        ),
     )
 
 
@@ -215,6 +222,7 @@ def render_table(statuses: list[TargetStatus]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     for s in statuses:
+        lines += _paused_line(s)
         if s.blocked_reason:
             lines.append(f"{s.name}: BLOCKED: {s.blocked_reason}")
         elif s.last_error:
@@ -241,6 +249,14 @@ def render_table(statuses: list[TargetStatus]) -> str:
                 f"confirmed by {entry['confirmed_by'] or '-'} ({phases})"
             )
     return "\n".join(lines)
+
+
+def _paused_line(s: TargetStatus) -> list[str]:
+    """``web: PAUSED by alice@ops since ...: why``, while an operator's pause holds it."""
+    if s.paused is None:
+        return []
+    by, at, why = s.paused["by"], s.paused["at"], s.paused["reason"]
+    return [f"{s.name}: PAUSED by {by} since {at}: {why} (rotator resume {s.name} to act again)"]
 
 
 def _consumer_line(c: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from rotator.config.loading import (
     parse_settings,
 )
 from rotator.config.settings import (
+    ALL_NOTIFY_EVENTS,
     NOTIFY_EVENTS,
     ConfigError,
     DaemonSettings,
@@ -30,6 +31,7 @@ from rotator.config.settings import (
 )
 
 __all__ = [
+    "ALL_NOTIFY_EVENTS",
     "CONFIG_ENV",
     "DEFAULT_PATH",
     "NOTIFY_EVENTS",

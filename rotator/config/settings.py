@@ -196,7 +196,17 @@ class DaemonSettings(_Model):
     lease_ttl: Annotated[float, within(bounds.LEASE_TTL)] = 60.0
 
 
-NotifyEvent = Literal["stored", "retired", "blocked", "stalled"]
+NotifyEvent = Literal["stored", "retired", "blocked", "stalled", "paused", "resumed"]
+#: Every event, in the order a webhook's ``events`` is kept; the default is ``NOTIFY_EVENTS``:
+#: operator controls (``paused``, ``resumed``) are opt-in, so existing webhooks hear the same.
+ALL_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
+    "stored",
+    "retired",
+    "blocked",
+    "stalled",
+    "paused",
+    "resumed",
+)
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked", "stalled")
 
 
@@ -224,8 +234,8 @@ class WebhookSettings(_Model):
     @classmethod
     def _events(cls, value: tuple[NotifyEvent, ...]) -> tuple[NotifyEvent, ...]:
         if not value:
-            raise ValueError(f"name at least one of {', '.join(NOTIFY_EVENTS)}")
-        return tuple(e for e in NOTIFY_EVENTS if e in value)
+            raise ValueError(f"name at least one of {', '.join(ALL_NOTIFY_EVENTS)}")
+        return tuple(e for e in ALL_NOTIFY_EVENTS if e in value)
 
     @model_validator(mode="after")
     def _sources(self) -> Self:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from rotator.core import transitions
+from rotator.core import pause, transitions
 from rotator.core.record import Phase, Record
 
 #: What Intercom issues: 256 random bits, base64url without padding (the contract's ``secret``).
@@ -72,6 +72,12 @@ def material_problem(raw: bytes) -> str | None:
 
 def in_progress(record: Record | None) -> str | None:
     """Why ``record`` cannot take an adoption now; ``None`` when it can."""
+    if record is not None and record.paused is not None:
+        # An adoption writes the consumers' path: a side effect a pause holds back.
+        return (
+            f"target {record.target} is {pause.reason(record.paused)}: run 'rotator resume "
+            f"{record.target}' before adopting a secret"
+        )
     if record is None or not record.rotating:
         return None
     phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase

@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
-from rotator.core import rollout
+from rotator.core import pause, rollout
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
@@ -88,7 +88,11 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
         holder = record.lease.holder if record.lease else "another process"
         return Decision(record, None, f"waiting: {holder} holds the lease", held_off=True)
     if obs.result is not None:
-        return _settle(_apply_result(record, obs, now), obs)
+        # Paused after this action was decided: its result still counts, its sequel waits.
+        return _settle(pause.hold(_apply_result(record, obs, now)), obs)
+    paused = pause.rest(record)
+    if paused is not None:
+        return _settle(paused, obs)
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
         if not asked:

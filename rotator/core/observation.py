@@ -181,9 +181,11 @@ _TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
 
 def needs_probes(record: Record | None, policy: Policy, *, now: datetime) -> bool:
     """Whether a pass must probe the target's consumers before deciding: only while a rotation
-    awaits its rollout (not backing off, not an emergency) and some consumer has a probe."""
+    awaits its rollout (not backing off, not an emergency, not paused) and some consumer has a
+    probe."""
     return (
         record is not None
+        and record.paused is None
         and record.phase is Phase.AWAITING_ROLLOUT
         and not record.emergency
         and (record.retry_at is None or now >= record.retry_at)
@@ -196,7 +198,10 @@ def needs_intercom(
 ) -> bool:
     """Whether a pass must list Intercom's secrets before deciding (idle targets need not).
     ``consumers``: the target names consumers, whose confirmations may end a rollout in any
-    pass (a list then finds the strays to retire with the old secret)."""
+    pass (a list then finds the strays to retire with the old secret). A paused target decides
+    nothing, whatever was asked."""
+    if record is not None and record.paused is not None:
+        return False
     if command is not None or record is None:
         return True
     if record.retry_at is not None and now < record.retry_at:

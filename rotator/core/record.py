@@ -26,9 +26,9 @@ from rotator.errors import PermanentError
 from rotator.redaction import SecretValue
 
 #: The schema this rotator writes when a record carries a consumers rollout (``rollout``,
-#: ``stalled_at``); any other record is written as ``BASE_SCHEMA_VERSION``, exactly as before
-#: them, so an older rotator keeps acting on every target but refuses a consumers rollout it
-#: would retire on its grace alone.
+#: ``stalled_at``) or a pause; any other record is written as ``BASE_SCHEMA_VERSION``, exactly
+#: as before them, so an older rotator keeps acting on every target but refuses a consumers
+#: rollout it would retire on its grace alone, and a paused target it would act on.
 SCHEMA_VERSION = 3
 BASE_SCHEMA_VERSION = 2
 READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, SCHEMA_VERSION})
@@ -89,6 +89,15 @@ class Request:
     #: The secret that was current when the request was recorded: an emergency is about that
     #: one leaked secret, and no longer applies once another is current.
     leaked: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """An operator's ``rotator pause``: no step with a side effect until ``rotator resume``."""
+
+    by: str
+    at: datetime
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +216,7 @@ class Record:
     rollout: tuple[ConsumerProgress, ...] = ()
     #: Set when a grace deadline passed while a probe still saw consumers on the old secret.
     stalled_at: datetime | None = None
+    paused: Pause | None = None
 
     def __repr__(self) -> str:
         # The dataclass repr would be long; the material is a SecretValue and safe either way.
@@ -236,7 +246,7 @@ class Record:
 
     def to_storage(self) -> dict[str, Any]:
         """The KV data: JSON types only. The one place the pending material is revealed."""
-        newest = bool(self.rollout) or self.stalled_at is not None
+        newest = bool(self.rollout) or self.stalled_at is not None or self.paused is not None
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION if newest else BASE_SCHEMA_VERSION}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -246,7 +256,7 @@ class Record:
                 value = value.reveal() if value is not None else None
             elif f.name in {"history", "rollout"}:
                 value = [asdict(h) for h in value]
-            elif f.name in {"lease", "request", "binding"}:
+            elif f.name in {"lease", "request", "binding", "paused"}:
                 value = asdict(value) if value is not None else None
             data[f.name] = _jsonable(value)
         return data
@@ -313,13 +323,14 @@ class Record:
                 history=tuple(_history(h) for h in data.get("history") or ()),
                 rollout=tuple(_progress(p) for p in data.get("rollout") or ()),
                 stalled_at=_time(data.get("stalled_at")),
+                paused=_pause(data.get("paused")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
         return _from_version_1(record) if version == 1 else record
 
 
-_SCHEMA_3_FIELDS = frozenset({"rollout", "stalled_at"})
+_SCHEMA_3_FIELDS = frozenset({"rollout", "stalled_at", "paused"})
 
 
 def _from_version_1(record: Record) -> Record:
@@ -346,6 +357,15 @@ def _request(raw: Any) -> Request | None:
         at=at,
         leaked=_optional_text(raw.get("leaked")),
     )
+
+
+def _pause(raw: Any) -> Pause | None:
+    if not raw:
+        return None
+    at = _time(raw["at"])
+    if at is None:
+        raise ValueError("a pause without its time")
+    return Pause(by=_text(raw["by"]), at=at, reason=_text(raw["reason"]))
 
 
 def _history(raw: Mapping[str, Any]) -> HistoryEntry:

@@ -15,6 +15,7 @@ from rotator.core.record import (
     HISTORY_LIMIT,
     ConsumerProgress,
     HistoryEntry,
+    Pause,
     Phase,
     Record,
     Request,
@@ -314,3 +315,13 @@ def consumer_confirmed(
 def stalled(record: Record, *, at: datetime) -> Record:
     """The grace deadline passed while a probe still sees consumers on the old secret."""
     return replace(record, stalled_at=at)
+
+
+def paused(record: Record, pause: Pause) -> Record:
+    """An operator's pause: kept in any phase (a rotation under way keeps both secrets live)."""
+    return replace(record, paused=pause)
+
+
+def unpaused(record: Record) -> Record:
+    """``rotator resume``: the target acts again from the phase it rests in."""
+    return replace(record, paused=None)

@@ -9,7 +9,7 @@ Vault holds and nothing else:
 
 * counters of outcomes: a rotation completed (a history entry appeared; ``emergency`` when it
   was one), a target became blocked, an attempt failed (``attempts`` grew);
-* gauges of state: the phase (all five, one of them 1), blocked, the last success, the next
+* gauges of state: the phase (all five, one of them 1), blocked, paused, the last success, the next
   scheduled rotation (only while idle and known), the rollout deadline (only while awaiting),
   and each named consumer's rollout state and probed instances (only while rotating);
 * values that move with time (the age of the secret consumers hold, the backoff left, how long
@@ -96,6 +96,12 @@ class Metrics:
         )
         self.blocked = Gauge(
             "rotator_target_blocked", "1 while the target needs an operator", ["target"], registry=r
+        )
+        self.paused = Gauge(
+            "rotator_target_paused",
+            "1 while an operator's 'rotator pause' holds the target (no create, store or delete)",
+            ["target"],
+            registry=r,
         )
         self.pass_failing = Gauge(
             "rotator_target_pass_failing",
@@ -278,6 +284,7 @@ class Metrics:
         for phase in Phase:
             self.phase.labels(name, phase.value).set(1 if record.phase is phase else 0)
         self.blocked.labels(name).set(1 if record.phase is Phase.BLOCKED else 0)
+        self.paused.labels(name).set(1 if record.paused is not None else 0)
         last = record.history[-1] if record.history else None
         _set_or_drop(self.last_success, name, last.finished_at if last else None)
         upcoming = None

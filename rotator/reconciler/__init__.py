@@ -7,6 +7,7 @@ clients; ``ports`` the narrow interfaces all of them use, which a simulation can
 
 from rotator.reconciler.clients import IntercomClients, Sleep, client_factory_with
 from rotator.reconciler.passes import TargetReport
+from rotator.reconciler.pausing import TargetPaused
 from rotator.reconciler.ports import RecordListener
 from rotator.reconciler.reconciler import ConfirmResult, Reconciler
 from rotator.reconciler.store import RecordStore, consumer_view
@@ -18,6 +19,7 @@ __all__ = [
     "RecordListener",
     "RecordStore",
     "Sleep",
+    "TargetPaused",
     "TargetReport",
     "client_factory_with",
     "consumer_view",

@@ -142,8 +142,8 @@ def resting(target: TargetSettings, record: Record, now: datetime) -> bool:
     """Idle, holding a secret, not due, nothing asked, not watched: nothing to look at."""
     if record.phase is not Phase.IDLE or record.current_id is None or record.lease:
         return False
-    if target.rotate_on_drift or record.request is not None:
-        return False
+    if target.rotate_on_drift or record.request is not None or record.paused is not None:
+        return False  # (a paused target's pass says so: the decision core names the pause)
     upcoming = next_rotation_at(target, record)
     return upcoming is not None and now < upcoming
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rotator.config import TargetSettings
-from rotator.core import machine, rollout
+from rotator.core import machine, pause, rollout
 from rotator.core.observation import Create, Decision, Delete, Observation, Store
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError
@@ -138,7 +138,11 @@ def describe(
         action=kind,
         secret_id=secret_id,
         reason=decision.reason,
-        summary=_summary(target, before, decision, obs, now=now, waiting=waiting),
+        summary=(
+            f"nothing until resumed: {pause.reason(after.paused)}"
+            if after.paused is not None and not decision.held_off
+            else _summary(target, before, decision, obs, now=now, waiting=waiting)
+        ),
         next_rotation_at=upcoming,
         deadline=after.deadline if after.rotating else None,
         waiting_for=waiting,

@@ -4,8 +4,9 @@
 (``daemon.concurrency`` at a time), waiting out another process's abandoned lease when asked.
 ``rotate-now`` is first *recorded* in the target's record (``request``), before any call that
 can fail, so that whichever process passes next serves it even if this one dies or Intercom is
-down; ``confirm`` records a confirmation of the stored secret. Both go through the record store's
-check-and-set, like every write.
+down; ``confirm`` records a confirmation of the stored secret; ``pause`` and ``resume``
+(``rotator.reconciler.pausing``) hold and release a target, and a paused target refuses
+``rotate-now``. All go through the record store's check-and-set, like every write.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from rotator.config import Settings, TargetSettings
 from rotator.core import confirmation, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
-from rotator.core.machine import resumed
 from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
 from rotator.core.record import Binding, Phase, Record, Request
 from rotator.errors import LocalError, RotatorError
 from rotator.failpoints import FailpointError, failpoint
 from rotator.logs import bind_context, clear_context, get_logger
+from rotator.reconciler import pausing
 from rotator.reconciler.clients import IntercomClients
 from rotator.reconciler.passes import Pass, Ports, TargetReport, next_rotation_at
 from rotator.reconciler.ports import KV, ClientFactory, Prober, RecordListener
@@ -245,7 +246,8 @@ class Reconciler:
             if record is None:
                 consumer = self.store.consumer(target)
                 record = initial_record(self.ports.policy(target), consumer, now)
-            self._check_binding(target, record, mine)
+            self.check_binding(target, record, mine)
+            pausing.refuse_if_paused(target.name, record)
             outcome[:] = [
                 Ask(command, record.generation, joined=record.rotating, leaked=record.current_id)
             ]
@@ -273,7 +275,7 @@ class Reconciler:
         )
         return outcome[0]
 
-    def _check_binding(self, target: TargetSettings, record: Record, mine: Binding) -> None:
+    def check_binding(self, target: TargetSettings, record: Record, mine: Binding) -> None:
         """A record bound to another workspace takes a request only with evidence."""
         if not needs_evidence(record, mine):
             return
@@ -303,7 +305,7 @@ class Reconciler:
         def change(record: Record | None) -> Record | None:
             if record is not None:
                 # Another workspace's process (a staging config) must not confirm this one's.
-                self._check_binding(target, record, mine)
+                self.check_binding(target, record, mine)
             if record is None:
                 result = ConfirmResult(
                     confirmation.ConfirmStatus.NOT_AWAITING, f"target {name} has no rotation yet"
@@ -349,26 +351,13 @@ class Reconciler:
             )
         return result
 
+    def pause(self, name: str, *, by: str, reason: str) -> str:
+        """Pause the target (``rotator.reconciler.pausing``); what happened, in words."""
+        return pausing.pause(self, name, by=by, reason=reason)
+
     def resume(self, name: str) -> str:
-        """Clear the target's block (check-and-set), asking for no rotation; what happened,
-        in words."""
-        target = self.target(name)
-        mine = self.clients.binding(target)  # LocalError before anything is written
-        was: list[str] = []
-
-        def change(record: Record | None) -> Record | None:
-            if record is None or record.phase is not Phase.BLOCKED:
-                was[:] = []
-                return None
-            self._check_binding(target, record, mine)
-            was[:] = [record.blocked_reason or ""]
-            return resumed(record, self.store.consumer(target))
-
-        _, after = self.store.update(target, change, reason="resumed by an operator")
-        if after is None:
-            return "not blocked; nothing to resume"
-        log.info("target.resumed", target=name, phase=after.phase.value, was=was[0])
-        return f"resumed in {after.phase.value} (it was blocked: {was[0]})"
+        """Clear the target's pause and block in one write, asking for no rotation."""
+        return pausing.resume(self, name)
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""``rotator pause`` and ``rotator resume``: an operator's hold on a target, and its release.
+
+A pause is written into the target's record with check-and-set, like every write, so every
+process honours it at its next step (``rotator.core.pause``): the daemon, a CronJob pass, a
+hook-triggered pass. ``resume`` clears a pause and a block in one write, asking for no
+rotation. A ``rotate-now`` on a paused target is refused (``TargetPaused``) before anything is
+written: an operator who froze a target must lift the freeze on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rotator.core import pause as pausing
+from rotator.core import transitions
+from rotator.core.machine import resumed
+from rotator.core.observation import initial_record
+from rotator.core.record import Pause, Phase, Record
+from rotator.errors import PermanentError
+from rotator.logs import get_logger
+
+if TYPE_CHECKING:
+    from rotator.reconciler.reconciler import Reconciler
+
+log = get_logger()
+
+
+class TargetPaused(PermanentError):
+    """An operator request that would act on a paused target (``rotate-now``): nothing written."""
+
+
+def refuse_if_paused(name: str, record: Record) -> None:
+    """Raise ``TargetPaused`` naming who paused the target, why, and how to resume it."""
+    if record.paused is not None:
+        raise TargetPaused(
+            f"target {name} is {pausing.reason(record.paused)}; nothing was written. Run "
+            f"'rotator resume {name}' first to let it act again."
+        )
+
+
+def pause(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
+    """Pause ``name`` (check-and-set): no create, store or delete until it is resumed. A target
+    never passed over gets its first record, paused. What happened, in words."""
+    if not reason.strip():
+        raise ValueError("a pause needs a reason")
+    target = reconciler.target(name)
+    mine = reconciler.clients.binding(target)  # LocalError before anything is written
+    already: list[Pause] = []
+
+    def change(record: Record | None) -> Record | None:
+        now = reconciler.clock()
+        if record is None:
+            consumer = reconciler.store.consumer(target)
+            record = initial_record(reconciler.policy(target), consumer, now)
+        reconciler.check_binding(target, record, mine)
+        if record.paused is not None:
+            already[:] = [record.paused]
+            return None  # the first pause stands: who paused and why are not overwritten
+        return transitions.paused(record, Pause(by=by, at=now, reason=reason.strip()))
+
+    _, after = reconciler.store.update(target, change, reason="paused by an operator")
+    if after is None or after.paused is None:
+        return f"already {pausing.reason(already[0])}; nothing changed"
+    log.info("target.paused", target=name, phase=after.phase.value, by=by, why=reason)
+    return f"{pausing.reason(after.paused)} (phase {after.phase.value}; nothing acts until resumed)"
+
+
+def resume(reconciler: Reconciler, name: str) -> str:
+    """Clear the target's pause and its block, in one check-and-set write, asking for no
+    rotation; what was cleared, in words."""
+    target = reconciler.target(name)
+    mine = reconciler.clients.binding(target)  # LocalError before anything is written
+    cleared: list[str] = []
+
+    def change(record: Record | None) -> Record | None:
+        cleared[:] = []
+        if record is None or (record.paused is None and record.phase is not Phase.BLOCKED):
+            return None
+        reconciler.check_binding(target, record, mine)
+        if record.paused is not None:
+            cleared.append(f"it was {pausing.reason(record.paused)}")
+            record = transitions.unpaused(record)
+        if record.phase is Phase.BLOCKED:
+            cleared.append(f"it was blocked: {record.blocked_reason or 'blocked'}")
+            record = resumed(record, reconciler.store.consumer(target))
+        return record
+
+    _, after = reconciler.store.update(target, change, reason="resumed by an operator")
+    if after is None:
+        return "neither paused nor blocked; nothing to resume"
+    log.info("target.resumed", target=name, phase=after.phase.value, cleared=cleared)
+    return f"resumed in {after.phase.value} ({'; and '.join(cleared)})"
