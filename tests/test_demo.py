@@ -155,7 +155,7 @@ def test_a_missing_bao_binary_is_a_usage_error_that_says_how_to_install_it(tmp_p
 
 def test_the_demo_rolls_out_consumer_by_consumer(tmp_path, tmpdir_env):
     """Named consumers in the demo: the old secret is retired only after web-backend (probed,
-    reloads in 1 s), billing (hook, 4 s) and mobile-api (probed, 7 s) are each seen on the new
+    reloads in 1 s), billing (hook, 5 s) and mobile-api (probed, 9 s) are each seen on the new
     one, in that order; all four signature counts (user_hash and JWT, probed and hook
     consumers) end with no failure."""
     env, _ = tmpdir_env

@@ -22,9 +22,9 @@ from rotator.demo.consumer_process import ConsumerProcess
 from rotator.demo.openbao import OpenBaoDevServer
 
 #: The probed consumers: (name, seconds each takes to reload a new secret).
-PROBED = (("web-backend", 1.0), ("mobile-api", 7.0))
+PROBED = (("web-backend", 1.0), ("mobile-api", 9.0))
 #: The hook consumer, and how long after its reload it confirms.
-HOOK_CONSUMER, HOOK_DELAY = "billing", 4.0
+HOOK_CONSUMER, HOOK_DELAY = "billing", 5.0
 
 
 @dataclass

@@ -250,7 +250,7 @@ def _banner(vault: str, intercom: str, hook_port: int, config: Path, settings: S
         f"  target    {TARGET}: {target.schedule.describe()}, grace {target.grace_period:g}s, "
         f"consumers read secret/{VAULT_PATH}\n"
         "Consumers: web-backend and mobile-api (processes that rotator probes; they reload 1 s\n"
-        f"and 7 s late) and {HOOK_CONSUMER} (confirms through the hook {HOOK_DELAY:g} s after "
+        f"and 9 s late) and {HOOK_CONSUMER} (confirms through the hook {HOOK_DELAY:g} s after "
         "its reload).\nEach signs a user_hash and a JWT every 50 ms and has Intercom verify "
         "them. Ctrl-C stops.\n",
         flush=True,
