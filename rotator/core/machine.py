@@ -130,6 +130,10 @@ def _joined(record: Record, obs: Observation) -> Record:
     adoption and the request starts a rotation.)"""
     if record.adoption and not holds_pending(record, obs.consumer):
         return record
+    if record.phase is Phase.RETIRING and record.pending_id is None:
+        # A sweep of orphans, not a rotation: joining it would serve the request with nothing
+        # (its end rests idle). The request waits, and starts its rotation once the sweep ends.
+        return record
     emergency = record.emergency or (obs.command is not None and obs.command.emergency)
     emergency = emergency or _leaked(record)
     if emergency == record.emergency and record.request is None:
