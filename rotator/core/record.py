@@ -12,18 +12,58 @@ rotation completes; the consumers' path then holds the only copy.
 
 Every time in a record is on the clock all processes share (Vault's, see
 ``rotator.vault.clock``), never on the wall clock of the process that wrote it.
+
+This module owns the ``Record``, its schema versions and the errors of reading one back; the
+nested parts (``Phase``, ``Lease``, ``Request``, ...) live in ``rotator.core.record_parts`` and the
+field-by-field encoding and parsing in ``rotator.core.record_storage``. Every name of theirs that
+callers use is importable from here.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
+from rotator.core import record_storage
+from rotator.core.record_parts import (
+    BEHIND_LIMIT,
+    IN_USE_LIMIT,
+    ROTATING,
+    Binding,
+    ConsumerProgress,
+    HistoryEntry,
+    Lease,
+    Pause,
+    Phase,
+    Request,
+)
 from rotator.errors import PermanentError
 from rotator.redaction import SecretValue
+
+# The parts live in ``rotator.core.record_parts``; every caller imports them from here.
+__all__ = [
+    "BASE_SCHEMA_VERSION",
+    "BEHIND_LIMIT",
+    "HISTORY_LIMIT",
+    "IN_USE_LIMIT",
+    "KNOWN_IDS_LIMIT",
+    "OWNED_NAMES_LIMIT",
+    "READABLE_SCHEMAS",
+    "ROTATING",
+    "SCHEMA_VERSION",
+    "Binding",
+    "ConsumerProgress",
+    "HistoryEntry",
+    "Lease",
+    "NewerRecordError",
+    "Pause",
+    "Phase",
+    "Record",
+    "RecordError",
+    "Request",
+]
 
 #: The schema this rotator writes when a record carries a consumers rollout (``rollout``,
 #: ``stalled_at``) or a pause; any other record is written as ``BASE_SCHEMA_VERSION``, exactly
@@ -33,23 +73,8 @@ SCHEMA_VERSION = 3
 BASE_SCHEMA_VERSION = 2
 READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, SCHEMA_VERSION})
 HISTORY_LIMIT = 20
-#: Bounds of a consumer's persisted summary: the record stays small whatever a fleet answers.
-IN_USE_LIMIT = 8
-BEHIND_LIMIT = 16
 OWNED_NAMES_LIMIT = 64
 KNOWN_IDS_LIMIT = 64
-
-
-class Phase(enum.StrEnum):
-    IDLE = "idle"
-    CREATING = "creating"
-    AWAITING_ROLLOUT = "awaiting_rollout"
-    RETIRING = "retiring"
-    BLOCKED = "blocked"
-
-
-#: The phases of a rotation under way (or of an adoption waiting for its rollout).
-ROTATING = frozenset({Phase.CREATING, Phase.AWAITING_ROLLOUT, Phase.RETIRING})
 
 
 class RecordError(PermanentError):
@@ -63,95 +88,6 @@ class RecordError(PermanentError):
 
 class NewerRecordError(RecordError):
     """A record written by a newer rotator (a later ``schema_version``): upgrade to read it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """Who is acting on the target right now. Only reduces contention: the CAS version fences.
-
-    Others judge expiry by their own monotonic clock: a lease whose ``nonce`` has not changed
-    for ``ttl`` seconds of *their* time is abandoned. Wall clocks are never compared.
-    """
-
-    holder: str
-    nonce: str
-    ttl: float
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """An operator's ``rotate-now``, persisted before anything that can fail, so that whichever
-    process passes next serves it (and its emergency flag) even if the asking one died."""
-
-    emergency: bool
-    by: str
-    at: datetime
-    #: The secret that was current when the request was recorded: an emergency is about that
-    #: one leaked secret, and no longer applies once another is current.
-    leaked: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """An operator's ``rotator pause``: no step with a side effect until ``rotator resume``."""
-
-    by: str
-    at: datetime
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Binding:
-    """The Intercom endpoint and workspace a record belongs to, and the consumers' path it
-    stores to. ``workspace`` is a digest of the access token (``rotator.core.binding``): a
-    process configured otherwise refuses to act."""
-
-    endpoint: str
-    workspace: str
-    vault_path: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    """One completed rotation, for ``status --history`` and audits."""
-
-    rotation_id: str
-    generation: int
-    new_id: str
-    #: Every id Intercom confirmed gone (DELETE answered 204 or its own 404): never a guess.
-    retired_ids: tuple[str, ...]
-    started_at: datetime
-    stored_at: datetime | None
-    confirmed_at: datetime | None
-    confirmed_by: str | None
-    finished_at: datetime
-    emergency: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ConsumerProgress:
-    """One named consumer's rollout of the secret as stored now: void for any other store
-    (``rotator.core.rollout.progress`` reads it only when ``secret_id`` and ``stored_version``
-    are the record's ``pending_id`` and ``stored_version``). Addresses and ids only."""
-
-    name: str
-    secret_id: str
-    stored_version: int
-    confirmed_at: datetime | None = None
-    #: "probes", or who confirmed it: "hook:bearer", "hook:hmac", "cli".
-    confirmed_by: str | None = None
-    #: Consecutive probe rounds with every instance switched, and the time of the last counted.
-    streak: int = 0
-    streak_at: datetime | None = None
-    #: The last probe round: instances found, of those switched, other ids answered, who is
-    #: behind ("10.0.0.8:8080 on 101") and a problem with the consumer as a whole.
-    found: int = 0
-    switched: int = 0
-    in_use: tuple[str, ...] = ()
-    behind: tuple[str, ...] = ()
-    problem: str | None = None
-    #: Since when that summary has been what it is (a stall that does not move costs no write).
-    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,13 +188,7 @@ class Record:
             value = getattr(self, f.name)
             if f.name in _SCHEMA_3_FIELDS and not newest:
                 continue
-            if f.name == "pending_secret":
-                value = value.reveal() if value is not None else None
-            elif f.name in {"history", "rollout"}:
-                value = [asdict(h) for h in value]
-            elif f.name in {"lease", "request", "binding", "paused"}:
-                value = asdict(value) if value is not None else None
-            data[f.name] = _jsonable(value)
+            data[f.name] = record_storage.encode(f.name, value)
         return data
 
     @classmethod
@@ -283,48 +213,7 @@ class Record:
                 f"{readable}. Upgrade rotator (or restore the record) before it acts."
             )
         try:
-            record = cls(
-                target=_text(data["target"]),
-                phase=Phase(data["phase"]),
-                generation=_count(data["generation"]),
-                rotation_id=_optional_text(data.get("rotation_id")),
-                planned_name=_optional_text(data.get("planned_name")),
-                owned_names=_texts(data.get("owned_names")),
-                known_ids=_texts(data.get("known_ids")),
-                current_id=_optional_text(data.get("current_id")),
-                pending_id=_optional_text(data.get("pending_id")),
-                pending_secret=(
-                    SecretValue(data["pending_secret"]) if data.get("pending_secret") else None
-                ),
-                pending_created_at=data.get("pending_created_at"),
-                adoption=bool(data.get("adoption", False)),
-                pending_fingerprint=_optional_text(data.get("pending_fingerprint")),
-                old_ids=_texts(data.get("old_ids")),
-                retired_ids=_texts(data.get("retired_ids")),
-                started_at=_time(data.get("started_at")),
-                stored_at=_time(data.get("stored_at")),
-                stored_version=_optional_count(data.get("stored_version")),
-                deadline=_time(data.get("deadline")),
-                confirmed_at=_time(data.get("confirmed_at")),
-                confirmed_by=_optional_text(data.get("confirmed_by")),
-                emergency=bool(data.get("emergency", False)),
-                last_rotation_at=_time(data.get("last_rotation_at")),
-                attempts=_count(data.get("attempts", 0)),
-                retry_at=_time(data.get("retry_at")),
-                last_error=_optional_text(data.get("last_error")),
-                missing_scope=_optional_text(data.get("missing_scope")),
-                blocked_reason=_optional_text(data.get("blocked_reason")),
-                resume_phase=Phase(data["resume_phase"]) if data.get("resume_phase") else None,
-                lease=Lease(**data["lease"]) if data.get("lease") else None,
-                request=_request(data.get("request")),
-                binding=Binding(**data["binding"]) if data.get("binding") else None,
-                pending_absent_since=_time(data.get("pending_absent_since")),
-                consumer_absent_since=_time(data.get("consumer_absent_since")),
-                history=tuple(_history(h) for h in data.get("history") or ()),
-                rollout=tuple(_progress(p) for p in data.get("rollout") or ()),
-                stalled_at=_time(data.get("stalled_at")),
-                paused=_pause(data.get("paused")),
-            )
+            record = cls(**record_storage.decode(data))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
         return _from_version_1(record) if version == 1 else record
@@ -343,108 +232,3 @@ def _from_version_1(record: Record) -> Record:
     if record.phase is Phase.BLOCKED:
         return replace(restarted, resume_phase=Phase.AWAITING_ROLLOUT)
     return replace(restarted, phase=Phase.AWAITING_ROLLOUT)
-
-
-def _request(raw: Any) -> Request | None:
-    if not raw:
-        return None
-    at = _time(raw["at"])
-    if at is None:
-        raise ValueError("a request without its time")
-    return Request(
-        emergency=bool(raw["emergency"]),
-        by=_text(raw["by"]),
-        at=at,
-        leaked=_optional_text(raw.get("leaked")),
-    )
-
-
-def _pause(raw: Any) -> Pause | None:
-    if not raw:
-        return None
-    at = _time(raw["at"])
-    if at is None:
-        raise ValueError("a pause without its time")
-    return Pause(by=_text(raw["by"]), at=at, reason=_text(raw["reason"]))
-
-
-def _history(raw: Mapping[str, Any]) -> HistoryEntry:
-    started = _time(raw["started_at"])
-    finished = _time(raw["finished_at"])
-    if started is None or finished is None:
-        raise ValueError("history entry without start or finish time")
-    return HistoryEntry(
-        rotation_id=_text(raw["rotation_id"]),
-        generation=_count(raw["generation"]),
-        new_id=_text(raw["new_id"]),
-        retired_ids=_texts(raw.get("retired_ids")),
-        started_at=started,
-        stored_at=_time(raw.get("stored_at")),
-        confirmed_at=_time(raw.get("confirmed_at")),
-        confirmed_by=_optional_text(raw.get("confirmed_by")),
-        finished_at=finished,
-        emergency=bool(raw.get("emergency", False)),
-    )
-
-
-def _progress(raw: Mapping[str, Any]) -> ConsumerProgress:
-    return ConsumerProgress(
-        name=_text(raw["name"]),
-        secret_id=_text(raw["secret_id"]),
-        stored_version=_count(raw["stored_version"]),
-        confirmed_at=_time(raw.get("confirmed_at")),
-        confirmed_by=_optional_text(raw.get("confirmed_by")),
-        streak=_count(raw.get("streak", 0)),
-        streak_at=_time(raw.get("streak_at")),
-        found=_count(raw.get("found", 0)),
-        switched=_count(raw.get("switched", 0)),
-        in_use=_texts(raw.get("in_use"))[:IN_USE_LIMIT],
-        behind=_texts(raw.get("behind"))[:BEHIND_LIMIT],
-        problem=_optional_text(raw.get("problem")),
-        since=_time(raw.get("since")),
-    )
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"a string was expected, not {type(value).__name__}")
-    return value
-
-
-def _optional_text(value: Any) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _texts(value: Any) -> tuple[str, ...]:
-    return tuple(_text(v) for v in value or ())
-
-
-def _count(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError("a count must be a whole number, 0 or more")
-    return value
-
-
-def _optional_count(value: Any) -> int | None:
-    return None if value is None else _count(value)
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(_text(value))
-    if parsed.tzinfo is None:
-        raise ValueError("timestamps must carry a time zone")
-    return parsed
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
