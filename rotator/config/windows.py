@@ -31,6 +31,8 @@ from rotator.durations import format_duration
 
 #: How far ahead a window's next opening is looked for: the longest schedule interval.
 HORIZON = timedelta(seconds=MAX_INTERVAL)
+#: Longer than any daylight-saving shift (``next_opening``), and the openings walked over it.
+_DST_SHIFT, _LOOKBACK, _NEAR = timedelta(hours=3), 200, timedelta(minutes=1)
 #: Openings looked at when measuring the longest gap between two (``longest_gap``).
 _GAP_SAMPLES = 1000
 
@@ -95,8 +97,26 @@ def _trigger(window: WindowSettings, end: datetime | None) -> Any:
 def next_opening(
     window: WindowSettings, start: datetime, *, end: datetime | None = None
 ) -> datetime | None:
-    """The first opening at or after ``start`` (UTC), or ``None`` before ``end`` / ever."""
-    end = end or start + HORIZON
+    """The first opening at or after ``start`` (UTC), or ``None`` before ``end`` / ever.
+
+    APScheduler searches by wall clock: an opening the spring change moved an hour later (02:30
+    that does not exist opens at 03:30) lies after a wall-clock ``start`` of 03:10 and is
+    skipped for the next day's. So the openings from a few hours earlier are walked too."""
+    direct = _fire(window, start, end or start + HORIZON)
+    if direct is not None and direct - start < _NEAR:
+        return direct  # nothing can hide in less than a minute: no walk for frequent windows
+    at = start - _DST_SHIFT
+    for _ in range(_LOOKBACK):
+        fire = _fire(window, at, direct or end or start + HORIZON)
+        if fire is None or (direct is not None and fire >= direct):
+            break
+        if fire >= start:
+            return fire
+        at = fire + timedelta(seconds=1)
+    return direct
+
+
+def _fire(window: WindowSettings, start: datetime, end: datetime) -> datetime | None:
     fire: datetime | None = _trigger(window, end).get_next_fire_time(None, start)
     return None if fire is None else fire.astimezone(UTC)
 
