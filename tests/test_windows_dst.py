@@ -6,6 +6,7 @@ opens one hour later on the wall clock; a start the autumn change repeats opens 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -57,10 +58,9 @@ def test_a_window_across_the_change_lasts_its_duration_in_real_time(zone, opens,
     wins = window("0 0 * * *", "6h", zone)
     start = at(opens)
     state = window_state(wins, start + timedelta(minutes=1))
-    assert state is not None and state.open
+    assert state is not None
+    assert state.open
     assert state.closes_at == start + timedelta(hours=6)
-    from zoneinfo import ZoneInfo
-
     assert state.closes_at.astimezone(ZoneInfo(zone)).strftime("%H:%M") == closes_local
     assert window_state(wins, start + timedelta(hours=5, minutes=59)).open
     assert not window_state(wins, start + timedelta(hours=6)).open
