@@ -10,7 +10,7 @@ import pytest
 from test_rotation import World, bootstrap
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
-from rotator.cli.status import TargetStatus
+from rotator.cli.status import TargetStatus, render_table
 from rotator.cli.status import _one as status_one
 from rotator.reconciler.plans import plan_target
 
@@ -41,8 +41,13 @@ def test_a_due_target_waits_for_its_window_and_retires_only_inside_one(world: Wo
     assert report.reason == "outside its window until 2026-12-26T01:00:00+00:00"
     assert world.live() == [old]
     assert world.consumer()["intercom_id"] == old
-    shown = status_of(world).window
-    assert shown == {"open": False, "opens_at": "2026-12-26T01:00:00+00:00", "closes_at": None}
+    shown = status_of(world)
+    assert shown.window == {
+        "open": False,
+        "opens_at": "2026-12-26T01:00:00+00:00",
+        "closes_at": None,
+    }
+    assert "web: outside its window until 2026-12-26T01:00:00+00:00" in render_table([shown])
 
     world.clock.now = at("2026-12-26T01:30")  # inside the window
     [report] = reconciler.reconcile_all()

@@ -72,9 +72,6 @@ class WindowSettings(Model):
             )
         return self
 
-    def describe(self) -> str:
-        return f"{self.cron!r} for {format_duration(self.duration)} ({self.timezone})"
-
 
 def _trigger(window: WindowSettings, end: datetime | None) -> Any:
     from apscheduler.triggers.cron import CronTrigger
