@@ -107,3 +107,17 @@ def test_several_windows_open_when_any_is_and_name_the_soonest():
         open=False, opens_at=at("2026-11-30T14:00")
     )
     assert window_state((), at("2026-11-30T10:00")) is None
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "opens"),
+    [
+        ("Europe/Berlin", "2026-03-29T01:10", "2026-03-29T01:30"),  # 03:10 CEST
+        ("America/New_York", "2026-03-08T07:10", "2026-03-08T07:30"),  # 03:10 EDT
+    ],
+)
+def test_after_the_spring_jump_the_moved_opening_is_named_not_tomorrows(zone, now, opens):
+    """At 03:10 on the spring-forward morning the wall clock is past 02:30, yet the moved
+    opening (03:30 new time) is still to come: it is the next opening, not the next day's."""
+    wins = window("30 2 * * *", "1m", zone)
+    assert window_state(wins, at(now)) == WindowState(open=False, opens_at=at(opens))
