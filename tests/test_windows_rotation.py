@@ -12,6 +12,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 
 from rotator.cli.status import TargetStatus, render_table
 from rotator.cli.status import _one as status_one
+from rotator.core.observation import RotateNow
 from rotator.reconciler.plans import plan_target
 
 #: 02:00 to 04:00 in Berlin (CET in December): 01:00 to 03:00 UTC.
@@ -77,6 +78,25 @@ def test_a_due_target_waits_for_its_window_and_retires_only_inside_one(world: Wo
         "opens_at": None,
         "closes_at": "2026-12-28T03:00:00+00:00",
     }
+
+
+@pytest.mark.target(windows=[NIGHTLY])
+def test_rotate_now_starts_outside_a_window_and_an_emergency_also_retires(world: World):
+    """At noon (window closed): rotate-now creates and stores at once, but after its grace
+    the old secret still lives until the window; an emergency rotate-now then retires it at
+    once, window or not."""
+    old = bootstrap(world)
+    reconciler = world.reconciler()
+    report = reconciler.reconcile_target("web", RotateNow())
+    assert report.phase == "awaiting_rollout"
+    new = world.consumer()["intercom_id"]
+    world.clock.now = at("2026-11-25T12:30")  # grace elapsed, window closed (01:00-03:00 UTC)
+    [report] = reconciler.reconcile_all()
+    assert report.phase == "awaiting_rollout"
+    assert sorted(world.live()) == sorted([old, new])
+    urgent = reconciler.reconcile_target("web", RotateNow(emergency=True))
+    assert urgent.phase == "idle"
+    assert world.live() == [new]
 
 
 def status_of(world: World) -> TargetStatus:
