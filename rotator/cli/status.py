@@ -22,9 +22,11 @@ from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, Context, Parts
 from rotator.cli.leases import read_lease
 from rotator.config import Settings, TargetSettings
 from rotator.config.consumers import consumer_rules
+from rotator.config.windows import window_state
 from rotator.core import rollout
 from rotator.core.observation import ConsumerView
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
+from rotator.core.windows import WindowState
 from rotator.durations import format_duration
 from rotator.errors import RotatorError
 from rotator.redaction import hide_userinfo
@@ -63,6 +65,9 @@ class TargetStatus:
     stalled_since: str | None = None
     #: An operator's pause (``rotator pause``): by, at, reason; nothing acts until resumed.
     paused: dict[str, Any] | None = None
+    #: The target's rotation windows now (``rotator.config.windows``): open, opens_at,
+    #: closes_at; ``None`` for a target without windows.
+    window: dict[str, Any] | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -96,6 +101,7 @@ def _one(parts: Parts, settings: Settings, name: str, *, history: bool) -> Targe
         return unreadable_status(spec, e, damaged_record_fix(parts, name, e))
     upcoming = parts.reconciler.next_rotation_at(spec, record) if record else None
     shown = target_status(spec, record, consumer, upcoming, history=history)
+    shown = replace(shown, window=window_view(window_state(spec.windows, parts.reconciler.clock())))
     return with_lease(parts, shown) if record and record.lease else shown
 
 
@@ -197,6 +203,17 @@ def target_status(
     )
 
 
+def window_view(window: WindowState | None) -> dict[str, Any] | None:
+    """A window state as ``status --json`` shows it (times as ISO 8601 UTC)."""
+    if window is None:
+        return None
+    return {
+        "open": window.open,
+        "opens_at": _iso(window.opens_at),
+        "closes_at": _iso(window.closes_at),
+    }
+
+
 def with_lease(parts: Parts, shown: TargetStatus) -> TargetStatus:
     """``shown`` with its record's lease, read again with the time its version was written."""
     view = read_lease(parts, shown.name)
@@ -223,6 +240,8 @@ def render_table(statuses: list[TargetStatus]) -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     for s in statuses:
         lines += _paused_line(s)
+        if s.window is not None and not s.window["open"]:
+            lines.append(f"{s.name}: outside its window until {s.window['opens_at'] or '-'}")
         if s.blocked_reason:
             lines.append(f"{s.name}: BLOCKED: {s.blocked_reason}")
         elif s.last_error:

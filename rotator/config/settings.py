@@ -36,6 +36,7 @@ from rotator.config.common import Model as _Model
 from rotator.config.common import listen_host_ok
 from rotator.config.consumers import ConsumerSettings, ProbeSettings, consumer_problems
 from rotator.config.schedule import Schedule
+from rotator.config.windows import WindowSettings
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
 from rotator.core.names import valid_target_name
 from rotator.errors import PermanentError
@@ -290,6 +291,8 @@ class TargetSettings(_Model):
     #: Who reads the secret (``[[targets.consumers]]``): with them, the old secret is retired only
     #: once each is seen on the new one (``rotator.core.rollout``).
     consumers: tuple[ConsumerSettings, ...] = ()
+    #: When scheduled rotations start and old secrets retire (``rotator.config.windows``).
+    windows: tuple[WindowSettings, ...] = ()
 
     @field_validator("name")
     @classmethod

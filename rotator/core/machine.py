@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
-from rotator.core import pause, rollout
+from rotator.core import pause, rollout, windows
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
@@ -186,6 +186,10 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
         return _delete(sweep, obs, now, found[0], f"deleting {len(found)} orphaned secret(s)")
     if not (asked or obs.due or vanished) and obs.consumer.intercom_id is not None:
         return _rest(record, "not due")
+    scheduled = not (asked or vanished or obs.consumer.intercom_id is None)
+    held = windows.holds_start(obs.window, scheduled=scheduled)
+    if held:
+        return _rest(record, held)
     emergency = (obs.command is not None and obs.command.emergency) or _leaked(record)
     rotation_id = f"r{obs.fresh[:12]}"
     started = t.start_rotation(record, rotation_id=rotation_id, now=now, emergency=emergency)
@@ -310,6 +314,9 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _rest(record, f"{why}: waiting for it to be listed before retiring the old one")
     if record.confirmed_at is None and not record.emergency:
         record = t.confirmed(record, at=now, by=rollout.retired_by(record, obs.policy))
+    held = windows.holds_retirement(record, obs.window)
+    if held:
+        return _rest(record, f"{done}, but {held}: the old secret is retired then")
     return _retire(record, obs, now, done)
 
 

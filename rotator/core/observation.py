@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from rotator.core.record import Binding, Phase, Record
+from rotator.core.windows import WindowState
 from rotator.redaction import SecretValue
 
 #: How a target's rollout is confirmed before the old secret is retired.
@@ -173,6 +174,8 @@ class Observation:
     #: This pass's probe round of the target's probed consumers; ``None`` when not gathered
     #: (see ``needs_probes``).
     probes: tuple[ConsumerProbe, ...] | None = None
+    #: The target's rotation windows now (``rotator.core.windows``); ``None``: it has none.
+    window: WindowState | None = None
 
 
 #: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).

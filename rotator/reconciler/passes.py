@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from rotator.config import Settings, TargetSettings
 from rotator.config.consumers import consumer_rules
+from rotator.config.windows import window_state
 from rotator.core import machine
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
@@ -243,6 +244,7 @@ class Pass:
             lease_free=lease_free,
             binding=mine,
             probes=probes,
+            window=window_state(target.windows, now),
         )
         return _Gathered(stored, record, loaded.version, obs)
 

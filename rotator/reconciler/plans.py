@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rotator.config import TargetSettings
-from rotator.core import machine, pause, rollout
+from rotator.core import machine, pause, rollout, windows
 from rotator.core.observation import Create, Decision, Delete, Observation, Store
 from rotator.core.record import Phase, Record
 from rotator.errors import LocalError
@@ -141,7 +141,8 @@ def describe(
         summary=(
             f"nothing until resumed: {pause.reason(after.paused)}"
             if after.paused is not None and not decision.held_off
-            else _summary(target, before, decision, obs, now=now, waiting=waiting)
+            else _window_wait(decision, obs)
+            or _summary(target, before, decision, obs, now=now, waiting=waiting)
         ),
         next_rotation_at=upcoming,
         deadline=after.deadline if after.rotating else None,
@@ -187,6 +188,18 @@ def _summary(
         when = upcoming.isoformat() if upcoming else "the next pass"
         return f"nothing: next rotation at {when} ({decision.reason})"
     return f"nothing now: {decision.reason}"
+
+
+def _window_wait(decision: Decision, obs: Observation) -> str | None:
+    """The summary of a step held for a closed window (``rotator.core.windows``)."""
+    held = windows.outside(obs.window)
+    if held is None or decision.action is not None or decision.held_off:
+        return None
+    if decision.reason.startswith(held):
+        return f"nothing: due, but {held}"
+    if decision.record.phase is Phase.AWAITING_ROLLOUT and held in decision.reason:
+        return f"wait to retire: rollout done, but {held} ({decision.reason})"
+    return None
 
 
 def _why_start(target: TargetSettings, before: Record | None, obs: Observation) -> str:
