@@ -7,6 +7,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
+from rotator.core.names import valid_target_name
+
 
 class Model(BaseModel):
     """Frozen, and unknown keys are errors: a typo never silently falls back to a default."""
@@ -27,3 +29,14 @@ def listen_host_ok(host: str) -> bool:
             return False
         return True
     return all(_HOST_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
+
+
+def checked_name(value: str, appears_in: str) -> str:
+    """``value`` if it is a valid name for a target or a consumer (``rotator.core.names``);
+    ``appears_in`` says where it shows up, so the error says why the rule is strict."""
+    if not valid_target_name(value):
+        raise ValueError(
+            f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
+            f"starting with a letter or digit; it appears in {appears_in}"
+        )
+    return value

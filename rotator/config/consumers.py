@@ -17,8 +17,7 @@ from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_
 
 from rotator.config import bounds
 from rotator.config.bounds import within
-from rotator.config.common import Model, listen_host_ok
-from rotator.core.names import valid_target_name
+from rotator.config.common import Model, checked_name, listen_host_ok
 from rotator.core.observation import ConsumerRule
 
 #: A target names at most this many consumers, a consumer at most this many URLs: the record
@@ -80,12 +79,7 @@ class ConsumerSettings(Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not valid_target_name(value):
-            raise ValueError(
-                f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
-                "starting with a letter or digit; it appears in hook calls and metric labels"
-            )
-        return value
+        return checked_name(value, "hook calls and metric labels")
 
     @field_validator("probe_urls")
     @classmethod

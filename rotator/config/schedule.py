@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from rotator.config.bounds import SCHEDULE_INTERVAL, describe
@@ -66,7 +66,7 @@ class Schedule:
         start = shifted(last, 1.0)
         if start >= _CRON_HORIZON:  # APScheduler's own arithmetic overflows near year 9999
             return _END_OF_TIME
-        fire: datetime | None = _trigger(self.cron).get_next_fire_time(None, start)
+        fire: datetime | None = cron_trigger(self.cron).get_next_fire_time(None, start)
         return _END_OF_TIME if fire is None else fire.astimezone(UTC)
 
     def describe(self) -> str:
@@ -82,7 +82,7 @@ def _fires_soon(expression: str) -> None:
     there rather than run on to year 9999."""
     now = datetime.now(UTC)
     horizon = shifted(now, MAX_INTERVAL)
-    if _trigger(expression, end=horizon).get_next_fire_time(None, now) is None:
+    if cron_trigger(expression, end=horizon).get_next_fire_time(None, now) is None:
         raise ValueError(
             f"cron line {expression!r} does not fire in the next {describe(MAX_INTERVAL)}: "
             "does it name a day that never comes, such as 31 February? The target would "
@@ -90,7 +90,11 @@ def _fires_soon(expression: str) -> None:
         )
 
 
-def _trigger(expression: str, *, end: datetime | None = None) -> Any:
+def cron_trigger(
+    expression: str, *, end: datetime | None = None, timezone: tzinfo = UTC, what: str = "cron line"
+) -> Any:
+    """APScheduler's trigger for a 5-field crontab line (crontab weekday numbers), in
+    ``timezone``; ``what`` names the line in the error."""
     from apscheduler.triggers.cron import CronTrigger
 
     minute, hour, day, month, weekday = expression.split(" ")
@@ -102,10 +106,10 @@ def _trigger(expression: str, *, end: datetime | None = None) -> Any:
             month=month,
             day_of_week=crontab_weekdays(weekday),
             end_date=end,
-            timezone=UTC,
+            timezone=timezone,
         )
     except ValueError as e:
-        raise ValueError(f"invalid cron line {expression!r}: {e}") from None
+        raise ValueError(f"invalid {what} {expression!r}: {e}") from None
 
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -33,12 +33,11 @@ from pydantic import (
 from rotator.config import bounds
 from rotator.config.bounds import within
 from rotator.config.common import Model as _Model
-from rotator.config.common import listen_host_ok
+from rotator.config.common import checked_name, listen_host_ok
 from rotator.config.consumers import ConsumerSettings, ProbeSettings, consumer_problems
 from rotator.config.schedule import Schedule
 from rotator.config.windows import WindowSettings
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
-from rotator.core.names import valid_target_name
 from rotator.errors import PermanentError
 
 
@@ -297,12 +296,7 @@ class TargetSettings(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not valid_target_name(value):
-            raise ValueError(
-                f"{value!r}: use lowercase letters, digits, '.', '_' and '-' (at most 63), "
-                "starting with a letter or digit; it appears in URLs and metric labels"
-            )
-        return value
+        return checked_name(value, "URLs and metric labels")
 
     @field_validator("platforms")
     @classmethod

@@ -25,7 +25,7 @@ from pydantic import BeforeValidator, field_validator, model_validator
 from rotator.config import bounds
 from rotator.config.bounds import describe, within
 from rotator.config.common import Model
-from rotator.config.schedule import MAX_INTERVAL, Schedule, crontab_weekdays
+from rotator.config.schedule import MAX_INTERVAL, Schedule, cron_trigger
 from rotator.core.windows import WindowState
 from rotator.durations import format_duration
 
@@ -74,21 +74,9 @@ class WindowSettings(Model):
 
 
 def _trigger(window: WindowSettings, end: datetime | None) -> Any:
-    from apscheduler.triggers.cron import CronTrigger
-
-    minute, hour, day, month, weekday = window.cron.split(" ")
-    try:
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=crontab_weekdays(weekday),
-            end_date=end,
-            timezone=ZoneInfo(window.timezone),
-        )
-    except ValueError as e:
-        raise ValueError(f"invalid window cron {window.cron!r}: {e}") from None
+    return cron_trigger(
+        window.cron, end=end, timezone=ZoneInfo(window.timezone), what="window cron"
+    )
 
 
 def next_opening(
