@@ -31,7 +31,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 from rotator.core import machine, rollout
 from rotator.core.confirmation import ConfirmStatus, confirm
 from rotator.core.observation import ConsumerProbe, Delete, InstanceAnswer, LiveSecret
-from rotator.core.record import SCHEMA_VERSION, Phase, Record
+from rotator.core.record import ROLLOUT_SCHEMA_VERSION, Phase, Record
 from rotator.notify import notifications
 
 # --- the record: writes and schema ----------------------------------------------------------
@@ -75,7 +75,7 @@ def test_a_consumers_rollout_is_schema_3_from_its_store(rules):
     its grace alone: what schema 3 exists to prevent (design section 2)."""
     pol = policy(*rules)
     record = awaiting(pol)
-    assert record.to_storage()["schema_version"] == SCHEMA_VERSION
+    assert record.to_storage()["schema_version"] == ROLLOUT_SCHEMA_VERSION
     assert Record.from_storage(record.to_storage()) == record
     assert rollout.unconfirmed(record, pol) == tuple(r.name for r in rules)
 
@@ -106,7 +106,7 @@ def test_an_adoption_under_consumers_is_verified_too():
     decision = machine.step(record, obs, NOW)
     assert decision.record.phase is Phase.AWAITING_ROLLOUT
     assert decision.record.adoption
-    assert decision.record.to_storage()["schema_version"] == SCHEMA_VERSION
+    assert decision.record.to_storage()["schema_version"] == ROLLOUT_SCHEMA_VERSION
 
 
 # --- two processes, two configs --------------------------------------------------------------

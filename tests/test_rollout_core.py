@@ -34,7 +34,7 @@ from rotator.core.observation import (
 )
 from rotator.core.record import (
     BASE_SCHEMA_VERSION,
-    SCHEMA_VERSION,
+    ROLLOUT_SCHEMA_VERSION,
     NewerRecordError,
     Phase,
     Record,
@@ -306,11 +306,11 @@ def test_records_without_progress_stay_schema_2_and_with_it_round_trip_as_3():
     assert "rollout" not in plain.to_storage()
     record = _with_progress()
     data = record.to_storage()
-    assert data["schema_version"] == SCHEMA_VERSION
+    assert data["schema_version"] == ROLLOUT_SCHEMA_VERSION
     assert Record.from_storage(data) == record
     assert Record.from_storage(plain.to_storage()) == plain
     with pytest.raises(NewerRecordError):
-        Record.from_storage({**data, "schema_version": SCHEMA_VERSION + 1})
+        Record.from_storage({**data, "schema_version": ROLLOUT_SCHEMA_VERSION + 9})
 
 
 def test_probes_and_lists_are_gathered_only_while_a_consumers_rollout_waits():

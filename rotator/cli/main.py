@@ -83,17 +83,20 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
         return rotate.confirm(
             ctx, args.target, secret_id=args.secret_id, consumers=args.consumers or []
         )
-    if verb in {"pause", "resume"}:
+    if verb in {"pause", "resume", "abort"}:
         return _hold(ctx, args)
     return rotate.run(ctx)
 
 
 def _hold(ctx: Context, args: argparse.Namespace) -> int:
-    """``pause`` and ``resume``: an operator's hold on a target, and its release."""
+    """``pause``, ``resume`` and ``abort``: an operator's hold on a target, its release, and a
+    back-out of the rotation under way."""
     from rotator.cli import rotate
 
     if args.verb == "pause":
         return rotate.pause(ctx, args.target, reason=args.reason, actor=args.actor)
+    if args.verb == "abort":
+        return rotate.abort(ctx, args.target, reason=args.reason, actor=args.actor)
     return rotate.resume(ctx, args.target)
 
 

@@ -150,6 +150,23 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad usage.",
     )
     resume.add_argument("target", metavar="TARGET", help="the target's name in the config")
+    abort = verb(
+        "abort",
+        "back out of TARGET's rotation under way; breaks no consumer",
+        "Back out of the rotation under way on TARGET, then run one pass:\n"
+        "  creating          the secret created for it (never seen by consumers) is deleted;\n"
+        "  awaiting_rollout  the previous secret is written back to the consumers' path (from\n"
+        "                    its KV history), its rollout is awaited like any rotation's\n"
+        "                    (hook, grace, named consumers), then the new one is deleted;\n"
+        "  retiring          refused: Intercom may have deleted the old secret already.\n"
+        "Refused too for an emergency, an adoption, or when the KV history no longer holds\n"
+        "the previous version. The history records the rotation as aborted, with the reason.\n\n"
+        "Exit 0 aborted (or the abort waits for a resume), 1 refused when served or the pass\n"
+        "needs an operator, 2 refused or bad usage (nothing written).",
+    )
+    abort.add_argument("target", metavar="TARGET", help="the target's name in the config")
+    abort.add_argument("--reason", default="", help="why: kept in the history and the audit trail")
+    abort.add_argument("--actor", metavar="WHO", help="who aborts (default: your OS user@host)")
     status = verb("status", "show each target's phase, secrets, deadlines and last error")
     status.add_argument("target", metavar="TARGET", nargs="?", help="only this target")
     status.add_argument("--json", action="store_true", help="JSON (the default off a terminal)")

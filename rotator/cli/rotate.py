@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from rotator.cli.check import acting
 from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
 from rotator.core.observation import RotateNow
-from rotator.reconciler import TargetPaused, TargetReport
+from rotator.core.record import Record
+from rotator.reconciler import AbortRefused, TargetPaused, TargetReport
 from rotator.redaction import redact_text
 
 
@@ -127,6 +128,45 @@ def resume(ctx: Context, target: str) -> int:
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
     print(line(report))
     return exit_code([report])
+
+
+def abort(ctx: Context, target: str, *, reason: str | None, actor: str | None) -> int:
+    """Record an abort of the rotation under way, then run one pass to serve it."""
+    who = (actor or "").strip() or operator()
+    why = (reason or "").strip() or "no reason given"
+    with acting(ctx, ctx.settings(), [target]) as parts:
+        try:
+            said = parts.reconciler.abort(target, by=who, reason=why)
+        except AbortRefused as e:
+            raise UsageError(str(e)) from None
+        print(f"{target}: {said}")
+        before, _ = parts.reconciler.record(target)
+        report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
+        after, _ = parts.reconciler.record(target)
+    print(line(report))
+    if before is None or before.abort is None or before.paused is not None:
+        return EXIT_OK  # nothing recorded this time, or served once the target is resumed
+    if after is not None and not _backed_out(after, before.abort.rotation_id):
+        return EXIT_NEEDS_OPERATOR  # refused when served: the line above says why
+    if after is not None and after.restoring is not None:
+        print(
+            f"{target}: backing out of rotation {after.restoring.rotation_id}: secret "
+            f"{after.pending_id} is back at the consumers' path; {after.current_id} is deleted "
+            "once that is rolled out ('rotator status' shows how far)"
+        )
+    elif after is not None and after.history and after.history[-1].outcome == "aborted":
+        last = after.history[-1]
+        print(f"{target}: rotation {last.rotation_id} aborted by {last.by}: {last.reason}")
+    return exit_code([report])
+
+
+def _backed_out(record: Record, rotation_id: str) -> bool:
+    """The abort of ``rotation_id`` was served: it is being backed out, or it ended aborted."""
+    if record.abort is not None:
+        return True  # still waiting (another process holds the lease): it will be served
+    if record.restoring is not None:
+        return record.restoring.rotation_id == rotation_id
+    return any(h.rotation_id == rotation_id and h.outcome == "aborted" for h in record.history)
 
 
 def run(ctx: Context) -> int:

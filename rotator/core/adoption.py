@@ -26,8 +26,10 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from rotator.core import pause, transitions
+from rotator.core import pause, rollout, transitions
+from rotator.core.observation import Decision, Observation
 from rotator.core.record import Phase, Record
+from rotator.core.safety import live_ids, retired
 
 #: What Intercom issues: 256 random bits, base64url without padding (the contract's ``secret``).
 _MATERIAL = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -144,3 +146,39 @@ def adopted(
         fingerprint=fingerprint,
     )
     return Adoption(adopting, retires=old)
+
+
+# --- adopting from the consumers' path (``rotator.core.machine``, idle) ---------------------------
+
+
+def drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
+    """The consumers' path holds something other than the current secret: adopt or refuse."""
+    held = obs.consumer.intercom_id
+    if held is None or held == record.current_id:
+        return None
+    if held not in live_ids(obs) or held in retired(record):
+        # Not listed (gone, or not listed yet), or retired by us (a list may still show it):
+        # never adopted; a rotation replaces it.
+        return None
+    if held not in obs.policy.adopt and held not in record.known_ids:
+        reason = (
+            f"the consumers' Vault path holds secret {held}, which this target neither created "
+            f"nor adopts (its current secret is {record.current_id}). Restore it, list {held} "
+            "under adopt, or run rotate-now to provision a new secret."
+        )
+        return Decision(transitions.blocked(record, reason), None, reason)
+    if record.current_id is None:
+        adopted = transitions.adopted_as_current(record, held, now=now)
+        return Decision(adopted, None, f"adopted secret {held} from the consumers' path")
+    adopting = transitions.adopting(
+        record,
+        held,
+        now=now,
+        grace=obs.policy.grace_period,
+        rotation_id=f"adopt-{obs.fresh[:8]}",
+        version=obs.consumer.version,
+        fingerprint=obs.consumer.fingerprint,
+    )
+    adopting = rollout.owed(adopting, obs.policy)
+    why = f"adopted secret {held}; {record.current_id} retires after its rollout"
+    return Decision(adopting, None, why)

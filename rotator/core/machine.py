@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
-from rotator.core import pause, rollout, windows
+from rotator.core import abort, adoption, pause, rollout, windows
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
@@ -63,7 +63,6 @@ from rotator.core.safety import (
     live_ids,
     orphans,
     owned,
-    retired,
     rolled_out,
     rollout_done,
     unsafe_to_delete,
@@ -93,6 +92,10 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
     paused = pause.rest(record)
     if paused is not None:
         return _settle(paused, obs)
+    if record.abort is not None:
+        served, why = abort.serve(record, obs, now)  # an operator's command, served first
+        decision = step(served, obs, now)
+        return replace(decision, reason=f"{why}; {decision.reason}")
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
         if not asked:
@@ -177,7 +180,7 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
         return _rest(record, "due, but Intercom was not listed" if wanted else "not due")
     record, vanished = watch_consumer(record, obs, now)
     if not asked:
-        drift = _drift(record, obs, now)
+        drift = adoption.drift(record, obs, now)
         if drift is not None:
             return drift
     found = orphans(record, obs)
@@ -192,41 +195,16 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
         return _rest(record, held)
     emergency = (obs.command is not None and obs.command.emergency) or _leaked(record)
     rotation_id = f"r{obs.fresh[:12]}"
-    started = t.start_rotation(record, rotation_id=rotation_id, now=now, emergency=emergency)
+    held_now = obs.consumer.fingerprint if obs.consumer.intercom_id == record.current_id else None
+    started = t.start_rotation(
+        record,
+        rotation_id=rotation_id,
+        now=now,
+        emergency=emergency,
+        current_fingerprint=held_now,
+    )
     why = "rotate-now" if asked else "consumers' secret gone" if vanished else "schedule due"
     return _create(started, obs, f"rotation {rotation_id} started ({why})")
-
-
-def _drift(record: Record, obs: Observation, now: datetime) -> Decision | None:
-    """The consumers' path holds something other than the current secret: adopt or refuse."""
-    held = obs.consumer.intercom_id
-    if held is None or held == record.current_id:
-        return None
-    if held not in live_ids(obs) or held in retired(record):
-        # Not listed (gone, or not listed yet), or retired by us (a list may still show it):
-        # never adopted; a rotation replaces it.
-        return None
-    if held not in obs.policy.adopt and held not in record.known_ids:
-        return _block(
-            record,
-            f"the consumers' Vault path holds secret {held}, which this target neither created "
-            f"nor adopts (its current secret is {record.current_id}). Restore it, list {held} "
-            "under adopt, or run rotate-now to provision a new secret.",
-        )
-    if record.current_id is None:
-        adopted = t.adopted_as_current(record, held, now=now)
-        return _rest(adopted, f"adopted secret {held} from the consumers' path")
-    adopting = t.adopting(
-        record,
-        held,
-        now=now,
-        grace=obs.policy.grace_period,
-        rotation_id=f"adopt-{obs.fresh[:8]}",
-        version=obs.consumer.version,
-        fingerprint=obs.consumer.fingerprint,
-    )
-    adopting = rollout.owed(adopting, obs.policy)
-    return _rest(adopting, f"adopted secret {held}; {record.current_id} retires after its rollout")
 
 
 def _creating(record: Record, obs: Observation, now: datetime) -> Decision:

@@ -104,6 +104,30 @@ class ConsumerView:
 
 
 @dataclass(frozen=True, slots=True)
+class PreviousSecret:
+    """A version of the consumers' path from before the rotation's store that holds the secret
+    then current: what an abort writes back (``rotator.core.abort``). Its material stays a
+    ``SecretValue``; the fingerprint is what the record's ``current_fingerprint`` is checked
+    against."""
+
+    version: int
+    intercom_id: str
+    secret: SecretValue
+    fingerprint: str | None
+    name: str | None = None
+    created_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KVHistory:
+    """What a pass found looking back through the consumers' path's versions below ``below``:
+    the newest holding the wanted secret (``None``: none left, deleted or destroyed)."""
+
+    below: int
+    found: PreviousSecret | None
+
+
+@dataclass(frozen=True, slots=True)
 class RotateNow:
     """An operator asked *this* process for a rotation just now (it was also persisted as the
     record's ``request``); unlike a request found in the record, it does not wait out a backoff."""
@@ -176,10 +200,23 @@ class Observation:
     probes: tuple[ConsumerProbe, ...] | None = None
     #: The target's rotation windows now (``rotator.core.windows``); ``None``: it has none.
     window: WindowState | None = None
+    #: The consumers' path's history, read only while an abort waits (``needs_history``).
+    history: KVHistory | None = None
 
 
 #: Plausible Unix seconds for a secret's created_at (milliseconds are refused, not believed).
 _TIMESTAMPS = range(1_000_000_000, 10_000_000_000)
+
+
+def needs_history(record: Record | None) -> int | None:
+    """The version below which a pass must look for the secret an abort restores (``None``:
+    none wanted): while an abort of a rotation whose new secret may have reached the consumers'
+    path waits, every version from before its store."""
+    if record is None or record.abort is None or record.pending_id is None:
+        return None
+    if record.stored_version is not None:
+        return record.stored_version
+    return 0  # not stored yet as far as the record knows: below the path's latest version
 
 
 def needs_probes(record: Record | None, policy: Policy, *, now: datetime) -> bool:

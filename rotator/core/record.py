@@ -31,6 +31,7 @@ from rotator.core.record_parts import (
     BEHIND_LIMIT,
     IN_USE_LIMIT,
     ROTATING,
+    Abort,
     Binding,
     ConsumerProgress,
     HistoryEntry,
@@ -38,6 +39,7 @@ from rotator.core.record_parts import (
     Pause,
     Phase,
     Request,
+    Restoring,
 )
 from rotator.errors import PermanentError
 from rotator.redaction import SecretValue
@@ -51,8 +53,10 @@ __all__ = [
     "KNOWN_IDS_LIMIT",
     "OWNED_NAMES_LIMIT",
     "READABLE_SCHEMAS",
+    "ROLLOUT_SCHEMA_VERSION",
     "ROTATING",
     "SCHEMA_VERSION",
+    "Abort",
     "Binding",
     "ConsumerProgress",
     "HistoryEntry",
@@ -63,15 +67,19 @@ __all__ = [
     "Record",
     "RecordError",
     "Request",
+    "Restoring",
 ]
 
-#: The schema this rotator writes when a record carries a consumers rollout (``rollout``,
-#: ``stalled_at``) or a pause; any other record is written as ``BASE_SCHEMA_VERSION``, exactly
-#: as before them, so an older rotator keeps acting on every target but refuses a consumers
-#: rollout it would retire on its grace alone, and a paused target it would act on.
-SCHEMA_VERSION = 3
+#: The schema this rotator writes while a record carries an abort (requested, or backing out);
+#: schema 3 when it carries a consumers rollout (``rollout``, ``stalled_at``) or a pause; any
+#: other record is written as ``BASE_SCHEMA_VERSION``, exactly as before them. So an older
+#: rotator keeps acting on every target but refuses what it would get wrong: a consumers
+#: rollout it would retire on its grace alone, a paused target it would act on, an abort it
+#: would ignore (and finish the rotation an operator backed out of).
+SCHEMA_VERSION = 4
+ROLLOUT_SCHEMA_VERSION = 3
 BASE_SCHEMA_VERSION = 2
-READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, SCHEMA_VERSION})
+READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, ROLLOUT_SCHEMA_VERSION, SCHEMA_VERSION})
 HISTORY_LIMIT = 20
 OWNED_NAMES_LIMIT = 64
 KNOWN_IDS_LIMIT = 64
@@ -153,6 +161,12 @@ class Record:
     #: Set when a grace deadline passed while a probe still saw consumers on the old secret.
     stalled_at: datetime | None = None
     paused: Pause | None = None
+    #: The fingerprint of the current secret's material as the consumers' path held it when
+    #: this rotation started: what an abort checks the KV version it restores against.
+    current_fingerprint: str | None = None
+    #: An operator's ``rotator abort`` waiting to be served, and the back-out it started.
+    abort: Abort | None = None
+    restoring: Restoring | None = None
 
     def __repr__(self) -> str:
         # The dataclass repr would be long; the material is a SecretValue and safe either way.
@@ -182,18 +196,25 @@ class Record:
 
     def to_storage(self) -> dict[str, Any]:
         """The KV data: JSON types only. The one place the pending material is revealed."""
-        newest = bool(self.rollout) or self.stalled_at is not None or self.paused is not None
-        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION if newest else BASE_SCHEMA_VERSION}
+        newest = self.abort is not None or self.restoring is not None
+        newer = newest or bool(self.rollout) or self.stalled_at is not None
+        newer = newer or self.paused is not None
+        schema = (
+            SCHEMA_VERSION if newest else ROLLOUT_SCHEMA_VERSION if newer else BASE_SCHEMA_VERSION
+        )
+        data: dict[str, Any] = {"schema_version": schema}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _SCHEMA_3_FIELDS and not newest:
+            if (f.name in _SCHEMA_3_FIELDS and not newer) or (
+                f.name in _SCHEMA_4_FIELDS and not newest
+            ):
                 continue
             data[f.name] = record_storage.encode(f.name, value)
         return data
 
     @classmethod
     def from_storage(cls, data: Mapping[str, Any]) -> Record:
-        """Parse what ``to_storage`` wrote, in schema 3 or 2, or the first one (version 1, read
+        """Parse what ``to_storage`` wrote, in schema 4, 3 or 2, or the first one (version 1, read
         as if it were unbound with no request pending). ``RecordError`` names the problem,
         never a value: the record holds material."""
         version = data.get("schema_version")
@@ -220,6 +241,7 @@ class Record:
 
 
 _SCHEMA_3_FIELDS = frozenset({"rollout", "stalled_at", "paused"})
+_SCHEMA_4_FIELDS = frozenset({"abort", "restoring"})
 
 
 def _from_version_1(record: Record) -> Record:

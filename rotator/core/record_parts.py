@@ -64,6 +64,30 @@ class Pause:
 
 
 @dataclass(frozen=True, slots=True)
+class Abort:
+    """An operator's ``rotator abort`` of rotation ``rotation_id``, persisted before anything
+    acts on it, so whichever process holds the lease next serves it (``rotator.core.abort``)."""
+
+    by: str
+    at: datetime
+    reason: str
+    rotation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Restoring:
+    """The rotation under way is the back-out of aborted rotation ``rotation_id``: the secret
+    consumers held before it (now ``pending_id`` again) is stored back and its rollout awaited,
+    then the abandoned one (``abandoned_id``, now ``current_id``) is deleted."""
+
+    rotation_id: str
+    by: str
+    at: datetime
+    reason: str
+    abandoned_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Binding:
     """The Intercom endpoint and workspace a record belongs to, and the consumers' path it
     stores to. ``workspace`` is a digest of the access token (``rotator.core.binding``): a
@@ -89,6 +113,11 @@ class HistoryEntry:
     confirmed_by: str | None
     finished_at: datetime
     emergency: bool = False
+    #: "completed", or "aborted" (``new_id`` is then the secret restored, or "" if none was
+    #: needed) with who aborted it and why.
+    outcome: str = "completed"
+    by: str | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

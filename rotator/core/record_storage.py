@@ -18,6 +18,7 @@ from typing import Any
 from rotator.core.record_parts import (
     BEHIND_LIMIT,
     IN_USE_LIMIT,
+    Abort,
     Binding,
     ConsumerProgress,
     HistoryEntry,
@@ -25,6 +26,7 @@ from rotator.core.record_parts import (
     Pause,
     Phase,
     Request,
+    Restoring,
 )
 from rotator.redaction import SecretValue
 
@@ -36,7 +38,7 @@ def encode(name: str, value: Any) -> Any:
         value = value.reveal() if value is not None else None
     elif name in {"history", "rollout"}:
         value = [asdict(h) for h in value]
-    elif name in {"lease", "request", "binding", "paused"}:
+    elif name in {"lease", "request", "binding", "paused", "abort", "restoring"}:
         value = asdict(value) if value is not None else None
     return _jsonable(value)
 
@@ -84,6 +86,9 @@ def decode(data: Mapping[str, Any]) -> dict[str, Any]:
         "rollout": tuple(_progress(p) for p in data.get("rollout") or ()),
         "stalled_at": _time(data.get("stalled_at")),
         "paused": _pause(data.get("paused")),
+        "current_fingerprint": _optional_text(data.get("current_fingerprint")),
+        "abort": _abort(data.get("abort")),
+        "restoring": _restoring(data.get("restoring")),
     }
 
 
@@ -110,6 +115,35 @@ def _pause(raw: Any) -> Pause | None:
     return Pause(by=_text(raw["by"]), at=at, reason=_text(raw["reason"]))
 
 
+def _abort(raw: Any) -> Abort | None:
+    if not raw:
+        return None
+    at = _time(raw["at"])
+    if at is None:
+        raise ValueError("an abort request without its time")
+    return Abort(
+        by=_text(raw["by"]),
+        at=at,
+        reason=_text(raw["reason"]),
+        rotation_id=_text(raw["rotation_id"]),
+    )
+
+
+def _restoring(raw: Any) -> Restoring | None:
+    if not raw:
+        return None
+    at = _time(raw["at"])
+    if at is None:
+        raise ValueError("a restore without its time")
+    return Restoring(
+        rotation_id=_text(raw["rotation_id"]),
+        by=_text(raw["by"]),
+        at=at,
+        reason=_text(raw["reason"]),
+        abandoned_id=_optional_text(raw.get("abandoned_id")),
+    )
+
+
 def _history(raw: Mapping[str, Any]) -> HistoryEntry:
     started = _time(raw["started_at"])
     finished = _time(raw["finished_at"])
@@ -126,6 +160,9 @@ def _history(raw: Mapping[str, Any]) -> HistoryEntry:
         confirmed_by=_optional_text(raw.get("confirmed_by")),
         finished_at=finished,
         emergency=bool(raw.get("emergency", False)),
+        outcome=_text(raw.get("outcome", "completed")),
+        by=_optional_text(raw.get("by")),
+        reason=_optional_text(raw.get("reason")),
     )
 
 

@@ -3,7 +3,8 @@
 Each function takes a record and returns the next one (``dataclasses.replace``, whose keyword
 names mypy checks); none decides anything. ``rotator.core.machine`` decides which applies,
 ``rotator.core.adoption`` and ``rotator.core.confirmation`` use the same ones, so a transition
-is written once. Times are on the clock every process shares (Vault's).
+is written once; those of an abort live with its decision in ``rotator.core.abort``. Times are on
+the clock every process shares (Vault's).
 """
 
 from __future__ import annotations
@@ -44,8 +45,17 @@ def requested(record: Record, request: Request) -> Record:
     return replace(record, request=request)
 
 
-def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency: bool) -> Record:
-    """idle -> creating: a new generation; the request that asked for it is served."""
+def start_rotation(
+    record: Record,
+    *,
+    rotation_id: str,
+    now: datetime,
+    emergency: bool,
+    current_fingerprint: str | None = None,
+) -> Record:
+    """idle -> creating: a new generation; the request that asked for it is served.
+    ``current_fingerprint``: the consumers' copy of the current secret, which an abort checks
+    the KV version it would restore against."""
     return replace(
         record,
         phase=Phase.CREATING,
@@ -74,6 +84,9 @@ def start_rotation(record: Record, *, rotation_id: str, now: datetime, emergency
         pending_absent_since=None,
         rollout=(),
         stalled_at=None,
+        current_fingerprint=current_fingerprint,
+        abort=None,
+        restoring=None,
     )
 
 
@@ -137,8 +150,10 @@ def deleted(record: Record, secret_id: str) -> Record:
 
 
 def completed(record: Record, *, now: datetime) -> Record:
-    """retiring -> idle: the new secret is current, the rotation goes into the history."""
+    """retiring -> idle: the new secret is current, the rotation goes into the history (as
+    aborted, when it was the back-out of one: the secret restored is current again)."""
     new_id = record.pending_id or ""
+    back = record.restoring
     entry = HistoryEntry(
         rotation_id=record.rotation_id or "?",
         generation=record.generation,
@@ -150,7 +165,12 @@ def completed(record: Record, *, now: datetime) -> Record:
         confirmed_by=record.confirmed_by,
         finished_at=now,
         emergency=record.emergency,
+        outcome="aborted" if back is not None else "completed",
+        by=back.by if back is not None else None,
+        reason=back.reason if back is not None else None,
     )
+    if back is not None:
+        entry = replace(entry, rotation_id=back.rotation_id, started_at=back.at)
     return replace(
         rested(record),
         current_id=new_id,
@@ -190,6 +210,7 @@ def rested(record: Record) -> Record:
         pending_absent_since=None,
         rollout=(),
         stalled_at=None,
+        restoring=None,
     )
 
 

@@ -6,13 +6,14 @@ clients; ``ports`` the narrow interfaces all of them use, which a simulation can
 """
 
 from rotator.reconciler.clients import IntercomClients, Sleep, client_factory_with
+from rotator.reconciler.controls import AbortRefused, TargetPaused
 from rotator.reconciler.passes import TargetReport
-from rotator.reconciler.pausing import TargetPaused
 from rotator.reconciler.ports import RecordListener
 from rotator.reconciler.reconciler import ConfirmResult, Reconciler
 from rotator.reconciler.store import RecordStore, consumer_view
 
 __all__ = [
+    "AbortRefused",
     "ConfirmResult",
     "IntercomClients",
     "Reconciler",

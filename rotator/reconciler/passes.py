@@ -44,6 +44,7 @@ from rotator.core.observation import (
     Stored,
     absorb,
     initial_record,
+    needs_history,
     needs_intercom,
     needs_probes,
 )
@@ -232,6 +233,8 @@ class Pass:
         lease_free = ports.leases.free(target.name, record.lease)
         wanted = lease_free and needs_probes(record, policy, now=now)
         probes = self._probes(record) if wanted else None
+        below = needs_history(record) if lease_free else None
+        history = None if below is None else ports.store.history(target, record.current_id, below)
         obs = Observation(
             policy=policy,
             consumer=consumer,
@@ -245,6 +248,7 @@ class Pass:
             binding=mine,
             probes=probes,
             window=window_state(target.windows, now),
+            history=history,
         )
         return _Gathered(stored, record, loaded.version, obs)
 

@@ -5,7 +5,7 @@
 ``rotate-now`` is first *recorded* in the target's record (``request``), before any call that
 can fail, so that whichever process passes next serves it even if this one dies or Intercom is
 down; ``confirm`` records a confirmation of the stored secret; ``pause`` and ``resume``
-(``rotator.reconciler.pausing``) hold and release a target, and a paused target refuses
+(``rotator.reconciler.controls``) hold and release a target, and a paused target refuses
 ``rotate-now``. All go through the record store's check-and-set, like every write.
 """
 
@@ -30,7 +30,7 @@ from rotator.core.record import Binding, Phase, Record, Request
 from rotator.errors import LocalError, RotatorError
 from rotator.failpoints import FailpointError, failpoint
 from rotator.logs import bind_context, clear_context, get_logger
-from rotator.reconciler import pausing
+from rotator.reconciler import controls
 from rotator.reconciler.clients import IntercomClients
 from rotator.reconciler.passes import Pass, Ports, TargetReport, next_rotation_at
 from rotator.reconciler.ports import KV, ClientFactory, Prober, RecordListener
@@ -247,7 +247,7 @@ class Reconciler:
                 consumer = self.store.consumer(target)
                 record = initial_record(self.ports.policy(target), consumer, now)
             self.check_binding(target, record, mine)
-            pausing.refuse_if_paused(target.name, record)
+            controls.refuse_if_paused(target.name, record)
             outcome[:] = [
                 Ask(command, record.generation, joined=record.rotating, leaked=record.current_id)
             ]
@@ -352,12 +352,16 @@ class Reconciler:
         return result
 
     def pause(self, name: str, *, by: str, reason: str) -> str:
-        """Pause the target (``rotator.reconciler.pausing``); what happened, in words."""
-        return pausing.pause(self, name, by=by, reason=reason)
+        """Pause the target (``rotator.reconciler.controls``); what happened, in words."""
+        return controls.pause(self, name, by=by, reason=reason)
 
     def resume(self, name: str) -> str:
         """Clear the target's pause and block in one write, asking for no rotation."""
-        return pausing.resume(self, name)
+        return controls.resume(self, name)
+
+    def abort(self, name: str, *, by: str, reason: str) -> str:
+        """Record an abort of the rotation under way (``rotator.reconciler.controls``)."""
+        return controls.abort(self, name, by=by, reason=reason)
 
     # --- reading -----------------------------------------------------------------------------
 

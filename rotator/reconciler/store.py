@@ -17,7 +17,7 @@ from typing import Any
 from rotator import redaction
 from rotator.config import TargetSettings
 from rotator.core.names import valid_secret_id
-from rotator.core.observation import ConsumerView
+from rotator.core.observation import ConsumerView, KVHistory, PreviousSecret
 from rotator.core.record import Phase, Record, RecordError
 from rotator.errors import TemporaryError
 from rotator.failpoints import failpoint
@@ -172,6 +172,31 @@ class RecordStore:
         failpoint("vault.after_store")
         return self.consumer(target)
 
+    def history(self, target: TargetSettings, wanted: str | None, below: int) -> KVHistory:
+        """Look back through the consumers' path's versions below ``below`` (0: below the latest)
+        for the newest that holds secret ``wanted``, as far as ``HISTORY_LOOKBACK`` versions: the
+        secret an abort writes back. Deleted and destroyed versions hold nothing."""
+        if below <= 0:
+            below = self.kv.read(target.vault_path).version
+        for version in range(below - 1, max(0, below - 1 - HISTORY_LOOKBACK), -1):
+            entry = self.kv.read(target.vault_path, version)
+            view = consumer_view(entry)
+            secret = (entry.data or {}).get("secret")
+            if wanted is None or view.intercom_id != wanted or not isinstance(secret, str):
+                continue
+            data = entry.data or {}
+            name = data.get("name")
+            found = PreviousSecret(
+                version=version,
+                intercom_id=wanted,
+                secret=SecretValue(secret),
+                fingerprint=view.fingerprint,
+                name=name if isinstance(name, str) else None,
+                created_at=view.created_at,
+            )
+            return KVHistory(below=below, found=found)
+        return KVHistory(below=below, found=None)
+
     def put_consumer(
         self,
         target: TargetSettings,
@@ -181,6 +206,11 @@ class RecordStore:
         """Write ``payload`` (``consumer_payload_for``) at the consumers' path, read it back."""
         self.kv.write(target.vault_path, payload, cas=cas)
         return self.consumer(target)
+
+
+#: How many versions of the consumers' path an abort looks back through for the one to restore
+#: (a rotation writes one or two; an operator's hand edits a few more).
+HISTORY_LOOKBACK = 20
 
 
 def consumer_payload(record: Record) -> dict[str, Any]:

@@ -1,21 +1,29 @@
-"""``rotator pause`` and ``rotator resume``: an operator's hold on a target, and its release.
+"""The operator's controls that write a target's record: ``rotator pause``, ``resume`` and
+``abort``.
 
 A pause is written into the target's record with check-and-set, like every write, so every
 process honours it at its next step (``rotator.core.pause``): the daemon, a CronJob pass, a
 hook-triggered pass. ``resume`` clears a pause and a block in one write, asking for no
 rotation. A ``rotate-now`` on a paused target is refused (``TargetPaused``) before anything is
 written: an operator who froze a target must lift the freeze on purpose.
+
+``abort`` records an ``Abort`` for the process holding the lease next (``rotator.core.abort``)
+after checking here what can be checked before anything is written: that a rotation is under
+way in a phase it can be backed out of, and that the consumers' path's KV history still holds
+the secret to restore. Anything refused raises ``AbortRefused`` with nothing written.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rotator.core import abort as aborting
 from rotator.core import pause as pausing
 from rotator.core import transitions
 from rotator.core.machine import resumed
-from rotator.core.observation import initial_record
-from rotator.core.record import Pause, Phase, Record
+from rotator.core.observation import initial_record, needs_history
+from rotator.core.record import Abort, Pause, Phase, Record
+from rotator.core.safety import holds_pending
 from rotator.errors import PermanentError
 from rotator.logs import get_logger
 
@@ -27,6 +35,11 @@ log = get_logger()
 
 class TargetPaused(PermanentError):
     """An operator request that would act on a paused target (``rotate-now``): nothing written."""
+
+
+class AbortRefused(PermanentError):
+    """An abort that cannot be served (no rotation, retiring, an emergency, no KV version to
+    restore...): nothing written."""
 
 
 def refuse_if_paused(name: str, record: Record) -> None:
@@ -90,3 +103,43 @@ def resume(reconciler: Reconciler, name: str) -> str:
         return "neither paused nor blocked; nothing to resume"
     log.info("target.resumed", target=name, phase=after.phase.value, cleared=cleared)
     return f"resumed in {after.phase.value} ({'; and '.join(cleared)})"
+
+
+def abort(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
+    """Record an abort of the rotation under way on ``name`` (check-and-set), once what can be
+    checked beforehand holds; what was recorded, in words. ``AbortRefused`` when it cannot be
+    served, with nothing written."""
+    if not reason.strip():
+        raise ValueError("an abort needs a reason")
+    target = reconciler.target(name)
+    mine = reconciler.clients.binding(target)  # LocalError before anything is written
+    waiting: list[Abort] = []
+
+    def change(record: Record | None) -> Record | None:
+        problem = aborting.refusal(record)
+        if record is None or problem is not None:
+            raise AbortRefused(f"cannot abort {name}: {problem}; nothing was written")
+        reconciler.check_binding(target, record, mine)
+        if record.abort is not None:
+            waiting[:] = [record.abort]
+            return None  # the first request stands, and is served by the next pass
+        now, rotation = reconciler.clock(), record.rotation_id or ""
+        request = Abort(by=by, at=now, reason=reason.strip(), rotation_id=rotation)
+        asked = aborting.abort_requested(record, request)
+        consumer = reconciler.store.consumer(target)
+        below = needs_history(asked)
+        reached = record.phase is not Phase.CREATING or holds_pending(record, consumer)
+        if below is not None and reached:
+            history = reconciler.store.history(target, record.current_id, below)
+            found = aborting.restorable(record, history)
+            if isinstance(found, str):
+                raise AbortRefused(f"cannot abort {name}: {found}")
+        return asked
+
+    _, after = reconciler.store.update(target, change, reason="abort requested by an operator")
+    if after is None or after.abort is None:
+        request = waiting[0]
+        return f"an abort by {request.by} ({request.reason}) already waits; nothing changed"
+    log.info("rotation.abort_requested", target=name, rotation=after.rotation_id, by=by, why=reason)
+    held = f"; {pausing.reason(after.paused)}: served once resumed" if after.paused else ""
+    return f"abort of rotation {after.rotation_id} recorded ({after.phase.value}){held}"
