@@ -13,6 +13,9 @@ most a few events, the moments an operator or a consumer wants to hear about:
 * ``stalled``: a grace deadline passed while named consumers were still behind.
 * ``paused`` and ``resumed`` (opt-in: not in a webhook's default ``events``): an operator's
   ``rotator pause`` and ``rotator resume``, with who paused and why.
+* ``started``, ``confirmed`` and ``aborted`` (opt-in): the audit trail's entries of the same
+  names (``rotator.core.audit``): a rotation started (by its schedule or whom), its rollout
+  confirmed (by whom), a rotation aborted (by whom, why).
 
 Each event, for each webhook that wants it, goes into a bounded queue that one background
 thread drains. A rotation never waits for a delivery and never fails because of one: a full
@@ -45,7 +48,7 @@ import rotator
 from rotator.backoff import full_jitter
 from rotator.config import NotifyEvent, NotifySettings, TargetSettings, WebhookSettings
 from rotator.config.consumers import consumer_rules
-from rotator.core import pause, rollout
+from rotator.core import audit, pause, rollout
 from rotator.core.observation import ConsumerRule
 from rotator.core.record import Phase, Record
 from rotator.logs import get_logger
@@ -122,6 +125,10 @@ class Notification:
                 f"rotator: {self.target} is PAUSED ({self.reason}): nothing is created, stored "
                 "or deleted until 'rotator resume'."
             )
+        if self.event in {"started", "confirmed", "aborted"}:
+            return (
+                f"rotator: {self.target}: rotation {self.rotation_id} {self.event}: {self.reason}"
+            )
         if self.event == "resumed":
             return f"rotator: {self.target} resumed in {self.phase} ({self.reason})."
         return f"rotator: {self.target} is BLOCKED and needs an operator: {self.reason}"
@@ -170,14 +177,32 @@ def notifications(
             add("stored", deadline=None if after.emergency else after.deadline)
         elif entry is not None:  # a first secret: stored and complete in one step
             add("stored", **completed)
-    if entry is not None:
+    if entry is not None and (entry.outcome != "aborted" or entry.retired_ids):
         add("retired", **completed)
     if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
         add("blocked", reason=truncate(redact_text(after.blocked_reason or reason), 300))
     if after.stalled_at is not None and (before is None or before.stalled_at != after.stalled_at):
         add("stalled", behind=_behind(after, rules, confirmation))
     _held(before, after, add)
+    _audited(before, after, add)
     return found
+
+
+#: The audit trail's events that notifications carry (opt-in per webhook).
+_AUDITED: dict[str, NotifyEvent] = {
+    "started": "started",
+    "confirmed": "confirmed",
+    "aborted": "aborted",
+}
+
+
+def _audited(before: Record | None, after: Record, add: Callable[..., None]) -> None:
+    """The write's audit entries a webhook may ask for: who started, confirmed or aborted."""
+    for line in audit.new_entries(before, after):
+        event = _AUDITED.get(line.event)
+        if event is not None:
+            told = truncate(redact_text(f"{line.why} (by {line.by})"), 300)
+            add(event, rotation_id=line.rotation_id or after.rotation_id, reason=told)
 
 
 def _behind(

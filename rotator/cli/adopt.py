@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from rotator.cli.check import acting
 from rotator.cli.context import EXIT_OK, Context, Parts, UsageError
+from rotator.cli.rotate import operator
 from rotator.config import TargetSettings
 from rotator.core.adoption import (
     AdoptionRefused,
@@ -333,7 +334,9 @@ def _record(
         return replace(adoption.record, binding=binding)
 
     try:
-        before, after = parts.store.update(target, change, reason=f"adopted secret {secret_id}")
+        before, after = parts.store.update(
+            target, change, reason=f"adopted secret {secret_id}", by=f"cli:{operator()}"
+        )
     except AdoptionRefused as e:
         # A rotation started between our first read and the record write.
         raise UsageError(

@@ -78,10 +78,16 @@ def _dispatch(ctx: Context, args: argparse.Namespace) -> int:
     if verb == "reconcile":
         return rotate.reconcile(ctx)
     if verb == "rotate-now":
-        return rotate.rotate_now(ctx, args.target, emergency=args.emergency, yes=args.yes)
+        return rotate.rotate_now(
+            ctx, args.target, emergency=args.emergency, yes=args.yes, actor=args.actor
+        )
     if verb == "confirm":
         return rotate.confirm(
-            ctx, args.target, secret_id=args.secret_id, consumers=args.consumers or []
+            ctx,
+            args.target,
+            secret_id=args.secret_id,
+            consumers=args.consumers or [],
+            actor=args.actor,
         )
     if verb in {"pause", "resume", "abort"}:
         return _hold(ctx, args)
@@ -97,7 +103,7 @@ def _hold(ctx: Context, args: argparse.Namespace) -> int:
         return rotate.pause(ctx, args.target, reason=args.reason, actor=args.actor)
     if args.verb == "abort":
         return rotate.abort(ctx, args.target, reason=args.reason, actor=args.actor)
-    return rotate.resume(ctx, args.target)
+    return rotate.resume(ctx, args.target, actor=args.actor)
 
 
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {

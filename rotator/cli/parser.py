@@ -14,6 +14,8 @@ from rotator.cli.exits import EXIT_USAGE
 #: What ``--log-level`` and ``$ROTATOR_LOG_LEVEL`` accept (the variable in any case).
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_LEVEL_ENV = "ROTATOR_LOG_LEVEL"
+#: ``--actor``: who the audit trail names for an operator's command.
+_ACTOR = "who acts, for the audit trail (default: your OS user@host)"
 
 _DESCRIPTION = """\
 Rotates Intercom identity-verification secrets and keeps them in HashiCorp Vault (or OpenBao).
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the current secret leaked: retire it as soon as the new one is stored and read back",
     )
     rotate.add_argument("--yes", action="store_true", help="do not ask to confirm --emergency")
+    rotate.add_argument("--actor", metavar="WHO", help=_ACTOR)
     confirm = verb(
         "confirm",
         "confirm that TARGET's consumers have rolled out the new secret",
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="consumers",
         help="a named consumer that uses the new secret (repeat for several)",
     )
+    confirm.add_argument("--actor", metavar="WHO", help=_ACTOR)
     pause = verb(
         "pause",
         "pause TARGET: no create, store or delete until 'rotator resume'",
@@ -150,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         "2 bad usage.",
     )
     resume.add_argument("target", metavar="TARGET", help="the target's name in the config")
+    resume.add_argument("--actor", metavar="WHO", help=_ACTOR)
     abort = verb(
         "abort",
         "back out of TARGET's rotation under way; breaks no consumer",

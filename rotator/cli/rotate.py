@@ -31,7 +31,9 @@ def reconcile(ctx: Context) -> int:
     return exit_code(reports)
 
 
-def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
+def rotate_now(
+    ctx: Context, target: str, *, emergency: bool, yes: bool, actor: str | None = None
+) -> int:
     settings = ctx.settings()
     settings.target(target)
     if emergency and not yes and (sys.stdin is None or not sys.stdin.isatty()):
@@ -43,7 +45,9 @@ def rotate_now(ctx: Context, target: str, *, emergency: bool, yes: bool) -> int:
             return EXIT_USAGE
         try:
             report = parts.reconciler.reconcile_target(
-                target, RotateNow(emergency=emergency), wait_for_lease=True
+                target,
+                RotateNow(emergency=emergency, by=_who(actor)),
+                wait_for_lease=True,
             )
         except TargetPaused as e:
             raise UsageError(str(e)) from None
@@ -67,7 +71,12 @@ def _confirmed_emergency(target: str) -> bool:
 
 
 def confirm(
-    ctx: Context, target: str, *, secret_id: str | None, consumers: Sequence[str] = ()
+    ctx: Context,
+    target: str,
+    *,
+    secret_id: str | None,
+    consumers: Sequence[str] = (),
+    actor: str | None = None,
 ) -> int:
     """Confirm the rollout (per named consumer, when the target names them), then one pass."""
     if secret_id is not None and not secret_id.strip():
@@ -90,7 +99,12 @@ def confirm(
         refused = False
         for consumer in dict.fromkeys(consumers) or [None]:
             result = parts.reconciler.confirm(
-                target, secret_id=wanted, rotation_id=None, via="cli", consumer=consumer
+                target,
+                secret_id=wanted,
+                rotation_id=None,
+                via="cli",
+                consumer=consumer,
+                by=f"cli:{_who(actor)}",
             )
             print(f"{target}: {result.status}: {result.message}")
             refused = refused or not result.status.accepted
@@ -106,7 +120,7 @@ def pause(ctx: Context, target: str, *, reason: str, actor: str | None) -> int:
     """Pause the target (no pass: a paused target has nothing to do)."""
     if not reason.strip():
         raise UsageError("--reason is empty: say why the target is paused")
-    who = (actor or "").strip() or operator()
+    who = _who(actor)
     with acting(ctx, ctx.settings(), [target]) as parts:
         print(f"{target}: {parts.reconciler.pause(target, by=who, reason=reason)}")
     return EXIT_OK
@@ -121,10 +135,15 @@ def operator() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def resume(ctx: Context, target: str) -> int:
+def _who(actor: str | None) -> str:
+    """``--actor``, or the OS user at this host: who the audit trail names."""
+    return (actor or "").strip() or operator()
+
+
+def resume(ctx: Context, target: str, *, actor: str | None = None) -> int:
     """Clear a pause and a block without asking for a rotation, then run one pass."""
     with acting(ctx, ctx.settings(), [target]) as parts:
-        print(f"{target}: {parts.reconciler.resume(target)}")
+        print(f"{target}: {parts.reconciler.resume(target, by=_who(actor))}")
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
     print(line(report))
     return exit_code([report])
@@ -132,7 +151,7 @@ def resume(ctx: Context, target: str) -> int:
 
 def abort(ctx: Context, target: str, *, reason: str | None, actor: str | None) -> int:
     """Record an abort of the rotation under way, then run one pass to serve it."""
-    who = (actor or "").strip() or operator()
+    who = _who(actor)
     why = (reason or "").strip() or "no reason given"
     with acting(ctx, ctx.settings(), [target]) as parts:
         try:

@@ -68,6 +68,10 @@ class TargetStatus:
     #: The target's rotation windows now (``rotator.config.windows``): open, opens_at,
     #: closes_at; ``None`` for a target without windows.
     window: dict[str, Any] | None = None
+    #: The record's audit trail (``rotator.core.audit``), with ``--history``: newest last.
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    #: An abort waiting to be served, or the back-out under way: who, why, of which rotation.
+    aborting: dict[str, Any] | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -187,6 +191,8 @@ def target_status(
         schedule=target.schedule.describe(),
         confirmation=target.confirmation,
         history=[_history_row(asdict(h)) for h in rec.history] if history else [],
+        audit=[_dated(asdict(a)) for a in rec.audit] if history else [],
+        aborting=_aborting(rec),
         consumers=[
             {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}
             for c in rollout.states(rec, consumer_rules(target.consumers), target.confirmation)
@@ -255,6 +261,12 @@ def render_table(statuses: list[TargetStatus]) -> str:
                 f"confirm {s.name} --consumer NAME (or rotate-now --emergency)"
             )
         lines += [f"{s.name}:   {_consumer_line(c)}" for c in s.consumers]
+        if s.aborting is not None:
+            a = s.aborting
+            lines.append(
+                f"{s.name}: ABORT of rotation {a['rotation_id']} by {a['by']} ({a['reason']}): "
+                f"{a['state']}"
+            )
         for entry in s.history:
             took = entry["seconds"]
             phases = ", ".join(
@@ -266,7 +278,18 @@ def render_table(statuses: list[TargetStatus]) -> str:
                 f"{s.name}: {entry['finished_at']} {entry['rotation_id']} new {entry['new_id']} "
                 f"retired {','.join(entry['retired_ids']) or '-'} "
                 f"confirmed by {entry['confirmed_by'] or '-'} ({phases})"
+                + (
+                    f" ABORTED by {entry['by']}: {entry['reason']}"
+                    if entry["outcome"] == "aborted"
+                    else ""
+                )
             )
+        lines += [
+            f"{s.name}: {a['at']} {a['event']} by {a['by']}"
+            + (f" [{a['secret_id']}]" if a["secret_id"] else "")
+            + f": {a['why']}"
+            for a in s.audit
+        ]
     return "\n".join(lines)
 
 
@@ -295,9 +318,34 @@ def _consumer_line(c: dict[str, Any]) -> str:
 
 def _public(status: TargetStatus) -> dict[str, Any]:
     data = asdict(status)
-    if not data["history"]:
-        data.pop("history")
+    for key in ("history", "audit"):
+        if not data[key]:
+            data.pop(key)
     return data
+
+
+def _aborted(entry: dict[str, Any]) -> str:
+    return f" ABORTED by {entry['by']}: {entry['reason']}"
+
+
+def _dated(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+
+
+def _aborting(rec: Record) -> dict[str, Any] | None:
+    """An abort waiting for the next pass, or the back-out it started, for status."""
+    if rec.abort is not None:
+        a = rec.abort
+        state = "waiting for the next pass to serve it"
+        return {"rotation_id": a.rotation_id, "by": a.by, "reason": a.reason, "state": state}
+    if rec.restoring is not None:
+        r = rec.restoring
+        state = (
+            f"secret {rec.pending_id} is back at the consumers' path; {r.abandoned_id} is "
+            "deleted once that is rolled out"
+        )
+        return {"rotation_id": r.rotation_id, "by": r.by, "reason": r.reason, "state": state}
+    return None
 
 
 def _history_row(entry: dict[str, Any]) -> dict[str, Any]:

@@ -196,9 +196,20 @@ class DaemonSettings(_Model):
     lease_ttl: Annotated[float, within(bounds.LEASE_TTL)] = 60.0
 
 
-NotifyEvent = Literal["stored", "retired", "blocked", "stalled", "paused", "resumed"]
+NotifyEvent = Literal[
+    "stored",
+    "retired",
+    "blocked",
+    "stalled",
+    "paused",
+    "resumed",
+    "started",
+    "confirmed",
+    "aborted",
+]
 #: Every event, in the order a webhook's ``events`` is kept; the default is ``NOTIFY_EVENTS``:
-#: operator controls (``paused``, ``resumed``) are opt-in, so existing webhooks hear the same.
+#: operator controls and the audit trail's (``paused``, ``resumed``, ``started``,
+#: ``confirmed``, ``aborted``) are opt-in, so existing webhooks hear the same.
 ALL_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
     "stored",
     "retired",
@@ -206,6 +217,9 @@ ALL_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
     "stalled",
     "paused",
     "resumed",
+    "started",
+    "confirmed",
+    "aborted",
 )
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked", "stalled")
 

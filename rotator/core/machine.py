@@ -40,7 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
-from rotator.core import abort, adoption, pause, rollout, windows
+from rotator.core import abort, adoption, audit, pause, rollout, windows
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.observation import (
@@ -81,7 +81,16 @@ Handler = Callable[[Record, Observation, datetime], Decision]
 
 
 def step(record: Record, obs: Observation, now: datetime) -> Decision:
-    """Decide what to do next for one target. Pure: same inputs, same decision."""
+    """Decide what to do next for one target. Pure: same inputs, same decision. Whatever the
+    decision changes in the record is noted in its audit trail (``rotator.core.audit``)."""
+    decision = _decide(record, obs, now)
+    if decision.record == record:
+        return decision
+    after = audit.noted(record, decision.record, at=now, why=decision.reason, via=obs.me, by=None)
+    return replace(decision, record=after)
+
+
+def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
     if not obs.lease_free:
         # Whatever this process saw (even a failure), the holder decides.
         holder = record.lease.holder if record.lease else "another process"
@@ -94,7 +103,7 @@ def step(record: Record, obs: Observation, now: datetime) -> Decision:
         return _settle(paused, obs)
     if record.abort is not None:
         served, why = abort.serve(record, obs, now)  # an operator's command, served first
-        decision = step(served, obs, now)
+        decision = _decide(served, obs, now)
         return replace(decision, reason=f"{why}; {decision.reason}")
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:

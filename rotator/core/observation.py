@@ -133,6 +133,8 @@ class RotateNow:
     record's ``request``); unlike a request found in the record, it does not wait out a backoff."""
 
     emergency: bool = False
+    #: Who asked (the CLI's OS user@host, or ``--actor``); ``None``: this process.
+    by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from rotator.core.record_parts import (
     IN_USE_LIMIT,
     ROTATING,
     Abort,
+    AuditEntry,
     Binding,
     ConsumerProgress,
     HistoryEntry,
@@ -57,6 +58,7 @@ __all__ = [
     "ROTATING",
     "SCHEMA_VERSION",
     "Abort",
+    "AuditEntry",
     "Binding",
     "ConsumerProgress",
     "HistoryEntry",
@@ -167,6 +169,8 @@ class Record:
     #: An operator's ``rotator abort`` waiting to be served, and the back-out it started.
     abort: Abort | None = None
     restoring: Restoring | None = None
+    #: The last ``AUDIT_LIMIT`` entries of the target's audit trail (the full one is in logs).
+    audit: tuple[AuditEntry, ...] = ()
 
     def __repr__(self) -> str:
         # The dataclass repr would be long; the material is a SecretValue and safe either way.

@@ -121,6 +121,21 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of a target's audit trail (``rotator.core.audit``): what happened, who did it
+    (an operator's user@host or ``--actor``, the hook's authentication, consumer and client
+    address, or the daemon's schedule or grace), why, and through which process (``via``)."""
+
+    at: datetime
+    event: str
+    by: str
+    why: str
+    rotation_id: str | None = None
+    secret_id: str | None = None
+    via: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerProgress:
     """One named consumer's rollout of the secret as stored now: void for any other store
     (``rotator.core.rollout.progress`` reads it only when ``secret_id`` and ``stored_version``

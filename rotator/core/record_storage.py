@@ -19,6 +19,7 @@ from rotator.core.record_parts import (
     BEHIND_LIMIT,
     IN_USE_LIMIT,
     Abort,
+    AuditEntry,
     Binding,
     ConsumerProgress,
     HistoryEntry,
@@ -36,7 +37,7 @@ def encode(name: str, value: Any) -> Any:
     material is revealed."""
     if name == "pending_secret":
         value = value.reveal() if value is not None else None
-    elif name in {"history", "rollout"}:
+    elif name in {"history", "rollout", "audit"}:
         value = [asdict(h) for h in value]
     elif name in {"lease", "request", "binding", "paused", "abort", "restoring"}:
         value = asdict(value) if value is not None else None
@@ -89,6 +90,7 @@ def decode(data: Mapping[str, Any]) -> dict[str, Any]:
         "current_fingerprint": _optional_text(data.get("current_fingerprint")),
         "abort": _abort(data.get("abort")),
         "restoring": _restoring(data.get("restoring")),
+        "audit": tuple(_audit(a) for a in data.get("audit") or ()),
     }
 
 
@@ -126,6 +128,21 @@ def _abort(raw: Any) -> Abort | None:
         at=at,
         reason=_text(raw["reason"]),
         rotation_id=_text(raw["rotation_id"]),
+    )
+
+
+def _audit(raw: Mapping[str, Any]) -> AuditEntry:
+    at = _time(raw["at"])
+    if at is None:
+        raise ValueError("an audit entry without its time")
+    return AuditEntry(
+        at=at,
+        event=_text(raw["event"]),
+        by=_text(raw["by"]),
+        why=_text(raw["why"]),
+        rotation_id=_optional_text(raw.get("rotation_id")),
+        secret_id=_optional_text(raw.get("secret_id")),
+        via=_optional_text(raw.get("via")),
     )
 
 

@@ -287,6 +287,7 @@ class Daemon:
                 via=f"hook:{request.via}",
                 signed_at=None if signed is None else datetime.fromtimestamp(signed, UTC),
                 consumer=request.consumer,
+                by=request.actor(),
             )
         if result.status is ConfirmStatus.CONFIRMED and not self.stopping.is_set():
             # Retire now rather than at the next interval; the job carries only the name.

@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -71,6 +71,13 @@ class ConfirmRequest:
     signed_at: float | None = None
     #: The named consumer confirming (``{"consumer": "billing"}``), for targets that name them.
     consumer: str | None = None
+    #: The client's address as this server saw it (the audit trail's "from").
+    client: str | None = None
+
+    def actor(self) -> str:
+        """Who confirms, for the audit trail: the authentication, consumer and client."""
+        named = f" consumer={self.consumer}" if self.consumer else ""
+        return f"hook:{self.via}{named} from {self.client or 'unknown'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,7 @@ class _App:
         via, digest = self._authenticate(request, where)
         signed_at = int(request.headers[TIMESTAMP_HEADER]) if via == "hmac" else None
         confirm = _parse(self._body(request, where), via, where, signed_at)
+        confirm = replace(confirm, client=request.remote_addr)
         # Logs call Intercom's ids ``intercom_id`` (see rotator.logs).
         where |= {"via": via, "rotation_id": confirm.rotation_id, "intercom_id": confirm.secret_id}
         # As the configuration allows; anything else is no target: the callback is not bothered.

@@ -71,14 +71,14 @@ def pause(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
             return None  # the first pause stands: who paused and why are not overwritten
         return transitions.paused(record, Pause(by=by, at=now, reason=reason.strip()))
 
-    _, after = reconciler.store.update(target, change, reason="paused by an operator")
+    _, after = reconciler.store.update(target, change, reason="paused by an operator", by=by)
     if after is None or after.paused is None:
         return f"already {pausing.reason(already[0])}; nothing changed"
     log.info("target.paused", target=name, phase=after.phase.value, by=by, why=reason)
     return f"{pausing.reason(after.paused)} (phase {after.phase.value}; nothing acts until resumed)"
 
 
-def resume(reconciler: Reconciler, name: str) -> str:
+def resume(reconciler: Reconciler, name: str, *, by: str | None = None) -> str:
     """Clear the target's pause and its block, in one check-and-set write, asking for no
     rotation; what was cleared, in words."""
     target = reconciler.target(name)
@@ -98,7 +98,7 @@ def resume(reconciler: Reconciler, name: str) -> str:
             record = resumed(record, reconciler.store.consumer(target))
         return record
 
-    _, after = reconciler.store.update(target, change, reason="resumed by an operator")
+    _, after = reconciler.store.update(target, change, reason="resumed by an operator", by=by)
     if after is None:
         return "neither paused nor blocked; nothing to resume"
     log.info("target.resumed", target=name, phase=after.phase.value, cleared=cleared)
@@ -136,7 +136,9 @@ def abort(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
                 raise AbortRefused(f"cannot abort {name}: {found}")
         return asked
 
-    _, after = reconciler.store.update(target, change, reason="abort requested by an operator")
+    _, after = reconciler.store.update(
+        target, change, reason="abort requested by an operator", by=by
+    )
     if after is None or after.abort is None:
         request = waiting[0]
         return f"an abort by {request.by} ({request.reason}) already waits; nothing changed"

@@ -107,6 +107,7 @@ class Reconciler:
         )
         self.me = me or f"{socket.gethostname()}:{os.getpid()}:{fresh()[:6]}"
         self.clock = clock or vault.clock.now
+        self.store.me, self.store.clock = self.me, self.clock
         self._monotonic = monotonic
         self._sleep = sleep
         self.ports = Ports(
@@ -263,11 +264,14 @@ class Reconciler:
             if covered:
                 return None  # a request already waits that covers this one: it is served
             request = Request(
-                emergency=command.emergency, by=self.me, at=now, leaked=record.current_id
+                emergency=command.emergency,
+                by=command.by or self.me,
+                at=now,
+                leaked=record.current_id,
             )
             return transitions.requested(record, request)
 
-        self.store.update(target, change, reason="rotate-now requested")
+        self.store.update(target, change, reason="rotate-now requested", by=command.by)
         log.info(
             "rotation.requested",
             emergency=command.emergency,
@@ -293,10 +297,12 @@ class Reconciler:
         via: str,
         signed_at: datetime | None = None,
         consumer: str | None = None,
+        by: str | None = None,
     ) -> ConfirmResult:
         """Record a rollout confirmation of the stored secret (check-and-set, retried);
         ``signed_at`` is a signed call's timestamp (a replay from before the store is refused),
-        ``consumer`` the named consumer confirming (``rotator.core.rollout``)."""
+        ``consumer`` the named consumer confirming (``rotator.core.rollout``), ``by`` who
+        (the audit trail: an operator, or the hook's authentication, consumer and client)."""
         target = self.target(name)
         policy = self.ports.policy(target)
         mine = self.clients.binding(target)  # LocalError before anything is written
@@ -329,7 +335,7 @@ class Reconciler:
                 failpoint("confirm.before_write")
             return updated
 
-        _, after = self.store.update(target, change, reason="rollout confirmed")
+        _, after = self.store.update(target, change, reason="rollout confirmed", by=by or via)
         result = outcome[0]
         if after is not None:
             failpoint("confirm.after_write")
@@ -355,9 +361,9 @@ class Reconciler:
         """Pause the target (``rotator.reconciler.controls``); what happened, in words."""
         return controls.pause(self, name, by=by, reason=reason)
 
-    def resume(self, name: str) -> str:
+    def resume(self, name: str, *, by: str | None = None) -> str:
         """Clear the target's pause and block in one write, asking for no rotation."""
-        return controls.resume(self, name)
+        return controls.resume(self, name, by=by)
 
     def abort(self, name: str, *, by: str, reason: str) -> str:
         """Record an abort of the rotation under way (``rotator.reconciler.controls``)."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rotator import redaction
 from rotator.config import TargetSettings
+from rotator.core import audit
 from rotator.core.names import valid_secret_id
 from rotator.core.observation import ConsumerView, KVHistory, PreviousSecret
 from rotator.core.record import Phase, Record, RecordError
@@ -53,6 +55,10 @@ class RecordStore:
         #: Targets whose record this store last wrote with a lease in it (perhaps not quite
         #: written): what a stopping command may have to release (``reconciler.release``).
         self.leased: set[str] = set()
+        #: The process that writes through this store (``via`` of its audit entries), and the
+        #: clock its entries are stamped with (the reconciler's: Vault's, or a test's).
+        self.me = "rotator"
+        self.clock: Callable[[], datetime] = kv.clock.now
 
     def key(self, name: str) -> str:
         return f"{self.state_path}/{name}"
@@ -117,6 +123,17 @@ class RecordStore:
         else:
             log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
         _log_trouble(before, after)
+        for entry in audit.new_entries(before, after):
+            # The full trail, one JSON line an entry, for a SIEM (the record keeps the last few).
+            log.info(
+                f"audit.{entry.event}",  # noqa: G004 - the event name is the key a SIEM filters on
+                by=entry.by,
+                why=entry.why,
+                rotation_id=entry.rotation_id,
+                secret_id=entry.secret_id,
+                via=entry.via,
+                at=entry.at.isoformat(),
+            )
         self.tell(before, after, reason, target)
         return new_version
 
@@ -126,15 +143,20 @@ class RecordStore:
         change: Callable[[Record | None], Record | None],
         *,
         reason: str,
+        by: str | None = None,
     ) -> tuple[Record | None, Record | None]:
         """Apply ``change`` to the latest record and persist what it returns (``None``: write
         nothing), check-and-set; on a conflict ``change`` sees the fresh record. Returns
-        ``(before, after)``. ``change`` may raise to refuse."""
+        ``(before, after)``, ``after`` with the audit entries of the change made ``by`` (an
+        operator, the hook). ``change`` may raise to refuse."""
         for _ in range(UPDATE_ATTEMPTS):
             loaded = self.load(target.name)
             after = change(loaded.record)
             if after is None:
                 return loaded.record, None
+            after = audit.noted(
+                loaded.record, after, at=self.clock(), why=reason, via=self.me, by=by
+            )
             try:
                 self.write(target, loaded.record, after, loaded.version, reason=reason)
             except CasConflict:
