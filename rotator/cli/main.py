@@ -97,9 +97,16 @@ def _hold(ctx: Context, args: argparse.Namespace) -> int:
     return rotate.resume(ctx, args.target)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    from rotator.cli.completion import completion
+
+    return completion(args.shell)
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulate-intercom": _emulate_intercom,
     "demo": _demo,
+    "completion": _completion,
 }
 
 
