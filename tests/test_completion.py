@@ -100,7 +100,7 @@ def test_bash_script_is_valid_bash(bash_script):
     ("words", "expected", "unexpected"),
     [
         (["rotator", "rot"], {"rotate-now"}, {"run", "status"}),
-        (["rotator", "c"], {"check-config", "completion", "confirm"}, {"run"}),
+        (["rotator", "c"], {"check-config", "completion", "config-schema", "confirm"}, {"run"}),
         (["rotator", "rotate-now", "--em"], {"--emergency"}, {"--yes"}),
         (["rotator", "status", "--"], {"--json", "--history", "--config"}, {"--emergency"}),
         (["rotator", "--log-format", ""], {"auto", "json", "console"}, set()),

@@ -103,10 +103,17 @@ def _completion(args: argparse.Namespace) -> int:
     return completion(args.shell)
 
 
+def _config_schema(_: argparse.Namespace) -> int:
+    from rotator.cli.schema import print_schema
+
+    return print_schema()
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulate-intercom": _emulate_intercom,
     "demo": _demo,
     "completion": _completion,
+    "config-schema": _config_schema,
 }
 
 

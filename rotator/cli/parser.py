@@ -295,6 +295,18 @@ def _add_completion_and_config_schema(
     )
     shells = ("bash", "zsh", "fish")  # what shtab writes and tests/test_completion.py runs
     completion.add_argument("shell", metavar="SHELL", choices=shells, help=" | ".join(shells))
+    verb(
+        "config-schema",
+        "print the configuration file's JSON Schema, for completion and checks in an editor",
+        "Print the JSON Schema of rotator.toml on stdout (from the models check-config uses):\n"
+        "keys, types, choices, defaults and ranges, so an editor completes and checks the file\n"
+        "as you type. check-config stays the full check: the rules between keys (exactly one\n"
+        "of token_env or token_vault, ...) and what is read at run time are only there.\n\n"
+        "  rotator config-schema > rotator.schema.json\n"
+        "then, as the first line of rotator.toml (taplo, Even Better TOML in VS Code):\n"
+        "  #:schema ./rotator.schema.json\n\n"
+        "Exit 0.",
+    )
 
 
 def _port(text: str) -> int:
