@@ -106,9 +106,23 @@ def _hold(ctx: Context, args: argparse.Namespace) -> int:
     return rotate.resume(ctx, args.target, actor=args.actor)
 
 
+def _completion(args: argparse.Namespace) -> int:
+    from rotator.cli.completion import completion
+
+    return completion(args.shell)
+
+
+def _config_schema(_: argparse.Namespace) -> int:
+    from rotator.cli.schema import print_schema
+
+    return print_schema()
+
+
 _VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "emulate-intercom": _emulate_intercom,
     "demo": _demo,
+    "completion": _completion,
+    "config-schema": _config_schema,
 }
 
 

@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     verb("check-config", "validate the configuration and report every error at once")
     _add_adopt_and_doctor(verb)
     _add_emulate_intercom(verb)
+    _add_completion_and_config_schema(verb)
     demo = verb(
         "demo",
         "watch the real daemon rotate a secret locally (OpenBao dev server + Intercom emulator)",
@@ -296,6 +297,37 @@ def _add_emulate_intercom(
         metavar="FILE",
         type=Path,
         help="keep the secrets in FILE (JSON, mode 0600) across restarts (default: in memory)",
+    )
+
+
+def _add_completion_and_config_schema(
+    verb: Callable[[str, str, str | None], argparse.ArgumentParser],
+) -> None:
+    completion = verb(
+        "completion",
+        "print a shell completion script: verbs, options, choices and target names",
+        "Print a completion script for SHELL on stdout: verbs, options and their choices, and\n"
+        "the [[targets]] names of the configuration the command line names (--config, else\n"
+        "$ROTATOR_CONFIG, else ./rotator.toml) where a TARGET goes.\n\n"
+        "  bash: rotator completion bash > ~/.local/share/bash-completion/completions/rotator\n"
+        "  zsh:  rotator completion zsh > ~/.zfunc/_rotator  (with fpath+=~/.zfunc before\n"
+        "        compinit in ~/.zshrc)\n"
+        "  fish: rotator completion fish > ~/.config/fish/completions/rotator.fish\n\n"
+        "Open a new shell afterwards. Exit 0, or 2 for a shell it does not know.",
+    )
+    shells = ("bash", "zsh", "fish")  # what shtab writes and tests/test_completion.py runs
+    completion.add_argument("shell", metavar="SHELL", choices=shells, help=" | ".join(shells))
+    verb(
+        "config-schema",
+        "print the configuration file's JSON Schema, for completion and checks in an editor",
+        "Print the JSON Schema of rotator.toml on stdout (from the models check-config uses):\n"
+        "keys, types, choices, defaults and ranges, so an editor completes and checks the file\n"
+        "as you type. check-config stays the full check: the rules between keys (exactly one\n"
+        "of token_env or token_vault, ...) and what is read at run time are only there.\n\n"
+        "  rotator config-schema > rotator.schema.json\n"
+        "then, as the first line of rotator.toml (taplo, Even Better TOML in VS Code):\n"
+        "  #:schema ./rotator.schema.json\n\n"
+        "Exit 0.",
     )
 
 
