@@ -281,6 +281,22 @@ def test_disruption_budget_and_chart_test_in_daemon_mode():
     assert reach == deployment["spec"]["selector"]["matchLabels"]
 
 
+def test_the_operator_guides_values_install(tmp_path):
+    """The values file of the operator guide's chart install (its digest placeholder filled in)
+    passes the schema and renders a configuration rotator accepts, with the image it names."""
+    guide = (REPO / "docs" / "operator-guide.md").read_text("utf-8")
+    blocks = [b for b in guide.split("```yaml\n")[1:] if b.startswith("# rotator-values.yaml")]
+    assert len(blocks) == 1, "the guide shows no rotator-values.yaml"
+    digest = "sha256:" + "ab" * 32
+    values = tmp_path / "rotator-values.yaml"
+    values.write_text(blocks[0].split("```")[0].replace("sha256:DIGEST", digest), "utf-8")
+    objects = render("-f", str(values))
+    container = objects["Deployment", "rotator"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"REGISTRY/rotator:0.1.0@{digest}"
+    toml = objects["ConfigMap", "rotator-config"]["data"]["rotator.toml"]
+    assert [t.name for t in parse_settings(tomllib.loads(toml)).targets] == ["web"]
+
+
 class _Health(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.send_response(200 if self.path == "/healthz" else 503)
