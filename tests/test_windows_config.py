@@ -91,13 +91,13 @@ def test_unknown_window_keys_are_refused():
     assert "windows[0].zone" in refused(windows=[ISSUE_WINDOW | {"zone": "UTC"}])
 
 
-def test_windows_rarer_than_an_interval_schedule_are_a_warning_not_an_error():
-    """Mon-Thu windows leave 3d18h closed: longer than a 1d schedule (warned), shorter than
-    30d (fine); a cron schedule is not compared."""
-    daily = load(windows=[ISSUE_WINDOW], schedule="1d")
-    [warning] = config_warnings(daily)
-    assert warning.startswith("targets[0] (web): windows leave up to 3d18h with none open")
-    assert "longer than the schedule interval 1d" in warning
+def test_windows_that_cannot_open_within_the_schedule_period_are_refused():
+    """Mon-Thu windows leave 3d18h closed: longer than a 1d schedule (refused, with its key),
+    shorter than 30d (fine); a cron schedule is not compared."""
+    problems = refused(windows=[ISSUE_WINDOW], schedule="1d")
+    assert "targets[0] (web)" in problems
+    assert "windows leave up to 3d18h with none open" in problems
+    assert "longer than the schedule interval 1d" in problems
     assert config_warnings(load(windows=[ISSUE_WINDOW], schedule="30d")) == []
     assert config_warnings(load(windows=[ISSUE_WINDOW], schedule="0 3 * * *")) == []
     every_minute = {"cron": "* * * * *", "duration": "1m"}

@@ -13,6 +13,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 from rotator.cli.status import TargetStatus, render_table
 from rotator.cli.status import _one as status_one
 from rotator.core.observation import RotateNow
+from rotator.intercom import IntercomClient
 from rotator.reconciler.plans import plan_target
 
 #: 02:00 to 04:00 in Berlin (CET in December): 01:00 to 03:00 UTC.
@@ -102,3 +103,24 @@ def test_rotate_now_starts_outside_a_window_and_an_emergency_also_retires(world:
 def status_of(world: World) -> TargetStatus:
     """What ``rotator status`` shows for the target, on the world's clock."""
     return status_one(world.parts(), world.settings, world.target.name, history=False)
+
+
+@pytest.mark.target(windows=[NIGHTLY])
+def test_a_due_target_outside_its_window_does_not_list_intercom(world: World):
+    """Due at noon, outside the window: each pass rests on the window's reason without a single
+    call to Intercom (it would list every pass until the window opens otherwise)."""
+    bootstrap(world)
+    seen: list[str] = []
+    reconciler = world.reconciler(
+        client_factory=lambda target, token: IntercomClient(
+            token, base_url=target.base_url, observe=lambda op, _s, _t: seen.append(op)
+        )
+    )
+    world.clock.now = at("2026-12-25T12:00")
+    for _ in range(3):
+        [report] = reconciler.reconcile_all()
+        assert report.reason == "outside its window until 2026-12-26T01:00:00+00:00"
+    assert seen == []
+    world.clock.now = at("2026-12-26T01:30")
+    assert reconciler.reconcile_all()[0].phase == "awaiting_rollout"
+    assert seen[:1] == ["list"]  # inside the window it lists (orphans), then creates

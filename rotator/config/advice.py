@@ -9,7 +9,6 @@ verb logs it as ``config.warning``.
 from __future__ import annotations
 
 from rotator.config.settings import Settings, TargetSettings
-from rotator.config.windows import window_warnings
 from rotator.durations import format_duration
 
 
@@ -47,4 +46,4 @@ def target_warnings(target: TargetSettings) -> list[str]:
         for c in target.consumers
         if c.probed and c.stable_probes == 1
     ]
-    return found + window_warnings(target.schedule, target.windows)
+    return found

@@ -36,7 +36,7 @@ from rotator.config.common import Model as _Model
 from rotator.config.common import checked_name, listen_host_ok
 from rotator.config.consumers import ConsumerSettings, ProbeSettings, consumer_problems
 from rotator.config.schedule import Schedule
-from rotator.config.windows import WindowSettings
+from rotator.config.windows import WindowSettings, window_problems
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
 from rotator.errors import PermanentError
 
@@ -343,6 +343,7 @@ class TargetSettings(_Model):
                 "(path#key in Vault); tokens are never written in the file"
             )
         problems = consumer_problems(self.confirmation, self.consumers)
+        problems += window_problems(self.schedule, self.windows)
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -149,8 +149,10 @@ def longest_gap(windows: tuple[WindowSettings, ...], start: datetime, span: time
     return max(gap, (end - covered).total_seconds()) if covered < end else gap
 
 
-def window_warnings(schedule: Schedule, windows: tuple[WindowSettings, ...]) -> list[str]:
-    """A window that opens less often than the schedule asks: rotations are late (advice)."""
+def window_problems(schedule: Schedule, windows: tuple[WindowSettings, ...]) -> list[str]:
+    """Windows that can leave a whole schedule period with none open: a rotation due then
+    could not start within its period, so the schedule would silently not hold (refused, as
+    cert-manager's issue 9146 shows a renewal window that never fits its period must be)."""
     if not windows or schedule.interval is None:
         return []
     start = datetime.now(UTC)
@@ -158,9 +160,9 @@ def window_warnings(schedule: Schedule, windows: tuple[WindowSettings, ...]) -> 
     gap = longest_gap(windows, start, span)
     if gap <= schedule.interval:
         return []
-    warning = (
+    problem = (
         f"windows leave up to {format_duration(gap)} with none open, longer than the schedule "
-        f"interval {format_duration(schedule.interval)}: rotations wait for the next window, "
-        "so they are further apart than the schedule says"
+        f"interval {format_duration(schedule.interval)}: a rotation due then could not start "
+        "within its period. Open the windows more often, or rotate less often"
     )
-    return [warning]
+    return [problem]

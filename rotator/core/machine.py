@@ -185,6 +185,9 @@ def _rest(record: Record, reason: str) -> Decision:
 def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
     asked = obs.command is not None or record.request is not None
     if obs.intercom is None:
+        held = windows.holds_start(obs.window, scheduled=obs.consumer.intercom_id is not None)
+        if obs.due and not asked and held:
+            return _rest(record, held)  # the pass did not list Intercom for a start that waits
         wanted = asked or obs.due
         return _rest(record, "due, but Intercom was not listed" if wanted else "not due")
     record, vanished = watch_consumer(record, obs, now)

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from rotator.config import Settings, TargetSettings
 from rotator.config.consumers import consumer_rules
 from rotator.config.windows import window_state
-from rotator.core import machine
+from rotator.core import machine, windows
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import (
@@ -217,10 +217,13 @@ class Pass:
             mine.workspace,
         )
         due = is_due(target, record, consumer, now)
+        window = window_state(target.windows, now)
+        # A scheduled start outside every window waits for one: nothing to list Intercom for.
+        held = consumer.intercom_id is not None and windows.outside(window) is not None
         listed, failure = None, None
         wanted = needs_intercom(
             record,
-            due=due or target.rotate_on_drift,
+            due=(due and not held) or target.rotate_on_drift,
             command=command,
             now=now,
             consumers=bool(target.consumers),
@@ -247,7 +250,7 @@ class Pass:
             lease_free=lease_free,
             binding=mine,
             probes=probes,
-            window=window_state(target.windows, now),
+            window=window,
             history=history,
         )
         return _Gathered(stored, record, loaded.version, obs)
