@@ -41,7 +41,6 @@ def backing_out() -> Record:
     return step.record
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-1")
 def test_an_abort_after_a_store_again_never_deletes_the_secret_consumers_saw():
     """Rule 1. Awaiting the rollout of 101, someone put the old secret back at the path by hand;
     the target blocked; ``rotate-now`` (or ``resume``) sent it back to ``creating`` to store 101

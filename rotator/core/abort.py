@@ -5,7 +5,8 @@ whichever process holds the lease next serves it in ``rotator.core.machine.step`
 look at the consumers' path, so an action in flight when the operator asked (a create, a store)
 has its result applied first and the decision sees where it left things. What serving does:
 
-* in ``creating``, while the consumers' path does not hold the new secret: nothing reached
+* in ``creating``, while the new secret was never stored (the consumers' path does not hold
+  it, and it was not stored before and is waiting to be stored again): nothing reached
   consumers. Back to idle; a secret created for the rotation is deleted (one whose create
   answer was lost is an orphan under its recorded name, deleted once a list shows it).
 * in ``awaiting_rollout`` (or ``creating`` with the new secret already stored): consumers may
@@ -76,7 +77,7 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
     if record.phase is Phase.BLOCKED:
         record = unblocked(record)
     what = f"rotation {record.rotation_id} aborted by {request.by} ({request.reason})"
-    if record.phase is Phase.CREATING and not holds_pending(record, obs.consumer):
+    if record.phase is Phase.CREATING and not reached(record, obs):
         if record.pending_id is None:
             return aborted(record, request, now=now, abandoned=None), f"{what}: nothing created"
         why = f"{what}: deleting secret {record.pending_id}, which never reached consumers"
@@ -97,6 +98,13 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
         f"{found.version}); {record.pending_id} is deleted once it is rolled out"
     )
     return restored, why
+
+
+def reached(record: Record, obs: Observation) -> bool:
+    """Whether consumers may hold the new secret: the path holds it now, or it was stored
+    once (``stored_version``), even if the path was changed since and it waits to be stored
+    again (``transitions.store_again``): a consumer may have read it in between."""
+    return holds_pending(record, obs.consumer) or record.stored_version is not None
 
 
 def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | str:

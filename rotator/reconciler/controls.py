@@ -128,7 +128,9 @@ def abort(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
         asked = aborting.abort_requested(record, request)
         consumer = reconciler.store.consumer(target)
         below = needs_history(asked)
-        reached = record.phase is not Phase.CREATING or holds_pending(record, consumer)
+        reached = record.phase is not Phase.CREATING or (
+            holds_pending(record, consumer) or record.stored_version is not None
+        )
         if below is not None and reached:
             history = reconciler.store.history(target, record.current_id, below)
             found = aborting.restorable(record, history)
