@@ -60,7 +60,6 @@ def test_an_abort_after_a_store_again_never_deletes_the_secret_consumers_saw():
     assert decision.record.pending_id == "100"
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-2")
 def test_a_late_confirmation_naming_the_aborted_rotation_does_not_end_the_back_out():
     """Rule 1 and the hook's rule (a confirmation counts only for the secret stored now). A
     consumer that read the NEW secret and its ``rotation_id`` from the path confirms by that
@@ -79,6 +78,17 @@ def test_a_late_confirmation_naming_the_aborted_rotation_does_not_end_the_back_o
     )
     assert status is not ConfirmStatus.CONFIRMED, "the abandoned secret's rollout ended it"
     assert after is None
+    # The restore's own rotation id (what consumers read at the path with 100) confirms it.
+    after, status, _ = confirm(
+        rec,
+        POLICY,
+        RESTORED,
+        secret_id=None,
+        rotation_id=rec.rotation_id,
+        via="hook:bearer",
+        now=NOW + timedelta(minutes=1),
+    )
+    assert status is ConfirmStatus.CONFIRMED
 
 
 @pytest.mark.xfail(strict=True, reason="review: broken until fix-3")

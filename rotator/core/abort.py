@@ -130,6 +130,11 @@ def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | st
 
 # --- the transitions of an abort ----------------------------------------------------------------
 
+#: What the back-out of rotation ``r1a2b`` is called while it runs (``r1a2b-back``): the id
+#: consumers read at their path with the restored secret, and confirm by.
+BACK_OUT_SUFFIX = "-back"
+
+
 
 def abort_requested(record: Record, request: Abort) -> Record:
     """An operator's ``rotator abort``, recorded for whichever process holds the lease next."""
@@ -185,11 +190,15 @@ def restoring(
     whose material is ``secret``, read from the consumers' path's KV history) becomes the one
     to store and roll out, and the abandoned new one becomes the secret it replaces, deleted
     only once that rollout is done. Every confirmation so far is void: it was of the other
-    secret."""
+    secret. The restore gets a rotation id of its own (``BACK_OUT_SUFFIX``): the aborted one
+    names the abandoned secret, at the consumers' path with it, so a confirmation naming it
+    (late, or from a consumer still on that secret) must not confirm the restore."""
     abandoned = record.pending_id
+    aborted_id = record.rotation_id or "?"
     return replace(
         _rollout_cleared(record),
         phase=Phase.CREATING,
+        rotation_id=f"{aborted_id}{BACK_OUT_SUFFIX}",
         pending_id=record.current_id,
         pending_secret=secret,
         pending_created_at=created_at,
@@ -199,7 +208,7 @@ def restoring(
         emergency=False,
         abort=None,
         restoring=Restoring(
-            rotation_id=record.rotation_id or "?",
+            rotation_id=aborted_id,
             by=request.by,
             at=now,
             reason=request.reason,
