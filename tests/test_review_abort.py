@@ -91,7 +91,6 @@ def test_a_late_confirmation_naming_the_aborted_rotation_does_not_end_the_back_o
     assert status is ConfirmStatus.CONFIRMED
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-3")
 def test_an_emergency_waiting_with_the_abort_is_not_lost():
     """Rule 1 and the emergency's meaning: an emergency ``rotate-now`` recorded while an abort
     waits (another process wrote it) says the secret consumers held is leaked. Serving the abort
@@ -106,7 +105,6 @@ def test_an_emergency_waiting_with_the_abort_is_not_lost():
     assert decision.record.emergency
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-3")
 def test_an_emergency_asked_in_this_pass_with_the_abort_waiting_is_not_inverted():
     """The same, asked of the process serving the abort (``rotate-now --emergency``): the
     restore must not become an emergency that deletes the abandoned secret at once and keeps

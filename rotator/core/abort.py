@@ -17,9 +17,9 @@ has its result applied first and the decision sees where it left things. What se
   The machine does that as an ordinary rotation with the roles swapped (``restoring``), so every
   delete passes the same safety rules.
 * in ``retiring`` or later: refused, since Intercom may already have deleted the old secret and
-  has no undelete. Refused too: an emergency (its old secret counts as leaked), an adoption (no
-  material of rotator's to restore), a back-out already under way, and a restore whose KV
-  version is gone.
+  has no undelete. Refused too: an emergency, or an emergency ``rotate-now`` waiting or asked
+  with it (the old secret counts as leaked), an adoption (no material of rotator's to
+  restore), a back-out already under way, and a restore whose KV version is gone.
 
 A refusal found when the request is served (the rotation moved on in between) drops the request
 and says why; the rotation carries on untouched.
@@ -63,6 +63,12 @@ def refusal(record: Record | None, rotation_id: str | None = None) -> str | None
             f"rotation {record.rotation_id} is an emergency: its old secret counts as leaked, "
             "and an abort would put it back"
         )
+    asked = record.request
+    if asked is not None and asked.emergency and asked.leaked == record.current_id:
+        return (
+            f"an emergency rotate-now by {asked.by} waits: secret {record.current_id} counts "
+            "as leaked, and an abort would put it back"
+        )
     return None
 
 
@@ -72,6 +78,8 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
     if request is None:  # pragma: no cover - the machine asks only with one waiting
         return record, "no abort waits"
     problem = refusal(record, request.rotation_id)
+    if problem is None and obs.command is not None and obs.command.emergency:
+        problem = "an emergency rotate-now was asked: the old secret counts as leaked"
     if problem is not None:
         return abort_dropped(record), f"abort refused: {problem}"
     if record.phase is Phase.BLOCKED:
