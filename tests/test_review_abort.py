@@ -146,7 +146,6 @@ def test_a_rotate_now_during_a_restore_is_not_swallowed():
     assert decision.record.request is not None
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-4")
 def test_a_third_secret_written_to_the_path_before_serving_is_not_overwritten():
     """Rule 2 (a secret someone else put at the consumers' path blocks the target instead of
     being guessed about). Between the abort request and its serving, someone wrote secret 555

@@ -19,7 +19,8 @@ has its result applied first and the decision sees where it left things. What se
 * in ``retiring`` or later: refused, since Intercom may already have deleted the old secret and
   has no undelete. Refused too: an emergency, or an emergency ``rotate-now`` waiting or asked
   with it (the old secret counts as leaked), an adoption (no material of rotator's to
-  restore), a back-out already under way, and a restore whose KV version is gone.
+  restore), a back-out already under way, a restore whose KV version is gone, and a
+  consumers' path someone has since written another secret to (never overwritten).
 
 A refusal found when the request is served (the rotation moved on in between) drops the request
 and says why; the rotation carries on untouched.
@@ -90,6 +91,15 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
             return aborted(record, request, now=now, abandoned=None), f"{what}: nothing created"
         why = f"{what}: deleting secret {record.pending_id}, which never reached consumers"
         return aborted(record, request, now=now, abandoned=record.pending_id), why
+    held = obs.consumer.intercom_id
+    if held is not None and held not in {record.pending_id, record.current_id}:
+        # Someone put another secret there since: consumers may use it. Not overwritten; the
+        # rotation blocks on it as it would without the abort.
+        return abort_dropped(record), (
+            f"abort refused: the consumers' Vault path holds secret {held}, neither "
+            f"{record.pending_id} nor {record.current_id}: someone changed it. Nothing was "
+            "written over it"
+        )
     found = restorable(record, obs.history)
     if isinstance(found, str):
         return abort_dropped(record), f"abort refused: {found}"
