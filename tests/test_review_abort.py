@@ -157,7 +157,6 @@ def test_a_third_secret_written_to_the_path_before_serving_is_not_overwritten():
     assert decision.record.restoring is None
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-5")
 def test_without_a_recorded_fingerprint_only_the_version_just_before_the_store_is_trusted():
     """Rule 1. A rotation started by an older rotator has no ``current_fingerprint``: nothing
     checks the material of the KV version restored. If the version just before the store was

@@ -18,9 +18,10 @@ has its result applied first and the decision sees where it left things. What se
   delete passes the same safety rules.
 * in ``retiring`` or later: refused, since Intercom may already have deleted the old secret and
   has no undelete. Refused too: an emergency, or an emergency ``rotate-now`` waiting or asked
-  with it (the old secret counts as leaked), an adoption (no material of rotator's to
-  restore), a back-out already under way, a restore whose KV version is gone, and a
-  consumers' path someone has since written another secret to (never overwritten).
+  with it (the old secret counts as leaked), an adoption (no material of rotator's to restore),
+  a back-out already under way, a restore whose KV version is gone (or, for a rotation started
+  without a recorded fingerprint, is not the version right before the store), and a consumers'
+  path someone has since written another secret to (never overwritten).
 
 A refusal found when the request is served (the rotation moved on in between) drops the request
 and says why; the rotation carries on untouched.
@@ -137,6 +138,16 @@ def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | st
             "max_versions). Nothing was changed; the rotation carries on"
         )
     expected = record.current_fingerprint
+    if expected is None and found.version != history.below - 1:
+        # Started by a rotator that recorded no fingerprint: only the version right before
+        # the store is what consumers had; an older one may hold other material (a hand edit
+        # fixed since, the version between soft-deleted).
+        return (
+            f"rotation {record.rotation_id} recorded no fingerprint of secret "
+            f"{record.current_id}, and the version right before its store ({history.below - 1}) "
+            f"does not hold it (version {found.version} does, perhaps with other material). "
+            "Nothing was changed; the rotation carries on"
+        )
     if expected is not None and found.fingerprint != expected:
         return (
             f"KV version {found.version} of the consumers' path names secret "
