@@ -198,7 +198,6 @@ def test_the_restore_of_a_creating_rotation_with_the_store_landed_keeps_rule_1()
 # --- end to end: real ``rotator`` processes on OpenBao and the emulator ---------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-6")
 def test_a_reason_with_terminal_escapes_is_refused_and_nothing_written(world, tmp_path):
     """Rule 6 (bad input gets a clear error and changes nothing). A reason (or actor) carrying
     terminal control sequences would be kept in the record and replayed raw to every terminal
