@@ -214,7 +214,6 @@ def test_a_reason_with_terminal_escapes_is_refused_and_nothing_written(world, tm
     assert state_version(world) == version
 
 
-@pytest.mark.xfail(strict=True, reason="review: broken until fix-7")
 def test_a_reason_quoting_secret_material_is_refused_and_never_echoed(world, tmp_path):
     """Rule 5 (no material outside Vault). An operator pastes the old secret into ``--reason``
     ("rolled back to <material>"): kept, it would go to the history, ``status --json``, the
