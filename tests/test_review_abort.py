@@ -54,7 +54,8 @@ def test_an_abort_after_a_store_again_never_deletes_the_secret_consumers_saw():
     as if it "never reached consumers"; it may go only after the rollout of the restore."""
     stored = awaiting()
     again = transitions.store_again(stored)  # what ``machine.resumed`` does on rotate-now
-    assert again.phase is Phase.CREATING and again.stored_version == 4
+    assert again.phase is Phase.CREATING
+    assert again.stored_version == 4
     rec = asked(again)
     by_hand = ConsumerView(intercom_id="100", fingerprint=OLD_SECRET.fingerprint(), version=5)
     decision = machine.step(rec, on_new(rec, consumer=by_hand, history=history()), NOW)

@@ -164,7 +164,6 @@ def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | st
 BACK_OUT_SUFFIX = "-back"
 
 
-
 def abort_requested(record: Record, request: Abort) -> Record:
     """An operator's ``rotator abort``, recorded for whichever process holds the lease next."""
     return replace(record, abort=request)
