@@ -153,6 +153,10 @@ def abort(ctx: Context, target: str, *, reason: str | None, actor: str | None) -
     """Record an abort of the rotation under way, then run one pass to serve it."""
     who = _who(actor)
     why = (reason or "").strip() or "no reason given"
+    if not (who + why).isprintable():
+        # Kept in the record and printed by every process that shows it: a terminal escape
+        # there would be replayed to each operator's terminal.
+        raise UsageError("--reason and --actor must be one line of printable text")
     with acting(ctx, ctx.settings(), [target]) as parts:
         try:
             said = parts.reconciler.abort(target, by=who, reason=why)

@@ -5,7 +5,8 @@ whichever process holds the lease next serves it in ``rotator.core.machine.step`
 look at the consumers' path, so an action in flight when the operator asked (a create, a store)
 has its result applied first and the decision sees where it left things. What serving does:
 
-* in ``creating``, while the consumers' path does not hold the new secret: nothing reached
+* in ``creating``, while the new secret was never stored (the consumers' path does not hold
+  it, and it was not stored before and is waiting to be stored again): nothing reached
   consumers. Back to idle; a secret created for the rotation is deleted (one whose create
   answer was lost is an orphan under its recorded name, deleted once a list shows it).
 * in ``awaiting_rollout`` (or ``creating`` with the new secret already stored): consumers may
@@ -16,9 +17,11 @@ has its result applied first and the decision sees where it left things. What se
   The machine does that as an ordinary rotation with the roles swapped (``restoring``), so every
   delete passes the same safety rules.
 * in ``retiring`` or later: refused, since Intercom may already have deleted the old secret and
-  has no undelete. Refused too: an emergency (its old secret counts as leaked), an adoption (no
-  material of rotator's to restore), a back-out already under way, and a restore whose KV
-  version is gone.
+  has no undelete. Refused too: an emergency, or an emergency ``rotate-now`` waiting or asked
+  with it (the old secret counts as leaked), an adoption (no material of rotator's to restore),
+  a back-out already under way, a restore whose KV version is gone (or, for a rotation started
+  without a recorded fingerprint, is not the version right before the store), and a consumers'
+  path someone has since written another secret to (never overwritten).
 
 A refusal found when the request is served (the rotation moved on in between) drops the request
 and says why; the rotation carries on untouched.
@@ -62,6 +65,12 @@ def refusal(record: Record | None, rotation_id: str | None = None) -> str | None
             f"rotation {record.rotation_id} is an emergency: its old secret counts as leaked, "
             "and an abort would put it back"
         )
+    asked = record.request
+    if asked is not None and asked.emergency and asked.leaked == record.current_id:
+        return (
+            f"an emergency rotate-now by {asked.by} waits: secret {record.current_id} counts "
+            "as leaked, and an abort would put it back"
+        )
     return None
 
 
@@ -71,16 +80,27 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
     if request is None:  # pragma: no cover - the machine asks only with one waiting
         return record, "no abort waits"
     problem = refusal(record, request.rotation_id)
+    if problem is None and obs.command is not None and obs.command.emergency:
+        problem = "an emergency rotate-now was asked: the old secret counts as leaked"
     if problem is not None:
         return abort_dropped(record), f"abort refused: {problem}"
     if record.phase is Phase.BLOCKED:
         record = unblocked(record)
     what = f"rotation {record.rotation_id} aborted by {request.by} ({request.reason})"
-    if record.phase is Phase.CREATING and not holds_pending(record, obs.consumer):
+    if record.phase is Phase.CREATING and not reached(record, obs):
         if record.pending_id is None:
             return aborted(record, request, now=now, abandoned=None), f"{what}: nothing created"
         why = f"{what}: deleting secret {record.pending_id}, which never reached consumers"
         return aborted(record, request, now=now, abandoned=record.pending_id), why
+    held = obs.consumer.intercom_id
+    if held is not None and held not in {record.pending_id, record.current_id}:
+        # Someone put another secret there since: consumers may use it. Not overwritten; the
+        # rotation blocks on it as it would without the abort.
+        return abort_dropped(record), (
+            f"abort refused: the consumers' Vault path holds secret {held}, neither "
+            f"{record.pending_id} nor {record.current_id}: someone changed it. Nothing was "
+            "written over it"
+        )
     found = restorable(record, obs.history)
     if isinstance(found, str):
         return abort_dropped(record), f"abort refused: {found}"
@@ -99,6 +119,13 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
     return restored, why
 
 
+def reached(record: Record, obs: Observation) -> bool:
+    """Whether consumers may hold the new secret: the path holds it now, or it was stored
+    once (``stored_version``), even if the path was changed since and it waits to be stored
+    again (``transitions.store_again``): a consumer may have read it in between."""
+    return holds_pending(record, obs.consumer) or record.stored_version is not None
+
+
 def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | str:
     """The KV version to write back, or why there is none to trust."""
     if history is None:  # pragma: no cover - the reconciler reads it whenever an abort waits
@@ -111,6 +138,16 @@ def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | st
             "max_versions). Nothing was changed; the rotation carries on"
         )
     expected = record.current_fingerprint
+    if expected is None and found.version != history.below - 1:
+        # Started by a rotator that recorded no fingerprint: only the version right before
+        # the store is what consumers had; an older one may hold other material (a hand edit
+        # fixed since, the version between soft-deleted).
+        return (
+            f"rotation {record.rotation_id} recorded no fingerprint of secret "
+            f"{record.current_id}, and the version right before its store ({history.below - 1}) "
+            f"does not hold it (version {found.version} does, perhaps with other material). "
+            "Nothing was changed; the rotation carries on"
+        )
     if expected is not None and found.fingerprint != expected:
         return (
             f"KV version {found.version} of the consumers' path names secret "
@@ -121,6 +158,10 @@ def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | st
 
 
 # --- the transitions of an abort ----------------------------------------------------------------
+
+#: What the back-out of rotation ``r1a2b`` is called while it runs (``r1a2b-back``): the id
+#: consumers read at their path with the restored secret, and confirm by.
+BACK_OUT_SUFFIX = "-back"
 
 
 def abort_requested(record: Record, request: Abort) -> Record:
@@ -177,11 +218,15 @@ def restoring(
     whose material is ``secret``, read from the consumers' path's KV history) becomes the one
     to store and roll out, and the abandoned new one becomes the secret it replaces, deleted
     only once that rollout is done. Every confirmation so far is void: it was of the other
-    secret."""
+    secret. The restore gets a rotation id of its own (``BACK_OUT_SUFFIX``): the aborted one
+    names the abandoned secret, at the consumers' path with it, so a confirmation naming it
+    (late, or from a consumer still on that secret) must not confirm the restore."""
     abandoned = record.pending_id
+    aborted_id = record.rotation_id or "?"
     return replace(
         _rollout_cleared(record),
         phase=Phase.CREATING,
+        rotation_id=f"{aborted_id}{BACK_OUT_SUFFIX}",
         pending_id=record.current_id,
         pending_secret=secret,
         pending_created_at=created_at,
@@ -191,7 +236,7 @@ def restoring(
         emergency=False,
         abort=None,
         restoring=Restoring(
-            rotation_id=record.rotation_id or "?",
+            rotation_id=aborted_id,
             by=request.by,
             at=now,
             reason=request.reason,

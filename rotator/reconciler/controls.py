@@ -26,6 +26,7 @@ from rotator.core.record import Abort, Pause, Phase, Record
 from rotator.core.safety import holds_pending
 from rotator.errors import PermanentError
 from rotator.logs import get_logger
+from rotator.redaction import redact_text
 
 if TYPE_CHECKING:
     from rotator.reconciler.reconciler import Reconciler
@@ -128,12 +129,21 @@ def abort(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
         asked = aborting.abort_requested(record, request)
         consumer = reconciler.store.consumer(target)
         below = needs_history(asked)
-        reached = record.phase is not Phase.CREATING or holds_pending(record, consumer)
+        reached = record.phase is not Phase.CREATING or (
+            holds_pending(record, consumer) or record.stored_version is not None
+        )
         if below is not None and reached:
             history = reconciler.store.history(target, record.current_id, below)
             found = aborting.restorable(record, history)
             if isinstance(found, str):
                 raise AbortRefused(f"cannot abort {name}: {found}")
+        if redact_text(by + reason) != by + reason:
+            # Both secrets' material is known here by now (the record, the path, the history):
+            # a reason quoting it would carry it to the history, status and notifications.
+            raise AbortRefused(
+                f"cannot abort {name}: the reason or actor holds secret material or a token; "
+                "nothing was written"
+            )
         return asked
 
     _, after = reconciler.store.update(
