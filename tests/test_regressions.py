@@ -219,7 +219,7 @@ def test_a_failed_list_in_a_non_holder_leaves_the_holders_record_alone(world):
 
 def test_a_rate_limit_reset_in_milliseconds_is_capped(world):
     """An absurd server-requested delay is capped, not a crash. Scenario: X-RateLimit-Reset given in epoch *milliseconds* (or any Retry-After above ~2.5e11 s): the
-    client returns it as ``delay``; ``machine._fail`` computes ``now + timedelta(seconds=delay)``
+    client returns it as ``delay``; ``rotator.core.failure.failed`` computes ``now + timedelta(seconds=delay)``
     -> OverflowError, which is not a RotatorError: ``_guarded`` lets it out, ``reconcile_all``
     aborts for every target, the CLI prints 'internal error' with a traceback in the log."""
 

@@ -122,11 +122,6 @@ def test_an_emergency_asked_in_this_pass_with_the_abort_waiting_is_not_inverted(
     assert decision.action != Delete("101")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="machine._joined: an emergency rotate-now during a restore joins it; the restore "
-    "then deletes the abandoned secret at once and keeps the restored (leaked) one current",
-)
 def test_an_emergency_during_a_restore_does_not_keep_the_leaked_secret():
     """An emergency asked while a restore awaits its rollout: the restored secret (100) is the
     one consumers hold, so the one leaked. Joining the back-out deletes 101 and ends idle with
@@ -138,11 +133,6 @@ def test_an_emergency_during_a_restore_does_not_keep_the_leaked_secret():
     assert decision.action != Delete("101")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="machine._joined: a plain rotate-now during a restore joins the back-out and is "
-    "served by it, so no rotation follows (and the schedule counts from the aborted start)",
-)
 def test_a_rotate_now_during_a_restore_is_not_swallowed():
     """``rotate-now`` while a restore awaits its rollout: the operator asked for a new secret.
     Joining the back-out serves the request with nothing: it should wait and start a rotation
@@ -227,13 +217,6 @@ def test_a_reason_quoting_secret_material_is_refused_and_never_echoed(world, tmp
     assert state_version(world) == version
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="observation.needs_intercom lists nothing while awaiting a rollout, so "
-    "abort.serve cannot see that the secret it restores is gone at Intercom; it needs a list "
-    "while an abort waits (needs_intercom: record.abort is not None) and serve refusing an id "
-    "the list does not show",
-)
 def test_an_abort_never_restores_a_secret_intercom_deleted(world, tmp_path):
     """Rule 1 (the secret the Vault path holds is always live at Intercom). The old secret was
     deleted at Intercom outside rotator during the rollout (someone cleaning up by hand): the

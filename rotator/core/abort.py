@@ -34,7 +34,7 @@ from datetime import datetime
 
 from rotator.core.observation import KVHistory, Observation, PreviousSecret
 from rotator.core.record import HISTORY_LIMIT, Abort, HistoryEntry, Phase, Record, Restoring
-from rotator.core.safety import holds_pending
+from rotator.core.safety import holds_pending, live_ids
 from rotator.core.transitions import rested, unblocked
 from rotator.redaction import SecretValue
 
@@ -84,6 +84,7 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
         problem = "an emergency rotate-now was asked: the old secret counts as leaked"
     if problem is not None:
         return abort_dropped(record), f"abort refused: {problem}"
+    asked = record
     if record.phase is Phase.BLOCKED:
         record = unblocked(record)
     what = f"rotation {record.rotation_id} aborted by {request.by} ({request.reason})"
@@ -92,6 +93,17 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
             return aborted(record, request, now=now, abandoned=None), f"{what}: nothing created"
         why = f"{what}: deleting secret {record.pending_id}, which never reached consumers"
         return aborted(record, request, now=now, abandoned=record.pending_id), why
+    return _restore(asked, record, obs, now, what)
+
+
+def _restore(
+    asked: Record, record: Record, obs: Observation, now: datetime, what: str
+) -> tuple[Record, str]:
+    """The back-out of a rotation whose new secret may have reached consumers: the previous
+    secret stored again, if it can be trusted (``asked``: the record as it waits, unblocked
+    into ``record``)."""
+    request = asked.abort
+    assert request is not None  # noqa: S101 - serve calls this with the abort waiting
     held = obs.consumer.intercom_id
     if held is not None and held not in {record.pending_id, record.current_id}:
         # Someone put another secret there since: consumers may use it. Not overwritten; the
@@ -100,6 +112,14 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
             f"abort refused: the consumers' Vault path holds secret {held}, neither "
             f"{record.pending_id} nor {record.current_id}: someone changed it. Nothing was "
             "written over it"
+        )
+    if obs.intercom is None:
+        return asked, f"abort of {request.rotation_id} waits for a pass that lists Intercom"
+    if record.current_id not in live_ids(obs):
+        return abort_dropped(record), (
+            f"abort refused: Intercom does not list secret {record.current_id} (deleted "
+            "outside rotator?): writing it back would hand consumers a dead key. Nothing was "
+            "written; the rotation carries on"
         )
     found = restorable(record, obs.history)
     if isinstance(found, str):

@@ -39,10 +39,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 
-from rotator.backoff import exponential
 from rotator.core import abort, adoption, audit, pause, rollout, windows
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
+from rotator.core.failure import failed
 from rotator.core.observation import (
     LIST_LAG_TOLERANCE,
     ConsumerView,
@@ -67,12 +67,6 @@ from rotator.core.safety import (
     rollout_done,
     unsafe_to_delete,
 )
-from rotator.durations import shifted
-
-#: Seconds: the persisted backoff after a failed attempt, doubling up to an hour.
-BACKOFF_BASE, BACKOFF_CAP = 10.0, 3600.0
-#: Seconds: the longest wait a server may ask for (a Retry-After in milliseconds would be years).
-LONGEST_DELAY = 86400.0
 
 Handler = Callable[[Record, Observation, datetime], Decision]
 
@@ -102,9 +96,7 @@ def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
     if paused is not None:
         return _settle(paused, obs)
     if record.abort is not None:
-        served, why = abort.serve(record, obs, now)  # an operator's command, served first
-        decision = _decide(served, obs, now)
-        return replace(decision, reason=f"{why}; {decision.reason}")
+        return _aborting(record, obs, now)  # an operator's command, served first
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
         if not asked:
@@ -120,6 +112,15 @@ def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
         # A whole pass without a failure: whatever failed before no longer stands in the way.
         decision = replace(decision, record=t.healthy(decision.record))
     return _settle(decision, obs)
+
+
+def _aborting(record: Record, obs: Observation, now: datetime) -> Decision:
+    """The waiting abort served (``rotator.core.abort``), then the step it leads to."""
+    served, why = abort.serve(record, obs, now)
+    if served.abort is not None:
+        return _settle(_rest(served, why), obs)  # it waits for what this pass lacks
+    decision = _decide(served, obs, now)
+    return replace(decision, reason=f"{why}; {decision.reason}")
 
 
 def resumed(record: Record, consumer: ConsumerView) -> Record:
@@ -142,9 +143,10 @@ def _joined(record: Record, obs: Observation) -> Record:
     adoption and the request starts a rotation.)"""
     if record.adoption and not holds_pending(record, obs.consumer):
         return record
-    if record.phase is Phase.RETIRING and record.pending_id is None:
-        # A sweep of orphans, not a rotation: joining it would serve the request with nothing
-        # (its end rests idle). The request waits, and starts its rotation once the sweep ends.
+    if (record.phase is Phase.RETIRING and record.pending_id is None) or record.restoring:
+        # A sweep of orphans or a back-out, not a rotation: joining it would serve the request
+        # with nothing (its end rests idle, or restores the secret an emergency is about). The
+        # request waits, and starts its rotation once that ends.
         return record
     emergency = record.emergency or (obs.command is not None and obs.command.emergency)
     emergency = emergency or _leaked(record)
@@ -386,7 +388,7 @@ _HANDLERS: dict[Phase, Handler] = {
 def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
     result = obs.result
     if isinstance(result, Failed):
-        return _fail(record, result, now)
+        return failed(record, result, now)
     if isinstance(result, Created):
         if record.phase is not Phase.CREATING or result.name != record.planned_name:
             return _rest(record, "ignored a create result that is not this rotation's")
@@ -404,29 +406,14 @@ def _apply_result(record: Record, obs: Observation, now: datetime) -> Decision:
         return _rest(record, f"create outcome unknown ({result.message}); listing to find out")
     if isinstance(result, Stored):
         if record.pending_secret is None or not holds_pending(record, result.consumer):
-            failed = Failed("read-back of the consumers' path did not match", permanent=False)
-            return _fail(record, failed, now)
+            failure = Failed("read-back of the consumers' path did not match", permanent=False)
+            return failed(record, failure, now)
         return _stored(t.healthy(record), obs, now)
     if not isinstance(result, Deleted):  # pragma: no cover - Result is a closed union
         raise TypeError(f"unknown result {type(result).__name__}")
     left = t.deleted(t.healthy(record), result.secret_id)
     # Carry on in the same pass: the next delete, completion, or the create after an orphan.
     return _HANDLERS[left.phase](left, replace(obs, result=None), now)
-
-
-def _fail(record: Record, failure: Failed, now: datetime) -> Decision:
-    if failure.permanent:
-        blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
-        return _rest(blocked, failure.message)  # the phase says "blocked" already
-    attempts = record.attempts + 1
-    wait = exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)
-    if failure.delay is not None and failure.delay > wait:  # NaN is never greater
-        wait = min(failure.delay, LONGEST_DELAY)  # capped first: timedelta(1e300 s) overflows
-    at = shifted(now, wait)
-    failed = t.failed(
-        record, message=failure.message, retry_at=at, missing_scope=failure.missing_scope
-    )
-    return _rest(failed, f"attempt {attempts} failed, retrying in {int(wait)}s: {failure.message}")
 
 
 def _block(record: Record, reason: str) -> Decision:

@@ -249,17 +249,20 @@ class Reconciler:
                 record = initial_record(self.ports.policy(target), consumer, now)
             self.check_binding(target, record, mine)
             controls.refuse_if_paused(target.name, record)
-            outcome[:] = [
-                Ask(command, record.generation, joined=record.rotating, leaked=record.current_id)
-            ]
-            if record.rotating and record.phase is not Phase.BLOCKED:
+            # During a back-out the request waits for its end (``machine._joined``); an
+            # emergency is then about the secret being restored, which consumers move back to.
+            back = record.restoring is not None
+            leaked = record.pending_id if back else record.current_id
+            joined = record.rotating and not back
+            outcome[:] = [Ask(command, record.generation, joined=joined, leaked=leaked)]
+            if joined and record.phase is not Phase.BLOCKED:
                 if not command.emergency or record.emergency:
                     return None
                 return replace(record, emergency=True)
             # Idle, or blocked (the request is also what resumes it): recorded for every process.
             waiting = record.request
             covered = waiting is not None and (
-                not command.emergency or (waiting.emergency and waiting.leaked == record.current_id)
+                not command.emergency or (waiting.emergency and waiting.leaked == leaked)
             )
             if covered:
                 return None  # a request already waits that covers this one: it is served
@@ -267,7 +270,7 @@ class Reconciler:
                 emergency=command.emergency,
                 by=command.by or self.me,
                 at=now,
-                leaked=record.current_id,
+                leaked=leaked,
             )
             return transitions.requested(record, request)
 
