@@ -1,10 +1,11 @@
 """The container image, built from the Dockerfile as CI builds it (scripts/build-ci-image: the
 same file on a local Debian base) and run as a pod would run it: as uid 10001, against a real
-OpenBao and the emulator on loopback. `podman run` does not work on CI's machine (no container
-engine, no cgroup or network namespaces to spare); `buildah run --isolation chroot` does, and
-shares the host's network, so the image's `rotator` reaches the servers the fixtures start.
+OpenBao and the emulator on loopback. `podman run` does not work on CI's machine (itself a
+container: its OCI runtime may not set the limits a container gets); `buildah run --isolation
+chroot` does, and shares the host's network, so the image's `rotator` reaches the servers the
+fixtures start.
 
-The build takes about a minute from nothing (base included) and seconds from the cache; the
+The build takes under two minutes from nothing (tools and base included), seconds cached; the
 tests then take seconds each. As root with apt-get, the script installs what it needs; elsewhere
 the module is skipped unless CI is set, where a missing tool fails it."""
 
