@@ -12,10 +12,14 @@
 
 # Python 3.12 on Debian 13 (trixie), slim variant, pinned by the digest of its multi-platform
 # index. Move the tag and the digest together, on purpose (docker buildx imagetools inspect).
-# Both stages below start from this one.
-FROM python:3.12.12-slim@sha256:f3fa41d74a768c2fce8016b98c191ae8c1bacd8f1152870a3f9f87d350920b7c AS base
+# Both stages start from it, and the label base.name names it. CI builds this same file on a
+# local Debian 12 root filesystem instead (scripts/build-ci-image, deploy/README.md): so nothing
+# below names where Python lives, only `python` on PATH.
+ARG BASE_IMAGE=docker.io/library/python:3.12.12-slim@sha256:f3fa41d74a768c2fce8016b98c191ae8c1bacd8f1152870a3f9f87d350920b7c
+# checkov:skip=CKV_DOCKER_7: the tag and digest are BASE_IMAGE's default, which checkov does not expand
+FROM ${BASE_IMAGE} AS base
 
-# --- builder: wheel + virtualenv ---------------------------------------------------------------
+# --- builder: locked dependencies, then rotator's wheel, in a virtualenv -------------------------
 FROM base AS builder
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -23,16 +27,23 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
+
+# The virtualenv has no pip of its own: the builder's pip installs into it (--python). The
+# dependencies come first, from the lock and checked against its hashes, in a layer of their own
+# that a change to rotator's code does not rebuild; the wheel adds nothing to them (--no-deps).
+COPY requirements/runtime.lock ./requirements/
+RUN python -m venv --without-pip /opt/rotator \
+    && python -m pip --python /opt/rotator/bin/python install --no-cache-dir --no-compile \
+        --require-hashes --only-binary :all: -r requirements/runtime.lock
+
 COPY pyproject.toml README.md LICENSE ./
 COPY rotator ./rotator
 
-# The virtualenv has no pip of its own: the builder's pip installs into it (--python).
 # Bytecode is compiled here with unchecked hashes, so it stays valid whatever the files' mtimes
 # and nothing is ever compiled (or written) at run time.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
-    && python -m venv --without-pip /opt/rotator \
     && python -m pip --python /opt/rotator/bin/python install --no-cache-dir --no-compile \
-        /wheels/rotator-*.whl \
+        --no-deps /wheels/rotator-*.whl \
     && /opt/rotator/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
         /opt/rotator/lib \
     && /opt/rotator/bin/rotator --version
@@ -40,6 +51,7 @@ RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
 # --- runtime -----------------------------------------------------------------------------------
 FROM base AS runtime
 
+ARG BASE_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="rotator" \
@@ -51,8 +63,7 @@ LABEL org.opencontainers.image.title="rotator" \
       org.opencontainers.image.vendor="rotator developers" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="docker.io/library/python:3.12.12-slim" \
-      org.opencontainers.image.base.digest="sha256:f3fa41d74a768c2fce8016b98c191ae8c1bacd8f1152870a3f9f87d350920b7c"
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 # A system user with no home directory and no login shell; pip leaves the image (nothing installs
 # at run time); the standard library is compiled once here, as the root filesystem is read-only.

@@ -1,5 +1,6 @@
 # Sourced by scripts/check and scripts/demo: make .venv with rotator and its dev tools.
-# Reinstalls only when pyproject.toml changed since the last install, so reruns are quick.
+# Reinstalls only when pyproject.toml or requirements/dev.lock changed since the last install,
+# so reruns are quick.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,12 +25,16 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
+# The development tools are the pinned ones of requirements/dev.lock (scripts/lock writes it from
+# pyproject.toml), checked against their hashes; rotator itself goes in editable, without deps.
 stamp="$venv/.rotator-installed"
-wanted="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1)"
+wanted="$(cat "$repo/pyproject.toml" "$repo/requirements/dev.lock" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "==> installing rotator and its development tools into .venv (first run takes a minute)" >&2
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$repo[dev]"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes \
+    -r "$repo/requirements/dev.lock"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$repo"
   echo "$wanted" >"$stamp"
 fi
 
