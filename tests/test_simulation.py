@@ -2,7 +2,7 @@
 
 Three rotator processes, each with its wall clock skewed by up to two days, run the real code of
 their commands (the daemon's pass, a CronJob's reconcile, rotate-now, emergency or not, confirm by
-the CLI and by the hook, adopt) against a simulated Vault (check-and-set, one server clock,
+the CLI and by the hook, adopt, abort) against a simulated Vault (check-and-set, one server clock,
 answers lost after the write applied) and a simulated Intercom (lists that lag behind creates and
 deletes, lost answers, refusals). Every call to either stops at a checkpoint: Hypothesis picks
 who runs next, crashes a process between any two calls, loses an answer, moves time on, restores
@@ -51,6 +51,7 @@ COMMANDS = (
     "confirm-hook",
     "resume",
     "adopt",
+    "abort",
 )
 DISRUPTIONS = (
     "crash",
@@ -165,7 +166,8 @@ class Simulation(RuleBasedStateMachine):
         if not process.busy:
             run = self._command(process, command, right=right, pick=pick)
             process.start(self.main, run, command)
-            COUNTS[{"adopt": "adoptions", "resume": "resumes"}.get(command, "commands")] += 1
+            counted = {"adopt": "adoptions", "resume": "resumes", "abort": "aborts asked"}
+            COUNTS[counted.get(command, "commands")] += 1
         self.advance(actor, steps)
 
     @rule(actor=st.sampled_from(ACTORS), steps=st.integers(1, 40))
@@ -269,6 +271,8 @@ class Simulation(RuleBasedStateMachine):
             return lambda: run.confirm_cli(named[rest % len(named)] if named else None)
         if command == "resume":
             return run.resume
+        if command == "abort":  # the CLI's verb (record, then serve), or the record alone
+            return lambda: run.abort(served_here=right)
         if command == "confirm-hook":
             record = self.world.state_record()
             named = (record.pending_id if right else record.current_id) if record else None

@@ -19,7 +19,11 @@ def test_quick_torture_run_finds_no_violation(tmp_path):
     consumer processes and a hook consumer), races and faults complete their rotations, and no
     invariant (I1-I6, I10) is ever violated while consumer processes are SIGKILLed, answer
     their probe wrongly or stop reloading mid-rollout; consumers never see a failed signature;
-    a daemon held by slow clients while it rotates answers every health probe within a second."""
+    a daemon held by slow clients while it rotates answers every health probe within a second.
+    ``rotator abort`` (awaiting rollout and creating, plain and consumers targets) crashed at
+    each of its failpoints and those of the restore's rollout still backs out: the old secret
+    is never deleted, the abandoned one only after the restore's rollout, and the target ends
+    idle with the old secret current and the rotation recorded as aborted."""
     result = subprocess.run(
         [sys.executable, str(RUN), "--quick", "--workdir", str(tmp_path)],
         capture_output=True,
@@ -42,6 +46,11 @@ def test_quick_torture_run_finds_no_violation(tmp_path):
     assert trials == recoveries > 0
     assert int(re.search(r"rotations completed\s+(\d+)", summary).group(1)) >= 60
     assert int(re.search(r"OpenBao restarts\s+(\d+)", summary).group(1)) >= 1
+    aborts = int(re.search(r"abort crash trials\s+(\d+)", summary).group(1))
+    abort_points = re.search(r"abort failpoints fired\s+(\d+) over (\d+) points", summary)
+    assert int(abort_points.group(1)) == aborts > 0, "every abort trial's failpoint fired"
+    assert int(abort_points.group(2)) == 8, "state, vault, intercom delete and confirm points"
+    assert int(re.search(r"aborts completed\s+(\d+)", summary).group(1)) >= aborts
     named = re.search(r"consumers-web crash trials\s+(\d+), fired over (\d+) points", summary)
     assert int(named.group(2)) == 10, "every failpoint fired on the consumers target too"
     # At least one per crash trial, and 5 (of 50) in the races.

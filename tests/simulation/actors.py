@@ -3,7 +3,7 @@
 A ``Process`` is one rotator process: its own monotonic clock (and a wall clock skewed by up
 to days), its own memory (a ``Reconciler`` with its lease watch and clients), and at most one
 command under way: the daemon's pass, a CronJob's ``reconcile``, ``rotate-now`` (emergency or
-not), ``confirm`` by the CLI or by the hook, ``adopt``. A command runs in a greenlet; every Vault
+not), ``confirm`` by the CLI or by the hook, ``adopt``, ``abort``. A command runs in a greenlet; every Vault
 or Intercom call it makes first switches back to the scheduler (``checkpoint``), so the test
 decides who runs next, and may crash a process between any two calls (``Crash`` unwinds it like
 SIGKILL: nothing it holds in memory survives, only what it wrote).
@@ -37,10 +37,10 @@ from simulation.world import CONSUMERS, World, moment
 
 from rotator.cli import rotate
 from rotator.cli.adopt import adopt_secret
-from rotator.cli.context import Context, Parts
+from rotator.cli.context import Context, Parts, UsageError
 from rotator.config import Settings, parse_settings
 from rotator.errors import RotatorError
-from rotator.reconciler import Reconciler
+from rotator.reconciler import AbortRefused, Reconciler
 from rotator.redaction import SecretValue
 
 GRACE = timedelta(hours=1)
@@ -262,6 +262,19 @@ class Commands:
         )
         if result.status.value == "confirmed":
             self.p.reconciler.reconcile_target("web")
+
+    def abort(self, *, served_here: bool) -> None:
+        """An operator's ``rotator abort web``: the CLI's verb (record, then one pass to serve
+        it), or only the record through the reconciler's controls, for whichever process holds
+        the lease next to serve. A refusal (nothing written) is counted."""
+        try:
+            if served_here:
+                rotate.abort(self.ctx(), "web", reason="bad deploy", actor="operator")
+            else:
+                assert self.p.reconciler is not None
+                self.p.reconciler.abort("web", by="operator", reason="bad deploy")
+        except (UsageError, AbortRefused):
+            COUNTS["abort refusals"] += 1
 
     def adopt(self, secret_id: str, material: str, *, force: bool) -> None:
         parts = self.p.parts()

@@ -23,6 +23,13 @@ own account of it), after every step of the simulation and at every DELETE Inter
         (b) under ``consumers``, some hook consumer has not confirmed (by the hook or an
             operator) the secret consumers hold now, after its latest store.
         I7's grace clause thus also needs (a) once consumers are named.
+    I11 an operator's abort backs out to the very secret consumers held before the rotation:
+        a restore stores back the secret that was current, with the material Intercom issued
+        for it, and a back-out ends with that secret current. The rest of an abort's safety is
+        judged by the invariants above, on every DELETE: the restored secret is at the
+        consumers' path, so deleting it breaks I2; the abandoned one was held, so I7 (and I10
+        with named consumers) lets it go only once the restore, the latest store, is confirmed
+        after it or past its grace on the server's clock, and, named, rolled out to the fleet.
 
 What I10 can promise, and why it is judged on the fleet as it is at the DELETE. A probe round is
 a point-in-time observation, taken before the pass's lease, and a DELETE may come many steps
@@ -82,6 +89,8 @@ class Watch:
     #: consumer's confirmation of that id by the hook or an operator (I10), and by an operator.
     vouched: dict[tuple[str, str], float] = field(default_factory=dict)
     by_operator: dict[tuple[str, str], float] = field(default_factory=dict)
+    #: secrets an operator's abort abandoned (a restore put the previous one back).
+    abandoned: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.world.on_consumers.append(self._stored)
@@ -131,8 +140,49 @@ class Watch:
             COUNTS["confirmations"] += 1
             self.confirmed_at[after.pending_id] = self.world.now
         self._consumers_confirmed(before, after)
+        self._aborting(before, after)
+        self._backed_out(before, after)
         if after.stalled_at is not None and (before is None or before.stalled_at is None):
             COUNTS["stalls"] += 1
+
+    def _aborting(self, before: Record | None, after: Record) -> None:
+        """Count what the operator's aborts did, and judge I11 on what Intercom issued."""
+        if after.abort is not None and (before is None or before.abort is None):
+            COUNTS["aborts recorded"] += 1
+        if before is None or before.abort is None or after.abort is not None:
+            return
+        back = after.restoring
+        if back is not None and before.restoring is None:
+            COUNTS["aborts served (restore)"] += 1
+            self.abandoned.add(back.abandoned_id or "")
+            restored = self.world.secrets.get(after.pending_id or "")
+            if after.pending_id != before.current_id:
+                self.violate(
+                    f"I11: abort restores {after.pending_id}, not {before.current_id}, the "
+                    "secret consumers held before the rotation"
+                )
+            elif (
+                restored is None
+                or after.pending_secret is None
+                or after.pending_secret.reveal() != restored.material
+            ):
+                self.violate(f"I11: abort restores {after.pending_id} with other material")
+        elif len(after.history) > len(before.history) and after.history[-1].outcome == "aborted":
+            COUNTS["aborts served (creating)"] += 1
+        else:
+            COUNTS["aborts refused when served"] += 1
+
+    def _backed_out(self, before: Record | None, after: Record) -> None:
+        """I11 at the end of a back-out: the secret restored is current."""
+        if before is None or before.restoring is None or after.restoring is not None:
+            return
+        if len(after.history) > len(before.history) and after.history[-1].outcome == "aborted":
+            COUNTS["back-outs completed"] += 1
+            if after.current_id != before.pending_id:
+                self.violate(
+                    f"I11: back-out ended with {after.current_id} current, not the restored "
+                    f"{before.pending_id}"
+                )
 
     def _consumers_confirmed(self, before: Record | None, after: Record) -> None:
         """Named consumers whose confirmation of the secret as stored now this write records
@@ -159,6 +209,7 @@ class Watch:
 
     def _deleting(self, secret_id: str) -> None:
         COUNTS["deletes"] += 1
+        COUNTS["abandoned deletes"] += secret_id in self.abandoned
         data = self.world.consumers()
         holder = data["intercom_id"] if data else None
         if holder == secret_id:
@@ -253,4 +304,6 @@ class Watch:
         assert strays == [], f"I3: live secrets it named besides the current one: {strays}"
         generations = [h.generation for h in record.history]
         assert generations == sorted(set(generations)), f"I4: history generations {generations}"
-        assert len({h.new_id for h in record.history}) == len(record.history), "I4: new ids repeat"
+        # A back-out's entry names the secret it restored (or none): not a new one.
+        made = [h.new_id for h in record.history if h.outcome != "aborted"]
+        assert len(set(made)) == len(made), f"I4: new ids repeat: {made}"

@@ -2,7 +2,10 @@
 simulation finds the hole again (and after how many examples). Issue 12 adds two holes verified
 rollout must not have: a grace that retires past a probed consumer seen behind
 (``grace-ignores-probes``), and one named consumer's confirmation taken for all
-(``one-hook-enough``); the simulation must find each through I10.
+(``one-hook-enough``); the simulation must find each through I10. Issue 13 adds two holes an
+abort must not have: the abandoned secret retired as soon as the restore is stored, its rollout
+not awaited (``abort-retires-at-once``), and an abort in ``creating`` that deletes the new secret
+though its store already reached the consumers' path (``abort-ignores-store``).
 
     python tests/simulation/mutants.py                  # every mutant, 3000 examples each
     python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
@@ -174,6 +177,28 @@ MUTANTS: dict[str, list[Edit]] = {
     if any(confirmed(record, r.name) for r in policy.consumers):
         return ()
     return tuple(""",
+        ),
+    ],
+    # Issue 13: the restore is treated as an emergency: the abandoned secret goes once the old
+    # one is stored back, before consumers reload it.
+    "abort-retires-at-once": [
+        (
+            "core/abort.py",
+            """        old_ids=(),
+        emergency=False,
+        abort=None,""",
+            """        old_ids=(),
+        emergency=True,
+        abort=None,""",
+        ),
+    ],
+    # Issue 13: an abort in creating takes the new secret to have never reached consumers,
+    # though its store applied (an answer lost, or a store in flight when the abort was asked).
+    "abort-ignores-store": [
+        (
+            "core/abort.py",
+            "    if record.phase is Phase.CREATING and not holds_pending(record, obs.consumer):",
+            "    if record.phase is Phase.CREATING:",
         ),
     ],
 }

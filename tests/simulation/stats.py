@@ -34,6 +34,14 @@ def summary() -> str:
         "stalls",
         "consumer confirmations",
         "named deletes",
+        "aborts asked",
+        "abort refusals",
+        "aborts recorded",
+        "aborts served (restore)",
+        "aborts served (creating)",
+        "aborts refused when served",
+        "back-outs completed",
+        "abandoned deletes",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
 

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ class Stats:
     consumer_flips: int = 0
     consumer_deletes: int = 0
     consumer_rotations: int = 0
+    abort_trials: int = 0
+    abort_fired: Counter[str] = field(default_factory=Counter)
+    abort_passes: list[int] = field(default_factory=list)
+    aborts_completed: int = 0
 
 
 class Lab:
@@ -104,6 +109,8 @@ class Lab:
         self.emergencies: set[str] = set()  # targets an emergency rotation was asked for
         #: (target, consumer, secret id) of every confirmation sent for a named consumer.
         self.confirms_sent: set[tuple[str, str, str | None]] = set()
+        #: workspace -> a check of its own at every DELETE there (the abort matrix's).
+        self.delete_watchers: dict[str, Callable[[StoredSecret], None]] = {}
 
     def close(self) -> None:
         for target in self.targets.values():
@@ -304,6 +311,9 @@ class Lab:
         self.stats.deletes += 1
         if target.fleet is not None:
             target.fleet.audit(secret)
+        watcher = self.delete_watchers.get(secret.workspace)
+        if watcher is not None:
+            watcher(secret)
         try:
             held = self.consumer_data(target)
         except httpx.HTTPError:

@@ -4,7 +4,9 @@
     python tests/torture/run.py --soak 30m           # as long as asked, then the table
     python tests/torture/run.py --quick --seed 1234  # replay a run
 
-Parts: the crash matrix (every failpoint hit, killed and raised, in the real CLI, then recovered);
+Parts: the crash matrix (every failpoint hit, killed and raised, in the real CLI, then recovered),
+and the abort matrix (``rotator abort`` and the restore's rollout crashed at each of their
+failpoints, see aborts.py);
 races (three daemons, a CronJob loop and rotate-now calls on the same targets, with SIGKILL and
 SIGSTOP, their wall clocks days apart through libfaketime); faults (Intercom at >= 20 %
 429/5xx/latency/post_drop, a third of its lists 3 s behind, OpenBao stopped and restarted).
@@ -36,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aborts import abort_matrix
 from chaos import Chaos, run_chaos
 from consumers import Fleet
 from crash import crash_matrix
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="replay a run")
     parser.add_argument("--workdir", type=Path, default=None, help="where to keep everything")
     parser.add_argument("--skip-matrix", action="store_true", help="races and faults only")
+    parser.add_argument("--aborts-only", action="store_true", help="the abort matrix only")
     args = parser.parse_args(argv)
     configure_logging("console", "warning")  # the in-process emulator's request log is noise here
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 2**31)
@@ -72,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     labs = [races_lab, faults_lab]
     try:
         if not args.skip_matrix:
+            aborted = abort_matrix(races_lab, everything=bool(args.soak))
+            results["abort failpoints"] = dict(aborted)
+            print(
+                f"abort matrix: {races_lab.stats.abort_trials} trials done ({_elapsed(started)})",
+                flush=True,
+            )
+        if not (args.skip_matrix or args.aborts_only):
             points = crash_matrix(races_lab, consumers="all" if args.soak else "sample")
             results["failpoints"] = dict(points)
             print(
@@ -80,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         soak_until = started + parse_duration(args.soak) if args.soak else None
         for round_number in itertools.count(1):
+            if args.aborts_only:
+                break
             _races(races_lab, round_number, quick=soak_until is None)
             print(f"races round {round_number} done ({_elapsed(started)})", flush=True)
             _faults(faults_lab, round_number, quick=soak_until is None)
@@ -163,6 +176,7 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
     s = [lab.stats for lab in labs]
     fired = sum((x.fired for x in s), start=Counter())
     consumer_fired = sum((x.consumer_fired for x in s), start=Counter())
+    abort_fired = sum((x.abort_fired for x in s), start=Counter())
     passes = [p for x in s for p in x.passes]
     rows = [
         ("seed", results["seed"]),
@@ -186,6 +200,17 @@ def table(labs: list[Lab], results: dict[str, object], violations: list[str]) ->
         (
             "consumer process SIGKILLs / flips",
             f"{sum(x.consumer_kills for x in s)} / {sum(x.consumer_flips for x in s)}",
+        ),
+        ("abort crash trials", sum(x.abort_trials for x in s)),
+        (
+            "abort failpoints fired",
+            f"{sum(abort_fired.values())} over {len(abort_fired)} points",
+        ),
+        *((f"  abort fired at {point}", count) for point, count in sorted(abort_fired.items())),
+        ("aborts completed", sum(x.aborts_completed for x in s)),
+        (
+            "abort passes to settle (max)",
+            max((p for x in s for p in x.abort_passes), default=0),
         ),
         ("orphans swept", sum(x.orphans_swept for x in s)),
         ("targets swept at rest", sum(x.swept_at_rest for x in s)),
