@@ -261,3 +261,14 @@ def test_schema_4_while_an_abort_is_in_the_record_and_older_readers_refuse(monke
     monkeypatch.setattr(record_module, "READABLE_SCHEMAS", frozenset({1, 2, 3}))
     with pytest.raises(NewerRecordError):
         Record.from_storage(data)
+
+
+def test_a_second_abort_while_the_first_deletes_its_secret_says_it_is_aborted():
+    """After an abort in creating the record deletes the abandoned secret (retiring, no new
+    secret): a second abort is refused as 'already aborted', not as a rotation retiring."""
+    rec = asked(created())
+    deleting = machine.step(rec, observe(rec, intercom=(OLD,)), NOW).record
+    assert deleting.phase is Phase.RETIRING
+    said = abort.refusal(deleting) or ""
+    assert "already aborted" in said
+    assert "no undelete" not in said

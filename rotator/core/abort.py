@@ -49,6 +49,15 @@ def refusal(record: Record | None, rotation_id: str | None = None) -> str | None
     phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
     if record.restoring is not None:
         return f"rotation {record.restoring.rotation_id} is already being backed out"
+    if phase is Phase.RETIRING and record.pending_id is None:
+        last = record.history[-1] if record.history else None
+        ours = last is not None and last.rotation_id == record.rotation_id
+        if ours and last is not None and last.outcome == "aborted":
+            return (
+                f"rotation {record.rotation_id} is already aborted: the secret created for it is "
+                "being deleted"
+            )
+        return "no rotation is under way (secrets that never reached consumers are being deleted)"
     if phase is Phase.RETIRING:
         return (
             f"rotation {record.rotation_id} is retiring: the old secret may already be deleted "

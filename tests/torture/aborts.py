@@ -45,7 +45,7 @@ from rotator.emulator.state import DEFAULT_WORKSPACE
 
 MAX_PASSES = 8
 #: Trials on the consumers target in the CI run: each takes ~9 s, and they cannot overlap.
-CONSUMER_SAMPLE = 3
+CONSUMER_SAMPLE = 1
 GRACE = 1.0  # seconds: the lab's grace period (``Lab.write_config``)
 ABORT = ("abort", "{t}", "--reason", "torture", "--actor", "torture")
 _names = itertools.count(1)
