@@ -60,7 +60,7 @@ MUTANTS: dict[str, list[Edit]] = {
     "2-request-not-recorded": [
         (
             "reconciler/reconciler.py",
-            """        self.store.update(target, change, reason="rotate-now requested")""",
+            """        self.store.update(target, change, reason="rotate-now requested", by=command.by)""",
             """        loaded = self.store.load(target.name)
         outcome[:] = [Ask(command, loaded.record.generation if loaded.record else 0)]""",
         ),
@@ -197,7 +197,7 @@ MUTANTS: dict[str, list[Edit]] = {
     "abort-ignores-store": [
         (
             "core/abort.py",
-            "    if record.phase is Phase.CREATING and not holds_pending(record, obs.consumer):",
+            "    if record.phase is Phase.CREATING and not reached(record, obs):",
             "    if record.phase is Phase.CREATING:",
         ),
     ],
