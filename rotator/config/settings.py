@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 # pydantic scans every installed package's entry points for plugins on first use (tens of
 # milliseconds at each start); rotator uses none, and its cold start has a budget.
@@ -210,17 +210,7 @@ NotifyEvent = Literal[
 #: Every event, in the order a webhook's ``events`` is kept; the default is ``NOTIFY_EVENTS``:
 #: operator controls and the audit trail's (``paused``, ``resumed``, ``started``,
 #: ``confirmed``, ``aborted``) are opt-in, so existing webhooks hear the same.
-ALL_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = (
-    "stored",
-    "retired",
-    "blocked",
-    "stalled",
-    "paused",
-    "resumed",
-    "started",
-    "confirmed",
-    "aborted",
-)
+ALL_NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NOTIFY_EVENTS: tuple[NotifyEvent, ...] = ("stored", "retired", "blocked", "stalled")
 
 
