@@ -8,6 +8,7 @@ or an attempt failed, 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -21,10 +22,12 @@ from rotator.cli.context import (
     EXIT_OK,
     EXIT_USAGE,
     Context,
+    Parts,
     UsageError,
 )
 from rotator.core.observation import RotateNow
 from rotator.core.record import Record
+from rotator.errors import RotatorError
 from rotator.reconciler import AbortRefused, TargetPaused, TargetReport
 from rotator.redaction import redact_text
 
@@ -51,6 +54,7 @@ def rotate_now(
         if emergency and not yes and not _confirmed_emergency(target):
             print("aborted; nothing changed")
             return EXIT_USAGE
+        _unquoted(parts, target, who)
         try:
             report = parts.reconciler.reconcile_target(
                 target,
@@ -100,6 +104,7 @@ def confirm(
             "who is behind)"
         )
     with acting(ctx, settings, [target]) as parts:
+        _unquoted(parts, target, who)
         record, _ = parts.reconciler.record(target)
         wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
         if wanted is None:
@@ -133,6 +138,7 @@ def pause(ctx: Context, target: str, *, reason: str, actor: str | None) -> int:
     who = _who(actor)
     _plain(who, reason.strip())
     with acting(ctx, ctx.settings(), [target]) as parts:
+        _unquoted(parts, target, who, reason)
         print(f"{target}: {parts.reconciler.pause(target, by=who, reason=reason)}")
     return EXIT_OK
 
@@ -170,11 +176,26 @@ def _plain(actor: str, reason: str = "") -> None:
         )
 
 
+def _unquoted(parts: Parts, target: str, *said: str) -> None:
+    """Refuse words that quote the target's secret material (a wrong paste): read first, so
+    the material of the record and the consumers' path is known to redaction, and nothing is
+    written or printed with it."""
+    with contextlib.suppress(RotatorError):  # a record that does not read: said elsewhere
+        parts.reconciler.record(target)
+    text = "\n".join(said)
+    if redact_text(text) != text:
+        raise UsageError(
+            f"cannot act on {target}: the reason or actor holds secret material or a token; "
+            "nothing was written"
+        )
+
+
 def resume(ctx: Context, target: str, *, actor: str | None = None) -> int:
     """Clear a pause and a block without asking for a rotation, then run one pass."""
     who = _who(actor)
     _plain(who)
     with acting(ctx, ctx.settings(), [target]) as parts:
+        _unquoted(parts, target, who)
         print(f"{target}: {parts.reconciler.resume(target, by=who)}")
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
     print(line(report))
