@@ -33,6 +33,9 @@ from rotator.redaction import truncate
 AUDIT_LIMIT = 32
 #: Longest reason kept in an entry (a block's reason may be long; logs keep the whole).
 WHY_LIMIT = 240
+#: Longest ``by`` kept in an entry: a hook's actor fits; a longer one (a request written by
+#: hand, an older CLI's ``--actor``) would be copied whole into each of ``AUDIT_LIMIT`` entries.
+WHO_LIMIT = 160
 
 
 class _Add(Protocol):
@@ -81,7 +84,8 @@ def changes(
         secret: str | None = None,
         rotation: str | None = after.rotation_id,
     ) -> None:
-        found.append(AuditEntry(at, event, who, truncate(text, WHY_LIMIT), rotation, secret, via))
+        said = truncate(text, WHY_LIMIT)
+        found.append(AuditEntry(at, event, truncate(who, WHO_LIMIT), said, rotation, secret, via))
 
     actor = by or "rotator"
     _operator(was, after, add, actor)
