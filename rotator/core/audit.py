@@ -14,7 +14,8 @@ Who (``by``):
 * the hook: ``hook:bearer`` or ``hook:hmac``, the consumer named, and the client's address;
 * the daemon or a CronJob pass: ``schedule`` for a rotation its schedule started, ``grace`` (or
   ``probes``, ``consumers``) for a rollout judged done without a confirmation, ``rotator`` for
-  the steps that follow; ``via`` names the process that wrote the entry.
+  the steps that follow; ``via`` names the process that wrote the entry. A process taking over
+  the expired lease of another (which died mid-step) notes ``lease_taken_over``, naming both.
 
 Ids, names, times and reasons only: never material (reasons pass through redaction when
 logged, as every log line does).
@@ -88,6 +89,10 @@ def changes(
         found.append(AuditEntry(at, event, truncate(who, WHO_LIMIT), said, rotation, secret, via))
 
     actor = by or "rotator"
+    if by is None and was.lease is not None and was.lease.holder != via:
+        # The decision core decides only with the lease free: another's lease in the record
+        # had expired (its holder died mid-step), and this process takes the target over.
+        add("lease_taken_over", via, f"the lease of {was.lease.holder} had expired")
     _operator(was, after, add, actor)
     _rotation(was, after, add, actor, by)
     _rollout(was, after, add, actor, by)
