@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 
 from rotator.core import audit, machine
 from rotator.core.observation import RotateNow
-from rotator.core.record import Lease, Phase, Record
+from rotator.core.record import Lease, Pause, Phase, Record, Request
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "operator-guide.md"
 
@@ -221,3 +222,39 @@ def test_every_command_the_guide_says_takes_actor_does():
         )
         assert done.returncode == 0, done.stderr
         assert "--actor" in done.stdout, f"rotator {command} has no --actor"
+
+
+def test_an_entry_about_an_idle_target_names_no_finished_rotation():
+    """An idle record still carries the id of its last rotation, which is over: a pause or a
+    rotate-now request on the idle target was filed under that finished rotation's id, so a
+    SIEM joining entries on rotation_id put them in the wrong story."""
+    rec = replace(idle(), rotation_id="rold")
+    paused = audit.noted(
+        rec,
+        replace(rec, paused=Pause(by="bob", at=NOW, reason="freeze")),
+        at=NOW,
+        why="paused by an operator",
+        via="p",
+        by="bob",
+    )
+    asked = audit.noted(
+        rec,
+        replace(rec, request=Request(emergency=False, by="alice", at=NOW)),
+        at=NOW,
+        why="rotate-now requested",
+        via="p",
+        by="alice",
+    )
+    assert [(a.event, a.rotation_id) for a in (*paused.audit, *asked.audit)] == [
+        ("paused", None),
+        ("rotate_now_requested", None),
+    ]
+
+
+def test_an_unblock_is_noted_before_the_rotation_it_lets_start():
+    """``changes`` lists the events "in the order they happened": a blocked target that a
+    rotate-now unblocks and starts had ``started`` before ``unblocked``."""
+    blocked = replace(idle(), phase=Phase.BLOCKED, resume_phase=Phase.IDLE, blocked_reason="401")
+    started = replace(idle(), phase=Phase.CREATING, rotation_id="rnew", generation=1)
+    found = audit.changes(blocked, started, at=NOW, why="rotate-now", via="p", by=None)
+    assert [a.event for a in found] == ["unblocked", "started"]
