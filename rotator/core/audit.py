@@ -77,13 +77,16 @@ def changes(
     was = before if before is not None else Record(target=after.target)
     found: list[AuditEntry] = []
     cause = truncate(why, WHY_LIMIT)
+    # An idle record keeps the id of its last rotation, which is over: an entry about the idle
+    # target (a pause, a request) is about no rotation.
+    under_way = after.rotation_id if after.rotating or was.rotating else None
 
     def add(
         event: str,
         who: str,
         text: str = cause,
         secret: str | None = None,
-        rotation: str | None = after.rotation_id,
+        rotation: str | None = under_way,
     ) -> None:
         said = truncate(text, WHY_LIMIT)
         found.append(AuditEntry(at, event, truncate(who, WHO_LIMIT), said, rotation, secret, via))
