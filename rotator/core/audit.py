@@ -97,6 +97,8 @@ def changes(
         # had expired (its holder died mid-step), and this process takes the target over.
         add("lease_taken_over", via, f"the lease of {was.lease.holder} had expired")
     _operator(was, after, add, actor)
+    if was.phase is Phase.BLOCKED and after.phase is not Phase.BLOCKED:
+        add("unblocked", actor)  # before whatever the write did once unblocked
     _rotation(was, after, add, actor, by)
     _rollout(was, after, add, actor, by)
     _ending(was, after, add, actor)
@@ -185,11 +187,10 @@ def _ending(was: Record, after: Record, add: _Add, actor: str) -> None:
 
 
 def _state(was: Record, after: Record, add: _Add, actor: str, *, ended: bool) -> None:
-    """Blocks, their release, and a current secret adopted outside a rotation."""
+    """Blocks (their release is noted first, in ``changes``), and a current secret adopted
+    outside a rotation."""
     if after.phase is Phase.BLOCKED and was.phase is not Phase.BLOCKED:
         add("blocked", actor, after.blocked_reason or "blocked")
-    elif was.phase is Phase.BLOCKED and after.phase is not Phase.BLOCKED:
-        add("unblocked", actor)
     if (
         after.current_id != was.current_id
         and after.current_id is not None
