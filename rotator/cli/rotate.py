@@ -8,6 +8,7 @@ or an attempt failed, 2 bad usage or configuration.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -16,9 +17,17 @@ import threading
 from collections.abc import Sequence
 
 from rotator.cli.check import acting
-from rotator.cli.context import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, Context, UsageError
+from rotator.cli.context import (
+    EXIT_NEEDS_OPERATOR,
+    EXIT_OK,
+    EXIT_USAGE,
+    Context,
+    Parts,
+    UsageError,
+)
 from rotator.core.observation import RotateNow
 from rotator.core.record import Record
+from rotator.errors import RotatorError
 from rotator.reconciler import AbortRefused, TargetPaused, TargetReport
 from rotator.redaction import redact_text
 
@@ -34,6 +43,8 @@ def reconcile(ctx: Context) -> int:
 def rotate_now(
     ctx: Context, target: str, *, emergency: bool, yes: bool, actor: str | None = None
 ) -> int:
+    who = _who(actor)
+    _plain(who)
     settings = ctx.settings()
     settings.target(target)
     if emergency and not yes and (sys.stdin is None or not sys.stdin.isatty()):
@@ -43,10 +54,11 @@ def rotate_now(
         if emergency and not yes and not _confirmed_emergency(target):
             print("aborted; nothing changed")
             return EXIT_USAGE
+        _unquoted(parts, target, who)
         try:
             report = parts.reconciler.reconcile_target(
                 target,
-                RotateNow(emergency=emergency, by=_who(actor)),
+                RotateNow(emergency=emergency, by=who),
                 wait_for_lease=True,
             )
         except TargetPaused as e:
@@ -81,6 +93,8 @@ def confirm(
     """Confirm the rollout (per named consumer, when the target names them), then one pass."""
     if secret_id is not None and not secret_id.strip():
         raise UsageError("--secret-id is empty: name the secret your services now use")
+    who = f"cli:{_who(actor)}"
+    _plain(who)
     settings = ctx.settings()
     named = settings.target(target).consumers
     if named and not consumers:
@@ -90,6 +104,7 @@ def confirm(
             "who is behind)"
         )
     with acting(ctx, settings, [target]) as parts:
+        _unquoted(parts, target, who)
         record, _ = parts.reconciler.record(target)
         wanted = secret_id if secret_id is not None else (record.pending_id if record else None)
         if wanted is None:
@@ -104,7 +119,7 @@ def confirm(
                 rotation_id=None,
                 via="cli",
                 consumer=consumer,
-                by=f"cli:{_who(actor)}",
+                by=who,
             )
             print(f"{target}: {result.status}: {result.message}")
             refused = refused or not result.status.accepted
@@ -121,7 +136,9 @@ def pause(ctx: Context, target: str, *, reason: str, actor: str | None) -> int:
     if not reason.strip():
         raise UsageError("--reason is empty: say why the target is paused")
     who = _who(actor)
+    _plain(who, reason.strip())
     with acting(ctx, ctx.settings(), [target]) as parts:
+        _unquoted(parts, target, who, reason)
         print(f"{target}: {parts.reconciler.pause(target, by=who, reason=reason)}")
     return EXIT_OK
 
@@ -140,10 +157,46 @@ def _who(actor: str | None) -> str:
     return (actor or "").strip() or operator()
 
 
+#: Longest ``--actor`` and ``--reason`` taken: each is kept in the record (the pause, the
+#: request, every audit entry of the write) and sent with notifications.
+ACTOR_LIMIT = 120
+REASON_LIMIT = 500
+
+
+def _plain(actor: str, reason: str = "") -> None:
+    """Refuse an actor or reason that is not one short line of printable text: both are kept in
+    the record and printed by every process that shows it (a terminal escape there would be
+    replayed to each operator's terminal), and sent with notifications."""
+    if not (actor + reason).isprintable():
+        raise UsageError("--reason and --actor must be one line of printable text")
+    if len(actor) > ACTOR_LIMIT or len(reason) > REASON_LIMIT:
+        raise UsageError(
+            f"--actor is limited to {ACTOR_LIMIT} characters and --reason to {REASON_LIMIT}: "
+            "name who and say why in a line (a ticket's id and title, say)"
+        )
+
+
+def _unquoted(parts: Parts, target: str, *said: str) -> None:
+    """Refuse words that quote the target's secret material (a wrong paste): read first, so
+    the material of the record and the consumers' path is known to redaction, and nothing is
+    written or printed with it."""
+    with contextlib.suppress(RotatorError):  # a record that does not read: said elsewhere
+        parts.reconciler.record(target)
+    text = "\n".join(said)
+    if redact_text(text) != text:
+        raise UsageError(
+            f"cannot act on {target}: the reason or actor holds secret material or a token; "
+            "nothing was written"
+        )
+
+
 def resume(ctx: Context, target: str, *, actor: str | None = None) -> int:
     """Clear a pause and a block without asking for a rotation, then run one pass."""
+    who = _who(actor)
+    _plain(who)
     with acting(ctx, ctx.settings(), [target]) as parts:
-        print(f"{target}: {parts.reconciler.resume(target, by=_who(actor))}")
+        _unquoted(parts, target, who)
+        print(f"{target}: {parts.reconciler.resume(target, by=who)}")
         report = parts.reconciler.reconcile_target(target, wait_for_lease=True)
     print(line(report))
     return exit_code([report])
@@ -153,10 +206,7 @@ def abort(ctx: Context, target: str, *, reason: str | None, actor: str | None) -
     """Record an abort of the rotation under way, then run one pass to serve it."""
     who = _who(actor)
     why = (reason or "").strip() or "no reason given"
-    if not (who + why).isprintable():
-        # Kept in the record and printed by every process that shows it: a terminal escape
-        # there would be replayed to each operator's terminal.
-        raise UsageError("--reason and --actor must be one line of printable text")
+    _plain(who, why)
     with acting(ctx, ctx.settings(), [target]) as parts:
         try:
             said = parts.reconciler.abort(target, by=who, reason=why)

@@ -91,7 +91,8 @@ def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) ->
             ) from e
     use_json = as_json or not sys.stdout.isatty()
     # A record written before URLs lost their passwords may still quote one in a reason.
-    print(hide_userinfo(render_json(statuses) if use_json else render_table(statuses)))
+    shown = render_json(statuses, history=history) if use_json else render_table(statuses)
+    print(hide_userinfo(shown))
     troubled = any(s.phase in {"blocked", UNREADABLE} or s.stalled for s in statuses)
     return EXIT_NEEDS_OPERATOR if troubled else EXIT_OK
 
@@ -226,8 +227,10 @@ def with_lease(parts: Parts, shown: TargetStatus) -> TargetStatus:
     return replace(shown, lease=asdict(view) | {"summary": view.sentence()} if view else None)
 
 
-def render_json(statuses: list[TargetStatus]) -> str:
-    return json.dumps([_public(s) for s in statuses], indent=2)
+def render_json(statuses: list[TargetStatus], *, history: bool = False) -> str:
+    """``history``: ``--history`` was asked for, so every target has its ``history`` and
+    ``audit`` arrays, empty ones too (a script iterates them); without it, neither."""
+    return json.dumps([_public(s, history=history) for s in statuses], indent=2)
 
 
 def render_table(statuses: list[TargetStatus]) -> str:
@@ -316,16 +319,12 @@ def _consumer_line(c: dict[str, Any]) -> str:
     return f"{c['name']}  {c['switched']}/{c['found']} switched; {detail}{since}"
 
 
-def _public(status: TargetStatus) -> dict[str, Any]:
+def _public(status: TargetStatus, *, history: bool) -> dict[str, Any]:
     data = asdict(status)
     for key in ("history", "audit"):
-        if not data[key]:
+        if not history and not data[key]:
             data.pop(key)
     return data
-
-
-def _aborted(entry: dict[str, Any]) -> str:
-    return f" ABORTED by {entry['by']}: {entry['reason']}"
 
 
 def _dated(entry: dict[str, Any]) -> dict[str, Any]:

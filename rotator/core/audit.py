@@ -14,7 +14,8 @@ Who (``by``):
 * the hook: ``hook:bearer`` or ``hook:hmac``, the consumer named, and the client's address;
 * the daemon or a CronJob pass: ``schedule`` for a rotation its schedule started, ``grace`` (or
   ``probes``, ``consumers``) for a rollout judged done without a confirmation, ``rotator`` for
-  the steps that follow; ``via`` names the process that wrote the entry.
+  the steps that follow; ``via`` names the process that wrote the entry. A process taking over
+  the expired lease of another (which died mid-step) notes ``lease_taken_over``, naming both.
 
 Ids, names, times and reasons only: never material (reasons pass through redaction when
 logged, as every log line does).
@@ -33,6 +34,9 @@ from rotator.redaction import truncate
 AUDIT_LIMIT = 32
 #: Longest reason kept in an entry (a block's reason may be long; logs keep the whole).
 WHY_LIMIT = 240
+#: Longest ``by`` kept in an entry: a hook's actor fits; a longer one (a request written by
+#: hand, an older CLI's ``--actor``) would be copied whole into each of ``AUDIT_LIMIT`` entries.
+WHO_LIMIT = 160
 
 
 class _Add(Protocol):
@@ -73,18 +77,28 @@ def changes(
     was = before if before is not None else Record(target=after.target)
     found: list[AuditEntry] = []
     cause = truncate(why, WHY_LIMIT)
+    # An idle record keeps the id of its last rotation, which is over: an entry about the idle
+    # target (a pause, a request) is about no rotation.
+    under_way = after.rotation_id if after.rotating or was.rotating else None
 
     def add(
         event: str,
         who: str,
         text: str = cause,
         secret: str | None = None,
-        rotation: str | None = after.rotation_id,
+        rotation: str | None = under_way,
     ) -> None:
-        found.append(AuditEntry(at, event, who, truncate(text, WHY_LIMIT), rotation, secret, via))
+        said = truncate(text, WHY_LIMIT)
+        found.append(AuditEntry(at, event, truncate(who, WHO_LIMIT), said, rotation, secret, via))
 
     actor = by or "rotator"
+    if by is None and was.lease is not None and was.lease.holder != via:
+        # The decision core decides only with the lease free: another's lease in the record
+        # had expired (its holder died mid-step), and this process takes the target over.
+        add("lease_taken_over", via, f"the lease of {was.lease.holder} had expired")
     _operator(was, after, add, actor)
+    if was.phase is Phase.BLOCKED and after.phase is not Phase.BLOCKED:
+        add("unblocked", actor)  # before whatever the write did once unblocked
     _rotation(was, after, add, actor, by)
     _rollout(was, after, add, actor, by)
     _ending(was, after, add, actor)
@@ -173,11 +187,10 @@ def _ending(was: Record, after: Record, add: _Add, actor: str) -> None:
 
 
 def _state(was: Record, after: Record, add: _Add, actor: str, *, ended: bool) -> None:
-    """Blocks, their release, and a current secret adopted outside a rotation."""
+    """Blocks (their release is noted first, in ``changes``), and a current secret adopted
+    outside a rotation."""
     if after.phase is Phase.BLOCKED and was.phase is not Phase.BLOCKED:
         add("blocked", actor, after.blocked_reason or "blocked")
-    elif was.phase is Phase.BLOCKED and after.phase is not Phase.BLOCKED:
-        add("unblocked", actor)
     if (
         after.current_id != was.current_id
         and after.current_id is not None
