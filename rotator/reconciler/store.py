@@ -20,7 +20,7 @@ from rotator.config import TargetSettings
 from rotator.core import audit
 from rotator.core.names import valid_secret_id
 from rotator.core.observation import ConsumerView, KVHistory, PreviousSecret
-from rotator.core.record import Phase, Record, RecordError
+from rotator.core.record import AuditEntry, Phase, Record, RecordError
 from rotator.errors import TemporaryError
 from rotator.failpoints import failpoint
 from rotator.logs import get_logger
@@ -55,6 +55,8 @@ class RecordStore:
         #: Targets whose record this store last wrote with a lease in it (perhaps not quite
         #: written): what a stopping command may have to release (``reconciler.release``).
         self.leased: set[str] = set()
+        #: Per target, the newest audit entry this process logged or saw (``_relay``).
+        self._relayed: dict[str, datetime] = {}
         #: The process that writes through this store (``via`` of its audit entries), and the
         #: clock its entries are stamped with (the reconciler's: Vault's, or a test's).
         self.me = "rotator"
@@ -71,7 +73,23 @@ class RecordStore:
             record = Record.from_storage(entry.data) if entry.data is not None else None
         except RecordError as e:
             raise type(e)(f"{self.key(name)}: {e.message}", version=entry.version) from None
+        if record is not None and record.audit:
+            self._relay(name, record)
         return Loaded(record, entry.version)
+
+    def _relay(self, name: str, record: Record) -> None:
+        """Log the audit entries other processes wrote since this one last read the record
+        (an operator's ``kubectl exec ... rotator pause`` logs to a session nobody ships; the
+        daemon's log is shipped). The first read only sets the mark: what was there before
+        this process ran was logged by its writer, or is in ``status --history``."""
+        newest = record.audit[-1].at
+        seen = self._relayed.get(name)
+        self._relayed[name] = newest if seen is None else max(seen, newest)
+        if seen is None:
+            return
+        for entry in record.audit:
+            if entry.at > seen and entry.via != self.me:
+                _log_audit(name, entry, relayed=True)
 
     def last_good_version(self, name: str, below: int, *, looked: int = 20) -> int | None:
         """The newest version of ``name``'s record under ``below`` that reads as a record (a
@@ -125,14 +143,10 @@ class RecordStore:
         _log_trouble(before, after)
         for entry in audit.new_entries(before, after):
             # The full trail, one JSON line an entry, for a SIEM (the record keeps the last few).
-            log.info(
-                f"audit.{entry.event}",  # noqa: G004 - the event name is the key a SIEM filters on
-                by=entry.by,
-                why=entry.why,
-                rotation_id=entry.rotation_id,
-                secret_id=entry.secret_id,
-                via=entry.via,
-                at=entry.at.isoformat(),
+            _log_audit(target.name, entry, relayed=False)
+        if after.audit:
+            self._relayed[target.name] = max(
+                after.audit[-1].at, self._relayed.get(target.name, after.audit[-1].at)
             )
         self.tell(before, after, reason, target)
         return new_version
@@ -309,6 +323,22 @@ def _probe_fingerprint(secret: object) -> str | None:
         return probe_fingerprint(secret)
     except UnicodeEncodeError:
         return "unreadable"
+
+
+def _log_audit(target: str, entry: AuditEntry, *, relayed: bool) -> None:
+    """One audit entry as one JSON line, its event in the name (``audit.paused``): what a SIEM
+    filters on. ``relayed``: written by another process, logged here because this one ships."""
+    log.info(
+        f"audit.{entry.event}",  # noqa: G004 - the event name is the key a SIEM filters on
+        target=target,
+        by=entry.by,
+        why=entry.why,
+        rotation_id=entry.rotation_id,
+        secret_id=entry.secret_id,
+        via=entry.via,
+        at=entry.at.isoformat(),
+        relayed=relayed,
+    )
 
 
 def _log_rollout(before: Record | None, after: Record, rotation_id: str | None) -> None:
