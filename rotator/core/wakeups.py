@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from rotator.core.lease import LONGEST_TTL
 from rotator.core.observation import Policy, needs_probes
 from rotator.core.record import Phase, Record
+from rotator.core.safety import rollout_done
 from rotator.core.windows import WindowState
 
 #: Past a lease's ttl, so that the watch (``rotator.core.lease``) sees it unchanged for a
@@ -128,14 +129,15 @@ def _awaiting(
         return Wakeup(now + max(poll, policy.probe_spacing), "probe")
     if record.pending_absent_since is not None:
         return Wakeup(now, "poll")  # waiting for Intercom's list to show the new secret
-    done = record.emergency or record.confirmed_at is not None
-    done = done or (record.deadline is not None and now >= record.deadline)
-    if done:
+    if rollout_done(record, policy, now) is not None:
         held = None if record.emergency else _window(window)
         return held or Wakeup(now, "poll")
-    if record.deadline is not None:
+    grace = policy.confirmation != "hook"
+    if grace and record.deadline is not None and now < record.deadline:
         return Wakeup(record.deadline, "deadline")
-    return None  # confirmed by a hook call only: this daemon's acts at once, others' are swept
+    # Waiting for confirmations only (a hook-only policy, or named consumers past the grace):
+    # a hook call to this daemon acts at once, another process's is seen by the sweep.
+    return None
 
 
 def _window(window: WindowState | None) -> Wakeup | None:
