@@ -50,6 +50,7 @@ BOUNDS = [
     ("notify.flush_timeout", "0", "5m", "-1", "5m1s", "from 0s to 5m"),
     ("server.signature_window", "1s", "1h", "0.5", "61m", "from 1s to 1h"),
     ("daemon.reconcile_interval", "1s", "24h", "0s", "25h", "from 1s to 1d"),
+    ("daemon.sweep_interval", "1s", "24h", "0s", "25h", "from 1s to 1d"),
     ("daemon.lease_ttl", "1s", "1h", "0s", "2h", "from 1s to 1h"),
     ("targets.grace_period", "0s", "365d", "-1s", "366d", "from 0s to 365d (1 year)"),
     ("targets.schedule", "1s", "1825d", "0.5s", "1826d", "from 1s to 1825d (5 years)"),

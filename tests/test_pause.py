@@ -138,18 +138,17 @@ def test_a_running_daemon_honours_a_pause_written_by_the_cli(world, tmp_path):
     world.clock.advance(days=31)
     seen = Seen()
     daemon = world.daemon(world.reconciler(listeners=[seen]))
-    scheduler = daemon._scheduler
     daemon.start()
     try:
         _wait(lambda: seen.count >= 1)
         # A second pass once the first ended (the scheduler runs one at a time).
-        _wait(lambda: _kick(scheduler) and seen.count >= 2)
+        _wait(lambda: _kick(daemon) and seen.count >= 2)
         assert world.record().phase is Phase.IDLE
         assert world.live() == [old]
         gauge = daemon.metrics.registry.get_sample_value("rotator_target_paused", {"target": "web"})
         assert gauge == 1
         world.reconciler().resume("web")  # another process, no pass of its own
-        _wait(lambda: _kick(scheduler) and world.record().phase is Phase.AWAITING_ROLLOUT)
+        _wait(lambda: _kick(daemon) and world.record().phase is Phase.AWAITING_ROLLOUT)
         assert len(world.live()) == 2
         _wait(
             lambda: (
@@ -161,9 +160,11 @@ def test_a_running_daemon_honours_a_pause_written_by_the_cli(world, tmp_path):
         daemon.stop()
 
 
-def _kick(scheduler) -> bool:
-    """Ask the daemon's scheduler for a pass now (skipped while one runs)."""
-    scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
+def _kick(daemon) -> bool:
+    """Ask the daemon's scheduler for a pass over every target now (skipped while one runs):
+    what its sweep does once another process's write is noted (``test_quiet_daemon``)."""
+    daemon.watch.wake()
+    daemon._scheduler.modify_job("reconcile", next_run_time=datetime.now(UTC))
     return True
 
 

@@ -118,6 +118,7 @@ class Context:
     ) -> Parts:
         """The parts for this configuration; with notifications whenever [notify] lists
         webhooks."""
+        from rotator.reconciler.changes import ChangeLog
         from rotator.vault import Vault
 
         settings = settings or self.settings()
@@ -129,7 +130,8 @@ class Context:
             # A one-shot command outlives no token: asking Vault for its TTL is a wasted call.
             renew=long_running,
         )
-        told = list(listeners)
+        # Every write that is news is noted for the daemons' sweeps (rotator.reconciler.changes).
+        told = [*listeners, ChangeLog(vault, settings.vault.state_path)]
         flushed: list[_Flushed] = []
         if settings.notify.webhooks:
             from rotator.notify import Notifier

@@ -12,6 +12,7 @@ rotation stayed stuck. Every range is closed, so TOML's ``inf`` and ``nan`` are 
     notify.flush_timeout          0 .. 5m        0: a one-shot command does not wait
     server.signature_window       1s .. 1h       wider makes a stolen signature live longer
     daemon.reconcile_interval     1s .. 24h      0 spins; a day is the longest useful pause
+    daemon.sweep_interval         1s .. 24h      how late another process's write is seen
     daemon.lease_ttl              1s .. 1h       how long others wait out a silent holder
     targets.schedule (interval)   1s .. 1825d    five years; the demo rotates every few seconds
     targets.grace_period          0 .. 365d      a year of two live secrets is plenty; 0 and a
@@ -51,6 +52,7 @@ NOTIFY_TIMEOUT = (0.1, 5 * MINUTE)
 FLUSH_TIMEOUT = (0.0, 5 * MINUTE)
 SIGNATURE_WINDOW = (1.0, HOUR)
 RECONCILE_INTERVAL = (1.0, DAY)
+SWEEP_INTERVAL = (1.0, DAY)
 LEASE_TTL = (1.0, HOUR)
 SCHEDULE_INTERVAL = (1.0, 1825 * DAY)
 GRACE_PERIOD = (0.0, 365 * DAY)

@@ -186,8 +186,11 @@ class ServerSettings(_Model):
 class DaemonSettings(_Model):
     """How ``rotator run`` paces itself."""
 
-    #: Seconds between reconcile passes (each pass only acts on what is due).
+    #: Seconds before a target that waits on something no record announces (a probe round, a
+    #: lagging list, a failed pass, drift) is passed again (``rotator.core.wakeups``).
     reconcile_interval: Annotated[float, within(bounds.RECONCILE_INTERVAL)] = 60.0
+    #: Seconds between two looks at what other processes wrote (``rotator.reconciler.changes``).
+    sweep_interval: Annotated[float, within(bounds.SWEEP_INTERVAL)] = 600.0
     #: Targets reconciled at the same time in one pass.
     concurrency: Annotated[int, BeforeValidator(bounds.not_boolean)] = Field(
         default=8, ge=1, le=256

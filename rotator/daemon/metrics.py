@@ -47,6 +47,7 @@ from rotator.config import TargetSettings
 from rotator.config.consumers import consumer_rules
 from rotator.core import rollout
 from rotator.core.record import Phase, Record
+from rotator.vault.reasons import reason_of
 
 #: Seconds: quick API calls up to a read timeout.
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -154,6 +155,13 @@ class Metrics:
             ["operation", "status"],
             registry=r,
         )
+        # By why it was made (``rotator.vault.reasons``): what an idle daemon still asks.
+        self.vault_reasons = Counter(
+            "rotator_vault_requests_by_reason",
+            "Requests to Vault, by why they were made (sweep, due, deadline, retry, hook, ...)",
+            ["reason"],
+            registry=r,
+        )
         self.vault_seconds = Histogram(
             "rotator_vault_request_duration_seconds",
             "Duration of requests to Vault",
@@ -255,6 +263,7 @@ class Metrics:
 
     def vault_request(self, operation: str, status: str, seconds: float) -> None:
         self.vault.labels(operation, status).inc()
+        self.vault_reasons.labels(reason_of(operation)).inc()
         self.vault_seconds.labels(operation).observe(seconds)
 
     def vault_auth_failed(self) -> None:

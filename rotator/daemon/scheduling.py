@@ -1,4 +1,5 @@
-"""The daemon's APScheduler, configured as ``PRODUCT.md`` asks, and quiet about skipped runs.
+"""The daemon's APScheduler, configured as ``PRODUCT.md`` asks, and quiet about skipped runs;
+and the ``Timetable`` of each target's next wakeup, which the scheduled job serves.
 
 A pass that outlives the reconcile interval (Vault slow, Intercom backing off) makes
 APScheduler skip the next run (``max_instances=1``: passes never overlap) and log a warning in
@@ -10,10 +11,11 @@ seconds with the number skipped since; APScheduler's own line is dropped.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -94,3 +96,71 @@ def make_scheduler(on_skipped: SkippedRuns) -> BackgroundScheduler:
     )
     scheduler.add_listener(on_skipped, EVENT_JOB_MAX_INSTANCES)
     return scheduler
+
+
+class Timetable:
+    """Each target's next wakeup on Vault's clock (``rotator.core.wakeups``), soonest first.
+
+    A heap with one live entry per target: a replaced entry stays in the heap and is skipped
+    when it surfaces (the heap is rebuilt once stale entries outnumber live ones). Per target:
+    one dict item and one heap tuple, a few hundred bytes; 10,000 targets take a few MB, where
+    one APScheduler job per target would take several times that (``Job``, its trigger, its
+    jobstore entry) and rescheduling a job costs a jobstore update under the scheduler's lock.
+    A target whose pass is running is not handed out again until ``finish``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._heap: list[tuple[datetime, int, str]] = []
+        self._entries: dict[str, tuple[datetime, str, int]] = {}
+        self._running: set[str] = set()
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def set(self, name: str, at: datetime | None, reason: str = "") -> None:
+        """Wake ``name`` at ``at`` (``None``: not until told again)."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if at is None:
+                self._entries.pop(name, None)
+                return
+            if entry is not None and entry[:2] == (at, reason):
+                return
+            self._seq += 1
+            self._entries[name] = (at, reason, self._seq)
+            heapq.heappush(self._heap, (at, self._seq, name))
+            if len(self._heap) > 2 * len(self._entries) + 64:
+                self._heap = [(a, s, n) for n, (a, _, s) in self._entries.items()]
+                heapq.heapify(self._heap)
+
+    def get(self, name: str) -> tuple[datetime, str] | None:
+        """When ``name`` wakes next, and why."""
+        with self._lock:
+            entry = self._entries.get(name)
+        return None if entry is None else entry[:2]
+
+    def pop_due(self, now: datetime) -> list[tuple[str, str]]:
+        """``(name, reason)`` of every target due at ``now`` and not running; now running."""
+        due: list[tuple[str, str]] = []
+        held: list[tuple[datetime, int, str]] = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                item = heapq.heappop(self._heap)
+                entry = self._entries.get(item[2])
+                if entry is None or entry[2] != item[1]:
+                    continue  # replaced since, or dropped
+                if item[2] in self._running:
+                    held.append(item)
+                    continue
+                del self._entries[item[2]]
+                self._running.add(item[2])
+                due.append((item[2], entry[1]))
+            for item in held:
+                heapq.heappush(self._heap, item)
+        return due
+
+    def finish(self, name: str) -> None:
+        with self._lock:
+            self._running.discard(name)

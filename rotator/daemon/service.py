@@ -1,6 +1,8 @@
 """``rotator run``: the long-running daemon. APScheduler triggers reconcile passes; waitress
 (``rotator.hook.server``) serves the rollout-confirmation hook, ``/healthz``, ``/readyz`` and
-``/metrics``.
+``/metrics``. Each scheduled run passes only over the targets something can happen to, and
+sweeps for other processes' writes every ``sweep_interval`` (``rotator.daemon.watch``): an idle
+target is not read from Vault between sweeps.
 
 The scheduler holds nothing that matters: every decision is made from Vault state by the
 reconciler, so a restart loses nothing. It runs in UTC with ``coalesce=True`` (a backlog of
@@ -45,6 +47,7 @@ from rotator.core.confirmation import ConfirmStatus
 from rotator.daemon.metrics import Metrics
 from rotator.daemon.readiness import Readiness
 from rotator.daemon.scheduling import SkippedRuns, make_scheduler
+from rotator.daemon.watch import Watch
 from rotator.errors import RotatorError, TemporaryError
 from rotator.failpoints import failpoint
 from rotator.hook.app import ConfirmOutcome, ConfirmRequest, make_app
@@ -52,8 +55,10 @@ from rotator.hook.auth import HookCredentials
 from rotator.hook.server import HttpServer
 from rotator.logs import get_logger
 from rotator.reconciler import Reconciler
+from rotator.reconciler.changes import ChangeLog
 from rotator.redaction import SecretValue
 from rotator.vault import Vault, deadline
+from rotator.vault.reasons import because
 
 log = get_logger()
 
@@ -102,6 +107,14 @@ class Daemon:
         self._environ = environ
         self._clock = clock
         self._scheduler = make_scheduler(SkippedRuns(metrics.scheduler_run_skipped, clock))
+        changes = next((x for x in reconciler.listeners if isinstance(x, ChangeLog)), None)
+        if changes is None:  # the CLI adds one to every process; a test's reconciler may not
+            changes = ChangeLog(vault, settings.vault.state_path, by=reconciler.me)
+            reconciler.listeners.append(changes)
+        self.watch = Watch(
+            settings, reconciler, changes, stopping=self.stopping, keep_token=vault.keep_token
+        )
+        reconciler.listeners.append(self.watch)
         host, port = listen or (settings.server.host, settings.server.port)
         self._hook_credentials = self._first_credentials()
         app = make_app(
@@ -113,7 +126,8 @@ class Daemon:
             clock=clock,
         )
         self.server = HttpServer(app, host, port)
-        self.readiness = Readiness(vault.healthy, stopping=self.stopping)
+        # Not ``healthy``: its token lookup every two seconds was an audited request each time.
+        self.readiness = Readiness(vault.reachable, stopping=self.stopping)
         #: Set by ``stop`` when a pass was still running at its deadline: the process must
         #: then exit without waiting for that pass's thread (``rotator.cli.rotate.run``).
         self.abandoned = False
@@ -138,7 +152,7 @@ class Daemon:
         try:
             failpoint("daemon.after_listen")
             self._scheduler.add_job(
-                self._pass,
+                self.run_once,
                 IntervalTrigger(seconds=self.settings.daemon.reconcile_interval, timezone=UTC),
                 id="reconcile",
                 name="reconcile all targets",
@@ -158,6 +172,7 @@ class Daemon:
             "daemon.started",
             targets=len(self.settings.targets),
             interval_s=self.settings.daemon.reconcile_interval,
+            sweep_s=self.settings.daemon.sweep_interval,
             url=self.server.url,
         )
 
@@ -247,16 +262,21 @@ class Daemon:
 
     # --- jobs --------------------------------------------------------------------------------
 
-    def _pass(self) -> None:
+    def run_once(self) -> None:
+        """The scheduled job: the targets whose wakeup has come, and the sweep when it is time
+        (``rotator.daemon.watch``); nothing is read from Vault for the others. A test calls it
+        after moving its clock, instead of starting the scheduler."""
         if self.stopping.is_set():
             return
         with self._job():
             if not self._seeded:
                 self._seeded = True
-                self._seed_metrics()
-            reports = self.reconciler.reconcile_all(stop=self.stopping)
-        blocked = [r.target for r in reports if r.needs_operator]
-        log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
+                with because("start"):
+                    self._seed_metrics()
+            reports = self.watch.tick()
+        if reports:
+            blocked = [r.target for r in reports if r.needs_operator]
+            log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
 
     def _seed_metrics(self) -> None:
         """One read per target, so /metrics shows each target before its next transition."""
@@ -270,7 +290,7 @@ class Daemon:
 
     def _reconcile_one(self, name: str) -> None:
         if not self.stopping.is_set():
-            with self._job():
+            with self._job(), because("hook"):
                 self.reconciler.reconcile_target(name)
 
     def _confirm(self, name: str, request: ConfirmRequest) -> ConfirmOutcome:
@@ -279,7 +299,7 @@ class Daemon:
         signed = request.signed_at
         # The caller waits for this answer: a Vault that hangs costs it hook_timeout, then a
         # 503 with Retry-After (VaultUnavailable), never Vault's own timeouts and retries.
-        with deadline.within(self.hook_timeout):
+        with deadline.within(self.hook_timeout), because("hook"):
             result = self.reconciler.confirm(
                 name,
                 secret_id=request.secret_id,

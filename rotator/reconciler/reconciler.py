@@ -137,15 +137,19 @@ class Reconciler:
     # --- passes ------------------------------------------------------------------------------
 
     def reconcile_all(
-        self, stop: threading.Event | None = None, *, wait_for_leases: bool = False
+        self,
+        stop: threading.Event | None = None,
+        *,
+        wait_for_leases: bool = False,
+        names: Sequence[str] | None = None,
     ) -> list[TargetReport]:
-        """One pass over every target, ``daemon.concurrency`` at a time.
+        """One pass over every target (or those ``names``), ``daemon.concurrency`` at a time.
 
         ``wait_for_leases`` is for one-shot runs (a CronJob): a target held off by another
         process's lease is tried again once that lease has sat unchanged for its ttl of our
         time, instead of being left to a next run that would start counting from zero.
         """
-        names = [t.name for t in self.settings.targets]
+        names = [t.name for t in self.settings.targets] if names is None else list(names)
         stop = stop if stop is not None else self.stopping
         reports = {r.target: r for r in self._many(names, {}, stop)}
         if wait_for_leases:

@@ -197,6 +197,8 @@ class TokenKeeper:
         self._look_up = look_up
         self._lease: TokenLease | None = None
         self._generation = 0
+        #: Set when Vault refused our credentials or said the token is dead; cleared by a login.
+        self._dead = False
 
     @property
     def replaceable(self) -> bool:
@@ -217,6 +219,17 @@ class TokenKeeper:
     def login(self, reason: str) -> None:
         with deadline.holding(self._lock):
             self._login(reason)
+
+    def state(self) -> str | None:
+        """Why the token is not usable, as far as this process knows without asking Vault
+        (``None``: it is, or nothing was asked of Vault yet). What ``/readyz`` tells: asking
+        Vault (``lookup-self``) every few seconds would be an audit-log line each time."""
+        lease = self._lease
+        if self._dead:
+            return "Vault refused the token or the login (see vault.* log lines)"
+        if lease is not None and lease.expired(self._monotonic()):
+            return "the Vault token has expired"
+        return None
 
     def replace(self, generation: int, reason: str) -> None:
         """Log in again after a 403, unless another thread already did since ``generation``."""
@@ -278,6 +291,7 @@ class TokenKeeper:
             log.warning("vault.token_expiring", remaining_s=round(lease.remaining(now)))
 
     def _tell_failed(self) -> None:
+        self._dead = True
         if self._failed is not None:
             try:
                 self._failed()
@@ -335,6 +349,7 @@ class TokenKeeper:
                 operation="login",
             ) from e
         self._lease = lease
+        self._dead = False
         self._generation += 1
         # The first login of every one-shot command is routine: only a new login is news.
         (log.info if again else log.debug)(

@@ -60,6 +60,7 @@ from rotator.vault.errors import (
     VaultRequestError,
     VaultUnavailable,
 )
+from rotator.vault.health import Health
 from rotator.vault.translate import (
     NEEDS,
     JSONAdapter,
@@ -81,7 +82,7 @@ MAX_BACKOFF: Final = 10.0
 log = get_logger()
 
 
-class Vault:
+class Vault(Health):
     """One KV v2 mount of one Vault, with login, renewal and retries; threads may share it."""
 
     def __init__(
@@ -299,28 +300,6 @@ class Vault:
             return found
 
         return self._call("capabilities", "", ask)
-
-    def healthy(self) -> tuple[bool, str]:
-        """``(True, "ok")`` when Vault is reachable, unsealed and our token valid; never raises."""
-        try:
-            status = self._call(
-                "health",
-                "",
-                lambda: json_object(
-                    self._client.sys.read_health_status(method="GET", standby_ok=True)
-                ),
-                authenticated=False,
-            )
-            if not status.get("initialized", True):
-                return False, f"Vault at {self.settings.address} is not initialized"
-            if status.get("sealed"):
-                return False, f"Vault at {self.settings.address} is sealed"
-            self._call("health", "", self._client.auth.token.lookup_self)
-        except RotatorError as e:
-            return False, str(e)
-        except Exception as e:  # noqa: BLE001 - a readiness check reports failures, never raises
-            return False, f"unexpected {type(e).__name__} while checking Vault"
-        return True, "ok"
 
     def close(self) -> None:
         self._session.close()

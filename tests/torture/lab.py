@@ -165,6 +165,8 @@ class Lab:
             'hook_token_env = "ROTATOR_HOOK_TOKEN"',
             "[daemon]",
             f'reconcile_interval = "{interval}"',
+            # Daemons look for other actors' writes as often as they pass: the races stay tight.
+            f'sweep_interval = "{interval}"',
             'lease_ttl = "1s"',
         ]
         if any(t.fleet is not None for t in targets):

@@ -1,0 +1,68 @@
+"""Vault's health, as ``/readyz`` and ``doctor`` ask it, and the token kept alive between a
+quiet daemon's requests: mixed into ``rotator.vault.Vault``.
+
+``/readyz`` is asked every few seconds (``rotator.daemon.readiness``). Asking Vault about our
+token each time (``lookup-self``) was a line in the customer's Vault audit log every two
+seconds; ``reachable`` asks only Vault's health endpoint, which is unauthenticated and which
+Vault does not audit, and judges the token by what this process knows (its TTL, a refusal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import hvac
+
+from rotator.config import VaultSettings
+from rotator.errors import RotatorError
+from rotator.vault.auth import TokenKeeper, json_object
+
+
+class Health:
+    """Needs the ``Vault`` it is mixed into: its settings, client, token and ``_call``."""
+
+    settings: VaultSettings
+    _client: hvac.Client
+    _token: TokenKeeper
+    _call: Callable[..., Any]
+
+    def healthy(self) -> tuple[bool, str]:
+        """``(True, "ok")`` when Vault is reachable, unsealed and our token valid; never raises.
+        Asks Vault about the token (``lookup-self``): an audited request, for ``doctor``."""
+        return self._health(look_up=True)
+
+    def reachable(self) -> tuple[bool, str]:
+        """``healthy`` without an audited request, for ``/readyz`` every few seconds: Vault's
+        health endpoint (unauthenticated, which Vault does not audit) and what this process
+        knows of its token."""
+        return self._health(look_up=False)
+
+    def _health(self, *, look_up: bool) -> tuple[bool, str]:
+        try:
+            status = self._call(
+                "health",
+                "",
+                lambda: json_object(
+                    self._client.sys.read_health_status(method="GET", standby_ok=True)
+                ),
+                authenticated=False,
+            )
+            if not status.get("initialized", True):
+                return False, f"Vault at {self.settings.address} is not initialized"
+            if status.get("sealed"):
+                return False, f"Vault at {self.settings.address} is sealed"
+            if look_up:
+                self._call("health", "", self._client.auth.token.lookup_self)
+        except RotatorError as e:
+            return False, str(e)
+        except Exception as e:  # noqa: BLE001 - a readiness check reports failures, never raises
+            return False, f"unexpected {type(e).__name__} while checking Vault"
+        problem = None if look_up else self._token.state()
+        return (False, problem) if problem else (True, "ok")
+
+    def keep_token(self) -> None:
+        """Log in, or renew the token once a third of its TTL is left (nothing otherwise):
+        a quiet daemon makes no other request for long stretches, and a token renewed only
+        before the next one could expire in between."""
+        self._token.fresh()
