@@ -163,7 +163,9 @@ def test_bearer_confirmation_reaches_the_callback(hook: Hook, log_output: io.Str
         "rotation_id": ROTATION_ID,
         "secret_id": SECRET_ID,
     }
-    assert hook.confirm.calls == [("web", ConfirmRequest(SECRET_ID, None, via="bearer"))]
+    assert hook.confirm.calls == [
+        ("web", ConfirmRequest(SECRET_ID, None, via="bearer", client="127.0.0.1"))
+    ]
     [event] = events(log_output, "hook.confirm")
     assert event["target"] == "web"
     assert event["status"] == "confirmed"
@@ -197,7 +199,10 @@ def test_signed_confirmation_reaches_the_callback(hook: Hook):
     response = hook.post(body, signed(body, NOW))
     assert response.status_code == 200
     assert hook.confirm.calls == [
-        ("web", ConfirmRequest(None, ROTATION_ID, via="hmac", signed_at=int(NOW)))
+        (
+            "web",
+            ConfirmRequest(None, ROTATION_ID, via="hmac", signed_at=int(NOW), client="127.0.0.1"),
+        )
     ]
 
 

@@ -115,13 +115,16 @@ class Watch:
 
     def _state(self, before: Record | None, after: Record, writer: str) -> None:
         request = after.request
+        # During a back-out an emergency is about the secret being restored (the one consumers
+        # move back to), which the rotation after the back-out retires at once.
+        about = after.pending_id if after.restoring is not None else after.current_id
         asked = after.emergency or (
-            request is not None and request.emergency and request.leaked == after.current_id
+            request is not None and request.emergency and request.leaked == about
         )
-        if asked and writer.endswith(":emergency") and after.current_id:
+        if asked and writer.endswith(":emergency") and about:
             # An operator's emergency rotate-now recorded itself (on the rotation under way, or
             # as a request the next rotation serves): the current secret leaked.
-            self.leaked.add(after.current_id)
+            self.leaked.add(about)
         if before is not None and len(after.history) > len(before.history):
             COUNTS["rotations"] += 1
             COUNTS["emergencies"] += after.history[-1].emergency
