@@ -51,6 +51,7 @@ from rotator.intercom.models import (
     SecretInfo,
     parse_secret_list,
 )
+from rotator.intercom.pacing import Budget
 from rotator.intercom.ratelimit import LONGEST_WAIT, server_delay
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, hide_userinfo, scrub
@@ -137,12 +138,16 @@ class IntercomClient:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         observe: Observe | None = None,
+        budget: Budget | None = None,
     ) -> None:
-        """``observe`` hears of every HTTP attempt (for metrics): never a token or material."""
+        """``observe`` hears of every HTTP attempt (for metrics): never a token or material.
+        ``budget`` paces every attempt under the app's rate limit (``rotator.intercom.pacing``);
+        clients of targets sharing an app share it."""
         self.base_url = resolve_base_url(region, base_url)
         #: How messages and logs name it: never with a user and password in it.
         self.shown_url = hide_userinfo(self.base_url)
         self._observe = observe
+        self._budget = budget
         self.version = version
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -258,6 +263,7 @@ class IntercomClient:
         *,
         allow_404: bool,
     ) -> httpx.Response:
+        self._pace()
         started = time.monotonic()
         try:
             response = self._http.request(method, path, json=body)
@@ -267,6 +273,7 @@ class IntercomClient:
                 raise self._unsendable(f"send the {operation} request") from e
             raise self._transport_failure(operation, e) from e
         self._observed(operation, str(response.status_code), started)
+        self._paced(response)
         request_id = _request_id(response, None)
         log.debug(
             "intercom.request",
@@ -299,6 +306,16 @@ class IntercomClient:
                 )
             raise _Retryable(error, None)
         raise error
+
+    def _pace(self) -> None:
+        """Wait for this attempt's turn in the app's budget (every attempt counts)."""
+        if self._budget is not None:
+            self._budget.acquire()
+
+    def _paced(self, response: httpx.Response) -> None:
+        """Let the budget hear what the server said of the app's rate limit."""
+        if self._budget is not None:
+            self._budget.note(response.status_code, response.headers)
 
     def _observed(self, operation: Operation, status: str, started: float) -> None:
         if self._observe is None:

@@ -1,5 +1,8 @@
 """The Intercom clients of every target: one per target, its token read when it is made.
 
+Clients of targets that share an Intercom app share one pacing budget (``[intercom]``,
+``rotator.intercom.pacing``): the app's rate limit is the app's, however many targets use it.
+
 A token comes from an environment variable (``token_env``) or a Vault path (``token_vault``),
 the whitespace around it stripped. Not finding it, or finding one that no HTTP header can carry,
 is a problem of this process (``LocalError``): it fails the process and never
@@ -14,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from rotator.config import Settings, TargetSettings
+from rotator.config import IntercomSettings, Settings, TargetSettings
 from rotator.core.binding import binding_for
 from rotator.core.record import Binding
 from rotator.errors import LocalError, RotatorError, TemporaryError
@@ -25,13 +28,24 @@ Sleep = Callable[[float], object]
 
 
 def client_factory_with(
-    sleep: Sleep, observe: Callable[[str, str, float], None] | None = None
+    sleep: Sleep,
+    observe: Callable[[str, str, float], None] | None = None,
+    pacing: IntercomSettings | None = None,
 ) -> ClientFactory:
-    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible) and
-    which report every request to ``observe`` (metrics)."""
+    """Real Intercom clients whose retry and pacing waits use ``sleep`` (the daemon's is
+    interruptible), which report every request to ``observe`` (metrics) and share a budget
+    per app under ``pacing`` (its defaults when not given)."""
+    from rotator.intercom.pacing import Budget, Budgets
 
     def wait(seconds: float) -> None:
         sleep(seconds)
+
+    pacing = pacing or IntercomSettings()
+    budgets = Budgets(
+        pacing.max_calls_per_minute,
+        pacing.rate_limit_scope,
+        factory=lambda per_minute: Budget(per_minute, sleep=wait),
+    )
 
     def make(target: TargetSettings, token: SecretValue) -> Intercom:
         from rotator.intercom.client import IntercomClient
@@ -43,6 +57,7 @@ def client_factory_with(
             version=target.intercom_version,
             sleep=wait,
             observe=observe,
+            budget=budgets.get(target.endpoint, token.reveal()),
         )
 
     return make
@@ -62,7 +77,7 @@ class IntercomClients:
         self._settings = settings
         self._kv = kv
         self._environ = environ
-        self._factory = factory or client_factory_with(time.sleep)
+        self._factory = factory or client_factory_with(time.sleep, pacing=settings.intercom)
         self._clients: dict[str, Intercom] = {}
         self._bindings: dict[str, Binding] = {}
         self._lock = threading.Lock()
