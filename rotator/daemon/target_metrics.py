@@ -25,6 +25,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from rotator.core.record import Phase
 
@@ -202,5 +203,6 @@ class TargetSeries(Collector):
 
 
 def _le(bound: float) -> str:
-    """A bucket's ``le`` as prometheus_client writes it: ``3600.0``, ``+Inf``."""
-    return "+Inf" if bound == float("inf") else repr(float(bound))
+    """A bucket's ``le`` as prometheus_client writes it (Go's float format: ``3600.0``,
+    ``1.2096e+06``, ``+Inf``)."""
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]  # untyped upstream

@@ -31,6 +31,10 @@ def new_session(
         transport=transport,
         follow_redirects=False,
         verify=tls_context(),
+        # Shared by every target at the base URL: a pool capped at httpx's 100 would make the
+        # 101st of up to 256 concurrent passes ([daemon] concurrency) wait for a connection and
+        # fail with PoolTimeout. Passes bound the connections in use; 64 stay open between.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
     )
 
 
