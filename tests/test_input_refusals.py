@@ -291,13 +291,17 @@ def test_a_config_path_that_is_not_a_regular_file_is_refused(tmp_path, env, path
     assert "not a regular file" in result.stderr
 
 
-def test_a_config_file_larger_than_a_mebibyte_is_refused(tmp_path, vault_settings, env):
-    """A configuration file past 1 MiB is refused with its size limit, not parsed."""
+def test_a_config_file_larger_than_the_limit_is_refused(tmp_path, vault_settings, env):
+    """A configuration file past 16 MiB (room for 10,000 targets) is refused with its size
+    limit, not parsed."""
+    from rotator.config.loading import MAX_CONFIG_BYTES
+
+    assert MAX_CONFIG_BYTES == 16 * 2**20
     config = write_config(tmp_path, vault_settings, "http://127.0.0.1:9")
-    config.write_text(config.read_text() + "#" * (1024 * 1024) + "\n")
+    config.write_text(config.read_text() + "#" * MAX_CONFIG_BYTES + "\n")
     result = rotator(env, "--config", str(config), "check-config")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "larger than 1 MiB" in result.stderr
+    assert "larger than 16 MiB" in result.stderr
 
 
 def test_a_password_in_base_url_is_never_printed(tmp_path, vault_settings, env):

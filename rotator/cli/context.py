@@ -140,7 +140,9 @@ class Context:
             told.append(notifier)
             flushed.append(notifier)
         clients = client_factory_with(
-            sleep or self.stop.wait, observe.intercom_request if observe else None
+            sleep or self.stop.wait,
+            observe.intercom_request if observe else None,
+            pacing=settings.intercom,
         )
         prober = None
         if any(c.probed for t in settings.targets for c in t.consumers):

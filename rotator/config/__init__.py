@@ -14,6 +14,7 @@ from rotator.config.loading import (
     load_settings,
     parse_settings,
 )
+from rotator.config.pacing import IntercomSettings
 from rotator.config.settings import (
     ALL_NOTIFY_EVENTS,
     NOTIFY_EVENTS,
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConsumerSettings",
     "DaemonSettings",
+    "IntercomSettings",
     "NotifyEvent",
     "NotifySettings",
     "ProbeSettings",

@@ -35,6 +35,7 @@ from rotator.config.bounds import within
 from rotator.config.common import Model as _Model
 from rotator.config.common import checked_name, listen_host_ok
 from rotator.config.consumers import ConsumerSettings, ProbeSettings, consumer_problems
+from rotator.config.pacing import IntercomSettings
 from rotator.config.schedule import Schedule
 from rotator.config.windows import WindowSettings, window_problems
 from rotator.core.endpoints import PLATFORM_NAMES, REGION_BASE_URLS, resolve_base_url
@@ -354,6 +355,7 @@ class Settings(_Model):
     daemon: DaemonSettings = DaemonSettings()
     notify: NotifySettings = NotifySettings()
     probes: ProbeSettings = ProbeSettings()
+    intercom: IntercomSettings = IntercomSettings()
     targets: tuple[TargetSettings, ...] = Field(default=(), validate_default=True)
 
     @field_validator("targets", mode="before")

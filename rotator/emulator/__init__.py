@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rotator.emulator.faults import Faults, FaultSpec, FaultSpecError
+    from rotator.emulator.limits import RateLimit
     from rotator.emulator.server import DEFAULT_TOKEN, Emulator, RunningEmulator
     from rotator.emulator.state import Store, StoredSecret, Token, messenger_jwt, user_hash
 
@@ -24,6 +25,7 @@ _WHERE = {
     "Faults": "faults",
     "FaultSpec": "faults",
     "FaultSpecError": "faults",
+    "RateLimit": "limits",
     "DEFAULT_TOKEN": "server",
     "Emulator": "server",
     "RunningEmulator": "server",
@@ -48,6 +50,7 @@ __all__ = [
     "FaultSpec",
     "FaultSpecError",
     "Faults",
+    "RateLimit",
     "RunningEmulator",
     "Store",
     "StoredSecret",

@@ -2,9 +2,12 @@
 
 It follows the contract in ``shared/contracts/intercom-secure-mode-secrets.openapi.yaml``:
 bearer auth with scopes, ``201``/``204``/``401``/``403``/``404``/``422`` answers, ``error.list``
-bodies with a ``request_id``, string ids, soft delete. Order of checks for an API request:
-injected latency, authentication (401), ``Intercom-Version`` (400), scope (403), injected 429 and
-5xx, then the operation itself (422 on bad parameters; ``post_drop`` after a create).
+bodies with a ``request_id``, string ids, soft delete, and Intercom's documented rate limit
+(``rotator.emulator.limits``: 429 beyond 10,000 calls a minute per app, counted in 10-second
+windows, ``X-RateLimit-*`` on every authenticated answer). Order of checks for an API request:
+authentication (401; the call is then counted against the rate limit), ``Intercom-Version``
+(400), scope (403), injected latency, the rate limit (429), injected 429 and 5xx, then the
+operation itself (422 on bad parameters; ``post_drop`` after a create).
 
 Test-only endpoints live under ``/__``: ``GET /__verify?user_id=&user_hash=[&platform=]`` or
 ``GET /__verify?jwt=[&user_id=][&platform=]`` checks a ``user_hash`` or a Messenger JWT against the
@@ -17,7 +20,6 @@ import contextlib
 import json
 import math
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -28,14 +30,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from rotator.emulator.faults import Faults
+from rotator.emulator.limits import RateLimit, RateWindows, Verdict
 from rotator.emulator.state import DEFAULT_WORKSPACE, READ_SCOPE, WRITE_SCOPE, Store, Token
 from rotator.logs import get_logger
 
 # The contract's ``intercom_version`` enum.
 VERSIONS = frozenset(["1.0", "1.1", "1.2", "1.3", "1.4", *(f"2.{n}" for n in range(17)), "Preview"])
 MAX_NAME_LENGTH = 255  # not in the contract; a bound so a runaway client gets a 422
-RATE_LIMIT = 1666  # Intercom's default: 10,000 per minute, enforced per 10-second window
-RATE_WINDOW = 10
 PLATFORM_FLAGS = ("supports_web", "supports_ios", "supports_android")
 
 log = get_logger()
@@ -74,14 +75,15 @@ class EmulatorApp:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        rate_limit: RateLimit | None = None,
     ) -> None:
+        """``rate_limit`` defaults to Intercom's documented one, enforced."""
         self.store = store
         self.faults = faults
         self.tokens: dict[str, Token] = {t.value: t for t in tokens}
         self._clock = clock
         self._sleep = sleep
-        self._window_lock = threading.Lock()
-        self._windows: dict[str, tuple[int, int]] = {}
+        self.rates = RateWindows(rate_limit or RateLimit(), clock)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -120,11 +122,12 @@ class EmulatorApp:
         if endpoint == "verify":
             return self._verify(request)
         token = self._authenticate(request, request_id)
-        headers = self._rate_headers(token.workspace)
+        verdict = self.rates.count(token.rate_key, token.workspace)
+        headers = verdict.headers()
         self._check_version(request, request_id)
         if _SCOPES[endpoint] not in token.scopes:
             raise _Answer(_error(403, "forbidden", _scope_message(endpoint), request_id))
-        self._inject(request_id, headers)
+        self._inject(request_id, verdict)
         if endpoint == "list":
             response = self._list(token)
         elif endpoint == "create":
@@ -194,10 +197,15 @@ class EmulatorApp:
                 _error(400, "intercom_version_invalid", "Requested version is invalid", request_id)
             )
 
-    def _inject(self, request_id: str, headers: list[tuple[str, str]]) -> None:
+    def _inject(self, request_id: str, verdict: Verdict) -> None:
         spec = self.faults.spec
+        headers = verdict.headers()
         if self.faults.roll(spec.latency):
             self._sleep(spec.latency_seconds)
+        if verdict.refused:
+            response = _error(429, "rate_limit_exceeded", verdict.message(), request_id)
+            response.headers.extend(headers)
+            raise _Answer(response)
         if self.faults.roll(spec.rate_limit):
             wait = max(1, math.ceil(spec.retry_after))
             response = _error(429, "rate_limit_exceeded", "Rate Limit Exceeded", request_id)
@@ -213,20 +221,6 @@ class EmulatorApp:
         if self.faults.roll(spec.server_error):
             status = self.faults.server_status()
             raise _Answer(_error(status, "server_error", "Server Error", request_id))
-
-    def _rate_headers(self, workspace: str) -> list[tuple[str, str]]:
-        """Intercom's informational rate-limit headers, counted per 10-second window."""
-        now = int(self._clock())
-        window = now - now % RATE_WINDOW
-        with self._window_lock:
-            start, used = self._windows.get(workspace, (window, 0))
-            used = used + 1 if start == window else 1
-            self._windows[workspace] = (window, used)
-        return [
-            ("X-RateLimit-Limit", str(RATE_LIMIT)),
-            ("X-RateLimit-Remaining", str(max(0, RATE_LIMIT - used))),
-            ("X-RateLimit-Reset", str(window + RATE_WINDOW)),
-        ]
 
 
 def _create_params(request: Request, request_id: str) -> dict[str, Any]:

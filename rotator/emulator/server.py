@@ -23,6 +23,7 @@ from werkzeug.serving import (
 
 from rotator.emulator.app import EmulatorApp
 from rotator.emulator.faults import Faults, FaultSpec
+from rotator.emulator.limits import RateLimit
 from rotator.emulator.state import Store, StoredSecret, Token
 
 #: Accepted when no token is configured: convenient for a first try, named so nobody ships it.
@@ -60,10 +61,14 @@ class Emulator:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_delete: Callable[[StoredSecret], None] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
+        """``rate_limit``: Intercom's documented one (enforced) unless another is given."""
         self.store = Store(state_file, clock=clock, on_delete=on_delete)
         self.faults = Faults(faults)
-        self.app = EmulatorApp(self.store, tokens, self.faults, clock=clock, sleep=sleep)
+        self.app = EmulatorApp(
+            self.store, tokens, self.faults, clock=clock, sleep=sleep, rate_limit=rate_limit
+        )
 
     def add_token(self, token: Token) -> None:
         self.app.tokens[token.value] = token

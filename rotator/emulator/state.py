@@ -48,14 +48,25 @@ class Token:
     value: str
     scopes: frozenset[str]
     workspace: str = DEFAULT_WORKSPACE
+    #: The app whose rate limit the token's calls count against (``rotator.emulator.limits``):
+    #: by default its own (a private app's token); one public app's tokens name the same app.
+    app: str | None = None
 
     def __repr__(self) -> str:
         # The emulator's tokens are test credentials, but they still stay out of reprs.
-        return f"Token(scopes={sorted(self.scopes)}, workspace={self.workspace!r})"
+        return (
+            f"Token(scopes={sorted(self.scopes)}, workspace={self.workspace!r}, app={self.app!r})"
+        )
+
+    @property
+    def rate_key(self) -> str:
+        """What the rate limit counts this token's calls under."""
+        return f"app:{self.app}" if self.app is not None else f"token:{self.value}"
 
     @classmethod
     def parse(cls, spec: str) -> Token:
-        """``TOKEN:read,write`` or ``TOKEN:read:WORKSPACE``; scopes may be full scope names."""
+        """``TOKEN:read,write``, ``TOKEN:read:WORKSPACE`` or ``TOKEN:read:WORKSPACE:APP``;
+        scopes may be full scope names."""
         value, sep, rest = spec.partition(":")
         if not value or not sep:
             raise ValueError(
@@ -63,6 +74,7 @@ class Token:
                 "(SCOPES may be empty: my-token:)"
             )
         scope_text, _, workspace = rest.partition(":")
+        workspace, _, app = workspace.partition(":")
         scopes = set()
         for raw in filter(None, (s.strip() for s in scope_text.split(","))):
             if raw not in SCOPE_ALIASES:
@@ -70,7 +82,12 @@ class Token:
                     f"unknown scope {raw!r}; use read, write, {READ_SCOPE} or {WRITE_SCOPE}"
                 )
             scopes.add(SCOPE_ALIASES[raw])
-        return cls(value=value, scopes=frozenset(scopes), workspace=workspace or DEFAULT_WORKSPACE)
+        return cls(
+            value=value,
+            scopes=frozenset(scopes),
+            workspace=workspace or DEFAULT_WORKSPACE,
+            app=app or None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

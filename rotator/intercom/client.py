@@ -19,11 +19,9 @@ httpx exceptions never leave this module; see ``rotator.intercom.errors`` for th
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import re
-import ssl
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -33,7 +31,6 @@ from urllib.parse import quote
 import httpx
 import tenacity
 
-import rotator
 from rotator.backoff import full_jitter
 from rotator.core.endpoints import resolve_base_url
 from rotator.errors import LocalError, RotatorError, transport_cause
@@ -51,7 +48,9 @@ from rotator.intercom.models import (
     SecretInfo,
     parse_secret_list,
 )
+from rotator.intercom.pacing import Budget
 from rotator.intercom.ratelimit import LONGEST_WAIT, server_delay
+from rotator.intercom.sessions import new_session
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, hide_userinfo, scrub
 
@@ -76,6 +75,9 @@ _HEADER_SAFE: Final = re.compile(r"[ -~]+")
 _DELETE_NOT_FOUND_CODES: Final = frozenset({"identity_verification_secret_not_found", "not_found"})
 
 log = get_logger()
+#: Backoff jitter for clients not given their own: one generator (2.5 KB of state) for all of
+#: them rather than one per target; its methods are safe to share between threads.
+_JITTER = random.Random()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,36 +139,35 @@ class IntercomClient:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         observe: Observe | None = None,
+        budget: Budget | None = None,
+        session: httpx.Client | None = None,
     ) -> None:
-        """``observe`` hears of every HTTP attempt (for metrics): never a token or material."""
+        """``observe`` hears of every HTTP attempt (for metrics): never a token or material.
+        ``budget`` paces every attempt under the app's rate limit (``rotator.intercom.pacing``);
+        clients of targets sharing an app share it. ``session`` is the connection pool of
+        ``base_url`` (``rotator.intercom.sessions``) when clients share one; it is not closed
+        here, and ``timeout`` and ``transport`` are then the session's."""
         self.base_url = resolve_base_url(region, base_url)
         #: How messages and logs name it: never with a user and password in it.
         self.shown_url = hide_userinfo(self.base_url)
         self._observe = observe
+        self._budget = budget
         self.version = version
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or _JITTER
         secret = token if isinstance(token, SecretValue) else SecretValue(token)
         # httpx would send a non-ASCII letter in the token as UTF-8 (refused as a wrong token),
         # fail here with its own error for one in the version, and refuse a newline only at
         # send time; whitespace around a value is refused at send time (`_attempt`).
         if not all(_HEADER_SAFE.fullmatch(value) for value in (secret.reveal(), version)):
             raise self._unsendable("make requests")
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            auth=_BearerAuth(secret),
-            headers={
-                "Accept": "application/json",
-                "Intercom-Version": version,
-                "User-Agent": f"rotator/{rotator.__version__}",
-            },
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-            verify=_tls_context(),
-        )
+        self._auth = _BearerAuth(secret)
+        #: What is this target's own goes with each request: the session may be shared.
+        self._headers = {"Intercom-Version": version}
+        self._owns_session = session is None
+        self._http = session or new_session(self.base_url, timeout, transport)
 
     def __repr__(self) -> str:
         return f"IntercomClient(base_url={self.shown_url!r}, version={self.version!r})"
@@ -178,7 +179,8 @@ class IntercomClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_session:
+            self._http.close()
 
     # --- the three operations -------------------------------------------------------------
 
@@ -258,15 +260,19 @@ class IntercomClient:
         *,
         allow_404: bool,
     ) -> httpx.Response:
+        self._pace()
         started = time.monotonic()
         try:
-            response = self._http.request(method, path, json=body)
+            response = self._http.request(
+                method, path, json=body, auth=self._auth, headers=self._headers
+            )
         except _HTTPX_ERRORS as e:
             self._observed(operation, "error", started)
             if isinstance(e, httpx.LocalProtocolError) and "header" in str(e).lower():
                 raise self._unsendable(f"send the {operation} request") from e
             raise self._transport_failure(operation, e) from e
         self._observed(operation, str(response.status_code), started)
+        self._paced(response)
         request_id = _request_id(response, None)
         log.debug(
             "intercom.request",
@@ -299,6 +305,16 @@ class IntercomClient:
                 )
             raise _Retryable(error, None)
         raise error
+
+    def _pace(self) -> None:
+        """Wait for this attempt's turn in the app's budget (every attempt counts)."""
+        if self._budget is not None:
+            self._budget.acquire()
+
+    def _paced(self, response: httpx.Response) -> None:
+        """Let the budget hear what the server said of the app's rate limit."""
+        if self._budget is not None:
+            self._budget.note(response.status_code, response.headers)
 
     def _observed(self, operation: Operation, status: str, started: float) -> None:
         if self._observe is None:
@@ -384,13 +400,6 @@ class IntercomClient:
             wait_s=round(state.upcoming_sleep, 3),
             reason=str(error.error) if isinstance(error, _Retryable) else repr(error),
         )
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context (the system's CA bundle, via httpx's defaults) for every client: building
-    one loads the whole bundle, tens of milliseconds, which 1,000 targets would pay 1,000 times."""
-    return httpx.create_ssl_context()
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -1,5 +1,8 @@
 """The Intercom clients of every target: one per target, its token read when it is made.
 
+Clients of targets that share an Intercom app share one pacing budget (``[intercom]``,
+``rotator.intercom.pacing``): the app's rate limit is the app's, however many targets use it.
+
 A token comes from an environment variable (``token_env``) or a Vault path (``token_vault``),
 the whitespace around it stripped. Not finding it, or finding one that no HTTP header can carry,
 is a problem of this process (``LocalError``): it fails the process and never
@@ -14,8 +17,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from rotator.config import Settings, TargetSettings
+from rotator.config import IntercomSettings, Settings, TargetSettings
 from rotator.core.binding import binding_for
+from rotator.core.endpoints import resolve_base_url
 from rotator.core.record import Binding
 from rotator.errors import LocalError, RotatorError, TemporaryError
 from rotator.reconciler.ports import KV, ClientFactory, Intercom
@@ -25,27 +29,58 @@ Sleep = Callable[[float], object]
 
 
 def client_factory_with(
-    sleep: Sleep, observe: Callable[[str, str, float], None] | None = None
+    sleep: Sleep,
+    observe: Callable[[str, str, float], None] | None = None,
+    pacing: IntercomSettings | None = None,
 ) -> ClientFactory:
-    """Real Intercom clients whose retry waits use ``sleep`` (the daemon's is interruptible) and
-    which report every request to ``observe`` (metrics)."""
+    """Real Intercom clients whose retry and pacing waits use ``sleep`` (the daemon's is
+    interruptible), which report every request to ``observe`` (metrics), share a budget per app
+    under ``pacing`` (its defaults when not given) and one connection pool per base URL."""
+    return _Clients(sleep, observe, pacing or IntercomSettings())
 
-    def wait(seconds: float) -> None:
-        sleep(seconds)
 
-    def make(target: TargetSettings, token: SecretValue) -> Intercom:
+class _Clients:
+    """The production ``ClientFactory``: owns the budgets and sessions its clients share;
+    ``close`` ends the sessions' connections (``IntercomClients.close`` calls it)."""
+
+    def __init__(
+        self,
+        sleep: Sleep,
+        observe: Callable[[str, str, float], None] | None,
+        pacing: IntercomSettings,
+    ) -> None:
+        from rotator.intercom.client import DEFAULT_TIMEOUT
+        from rotator.intercom.pacing import Budget, Budgets
+        from rotator.intercom.sessions import Sessions
+
+        self._sleep = sleep
+        self._observe = observe
+        self.budgets = Budgets(
+            pacing.max_calls_per_minute,
+            pacing.rate_limit_scope,
+            factory=lambda per_minute: Budget(per_minute, sleep=self._wait),
+        )
+        self.sessions = Sessions(DEFAULT_TIMEOUT)
+
+    def _wait(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def __call__(self, target: TargetSettings, token: SecretValue) -> Intercom:
         from rotator.intercom.client import IntercomClient
 
+        endpoint = resolve_base_url(target.region, target.base_url)
         return IntercomClient(
             token,
-            region=target.region,
-            base_url=target.base_url,
+            base_url=endpoint,
             version=target.intercom_version,
-            sleep=wait,
-            observe=observe,
+            sleep=self._wait,
+            observe=self._observe,
+            budget=self.budgets.get(endpoint, token.reveal()),
+            session=self.sessions.get(endpoint),
         )
 
-    return make
+    def close(self) -> None:
+        self.sessions.close()
 
 
 class IntercomClients:
@@ -62,7 +97,7 @@ class IntercomClients:
         self._settings = settings
         self._kv = kv
         self._environ = environ
-        self._factory = factory or client_factory_with(time.sleep)
+        self._factory = factory or client_factory_with(time.sleep, pacing=settings.intercom)
         self._clients: dict[str, Intercom] = {}
         self._bindings: dict[str, Binding] = {}
         self._lock = threading.Lock()
@@ -130,6 +165,9 @@ class IntercomClients:
             self._bindings.clear()
         for client in clients:
             client.close()
+        closing = getattr(self._factory, "close", None)
+        if callable(closing):
+            closing()  # the connection pools the clients shared
 
 
 def _sendable(token: str, target: TargetSettings, source: str) -> SecretValue:
