@@ -285,11 +285,12 @@ def _add_emulate_intercom(
     emulate.add_argument("--port", type=_port, default=4010, help="port (default: 4010)")
     emulate.add_argument(
         "--token",
-        metavar="TOKEN:SCOPES[:WORKSPACE]",
+        metavar="TOKEN:SCOPES[:WORKSPACE[:APP]]",
         action="append",
         type=_token,
         help="accept TOKEN with SCOPES (read, write; comma-separated, may be empty) in "
-        "WORKSPACE (default: 'default'); repeatable. Without any: emulator-token:read,write",
+        "WORKSPACE (default: 'default'), counted against APP's rate limit (default: its own); "
+        "repeatable. Without any: emulator-token:read,write",
     )
     emulate.add_argument("--faults", metavar="SPEC", type=_faults, help="faults to inject")
     emulate.add_argument(

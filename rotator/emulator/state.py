@@ -70,7 +70,7 @@ class Token:
         value, sep, rest = spec.partition(":")
         if not value or not sep:
             raise ValueError(
-                "a token is written TOKEN:SCOPES[:WORKSPACE], e.g. my-token:read,write "
+                "a token is written TOKEN:SCOPES[:WORKSPACE[:APP]], e.g. my-token:read,write "
                 "(SCOPES may be empty: my-token:)"
             )
         scope_text, _, workspace = rest.partition(":")
