@@ -21,6 +21,7 @@ callers use is importable from here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -53,10 +54,12 @@ __all__ = [
     "IN_USE_LIMIT",
     "KNOWN_IDS_LIMIT",
     "OWNED_NAMES_LIMIT",
+    "PACKED_SCHEMA_VERSION",
     "READABLE_SCHEMAS",
     "ROLLOUT_SCHEMA_VERSION",
     "ROTATING",
     "SCHEMA_VERSION",
+    "STRING_BUDGET",
     "Abort",
     "AuditEntry",
     "Binding",
@@ -81,7 +84,17 @@ __all__ = [
 SCHEMA_VERSION = 4
 ROLLOUT_SCHEMA_VERSION = 3
 BASE_SCHEMA_VERSION = 2
-READABLE_SCHEMAS = frozenset({1, BASE_SCHEMA_VERSION, ROLLOUT_SCHEMA_VERSION, SCHEMA_VERSION})
+#: A record too complex for Vault's JSON limits as it is (many consumers, long histories) is
+#: written whole as one string under this schema: ``{"schema_version": 5, "target": ...,
+#: "packed": "<the record's usual JSON>"}``. Rotators before it refuse such a record (they
+#: could not write it back either).
+PACKED_SCHEMA_VERSION = 5
+#: Vault and OpenBao refuse a request holding 1,000 JSON strings or more (keys included); a
+#: record past this many is packed, leaving room for the request's own keys.
+STRING_BUDGET = 800
+READABLE_SCHEMAS = frozenset(
+    {1, BASE_SCHEMA_VERSION, ROLLOUT_SCHEMA_VERSION, SCHEMA_VERSION, PACKED_SCHEMA_VERSION}
+)
 HISTORY_LIMIT = 20
 OWNED_NAMES_LIMIT = 64
 KNOWN_IDS_LIMIT = 64
@@ -214,6 +227,13 @@ class Record:
             ):
                 continue
             data[f.name] = record_storage.encode(f.name, value)
+        if record_storage.count_strings(data) > STRING_BUDGET:
+            packed = json.dumps(data, separators=(",", ":"))
+            return {
+                "schema_version": PACKED_SCHEMA_VERSION,
+                "target": self.target,
+                "packed": packed,
+            }
         return data
 
     @classmethod
@@ -222,9 +242,8 @@ class Record:
         as if it were unbound with no request pending). ``RecordError`` names the problem,
         never a value: the record holds material."""
         version = data.get("schema_version")
-        newer = (
-            isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
-        )
+        newest = max(READABLE_SCHEMAS)
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > newest
         readable = ", ".join(str(v) for v in sorted(READABLE_SCHEMAS, reverse=True))
         if version not in READABLE_SCHEMAS and not newer:
             # Missing, 0, text: not a schema any rotator wrote, so a hand edit (roll back).
@@ -237,11 +256,24 @@ class Record:
                 f"state record has schema_version {version!r}; this rotator reads "
                 f"{readable}. Upgrade rotator (or restore the record) before it acts."
             )
+        if version == PACKED_SCHEMA_VERSION:
+            return cls.from_storage(_unpacked(data))
         try:
             record = cls(**record_storage.decode(data))
         except (KeyError, TypeError, ValueError) as e:
             raise RecordError(f"state record is damaged ({type(e).__name__}: {e})") from None
         return _from_version_1(record) if version == 1 else record
+
+
+def _unpacked(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record inside a packed one (``PACKED_SCHEMA_VERSION``), itself never packed."""
+    try:
+        inner = json.loads(data["packed"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"state record is damaged (packed: {type(e).__name__})") from None
+    if not isinstance(inner, dict) or inner.get("schema_version") == PACKED_SCHEMA_VERSION:
+        raise RecordError("state record is damaged (packed: not a record)")
+    return inner
 
 
 _SCHEMA_3_FIELDS = frozenset({"rollout", "stalled_at", "paused"})
