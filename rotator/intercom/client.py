@@ -24,6 +24,7 @@ import json
 import random
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -154,19 +155,14 @@ class IntercomClient:
         # send time; whitespace around a value is refused at send time (`_attempt`).
         if not all(_HEADER_SAFE.fullmatch(value) for value in (secret.reveal(), version)):
             raise self._unsendable("make requests")
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            auth=_BearerAuth(secret),
-            headers={
-                "Accept": "application/json",
-                "Intercom-Version": version,
-                "User-Agent": f"rotator/{rotator.__version__}",
-            },
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-            verify=_tls_context(),
-        )
+        self._secret = secret
+        self._timeout = timeout
+        self._transport = transport
+        # Made by the first request (`_connection`): it imports httpcore and loads the CA
+        # bundle, a fifth of a one-shot start-up, which a reconcile with nothing due never needs.
+        self._http: httpx.Client | None = None
+        self._closed = False
+        self._http_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"IntercomClient(base_url={self.shown_url!r}, version={self.version!r})"
@@ -178,7 +174,32 @@ class IntercomClient:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        with self._http_lock:
+            self._closed = True
+            if self._http is not None:
+                self._http.close()
+
+    def _connection(self) -> httpx.Client:
+        """The HTTP client, made on first use; threads share it. Once ``close`` was called, a
+        request fails as it would on a closed httpx client."""
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(
+                    base_url=self.base_url,
+                    auth=_BearerAuth(self._secret),
+                    headers={
+                        "Accept": "application/json",
+                        "Intercom-Version": self.version,
+                        "User-Agent": f"rotator/{rotator.__version__}",
+                    },
+                    timeout=self._timeout,
+                    transport=self._transport,
+                    follow_redirects=False,
+                    verify=_tls_context(),
+                )
+                if self._closed:
+                    self._http.close()
+            return self._http
 
     # --- the three operations -------------------------------------------------------------
 
@@ -232,6 +253,7 @@ class IntercomClient:
         body: dict[str, Any] | None = None,
         allow_404: bool = False,
     ) -> httpx.Response:
+        http = self._connection()  # outside the retries: a client that cannot be made fails
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._retry.attempts),
             wait=self._wait,
@@ -243,7 +265,7 @@ class IntercomClient:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(operation, method, path, body, allow_404=allow_404)
+                    return self._attempt(http, operation, method, path, body, allow_404=allow_404)
         except _Retryable as e:
             e.error.message += f" Gave up after {self._retry.attempts} attempts."
             raise e.error from e.__cause__
@@ -251,6 +273,7 @@ class IntercomClient:
 
     def _attempt(
         self,
+        http: httpx.Client,
         operation: Operation,
         method: str,
         path: str,
@@ -260,7 +283,7 @@ class IntercomClient:
     ) -> httpx.Response:
         started = time.monotonic()
         try:
-            response = self._http.request(method, path, json=body)
+            response = http.request(method, path, json=body)
         except _HTTPX_ERRORS as e:
             self._observed(operation, "error", started)
             if isinstance(e, httpx.LocalProtocolError) and "header" in str(e).lower():
