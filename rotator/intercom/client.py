@@ -19,11 +19,9 @@ httpx exceptions never leave this module; see ``rotator.intercom.errors`` for th
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import re
-import ssl
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -53,6 +51,7 @@ from rotator.intercom.models import (
     parse_secret_list,
 )
 from rotator.intercom.ratelimit import LONGEST_WAIT, server_delay
+from rotator.intercom.tls import tls_context
 from rotator.logs import get_logger
 from rotator.redaction import SecretValue, hide_userinfo, scrub
 
@@ -195,7 +194,7 @@ class IntercomClient:
                     timeout=self._timeout,
                     transport=self._transport,
                     follow_redirects=False,
-                    verify=_tls_context(),
+                    verify=tls_context(self.base_url),
                 )
                 if self._closed:
                     self._http.close()
@@ -407,13 +406,6 @@ class IntercomClient:
             wait_s=round(state.upcoming_sleep, 3),
             reason=str(error.error) if isinstance(error, _Retryable) else repr(error),
         )
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One TLS context (the system's CA bundle, via httpx's defaults) for every client: building
-    one loads the whole bundle, tens of milliseconds, which 1,000 targets would pay 1,000 times."""
-    return httpx.create_ssl_context()
 
 
 def _json_or_none(response: httpx.Response) -> Any:
