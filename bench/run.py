@@ -160,6 +160,7 @@ class Bench:
         result = subprocess.run(
             [*ROTATOR, *args],
             env=self.env(config),
+            cwd=self.workdir,  # not the checkout: `-m rotator` must find the user install
             capture_output=True,
             text=True,
             check=False,
@@ -211,7 +212,9 @@ def startup(bench: Bench, config: Path) -> tuple[float, float]:
     for _ in range(bench.repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=bench.env(config))
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env=bench.env(config), cwd=bench.workdir
+        )
         walls.append(time.perf_counter() - started)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
@@ -309,6 +312,7 @@ def idle_daemon(bench: Bench, seconds: float) -> dict[str, float]:
     process = subprocess.Popen(
         [*ROTATOR, "run"],
         env=bench.env(config),
+        cwd=bench.workdir,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -426,9 +430,7 @@ def measure(bench: Bench, only: set[str], *, quick: bool) -> dict[str, Any]:
                 print(f"rotation at {ms} ms measured", file=sys.stderr, flush=True)
             results["in_process_cpu"] = in_process_rotation_cpu(bench)
         if "c" in only:
-            results["cold_1"] = cold_start(bench, 1)
-            results["cold_100"] = cold_start(bench, 100)
-            print("cold starts measured", file=sys.stderr, flush=True)
+            results["cold_1"], results["cold_100"] = cold_start(bench, 1), cold_start(bench, 100)
         if "d" in only:
             for ms in (0, 20):
                 results[f"thousand_{ms}"] = thousand(bench, ms)
@@ -437,9 +439,7 @@ def measure(bench: Bench, only: set[str], *, quick: bool) -> dict[str, Any]:
             results["idle"] = idle_daemon(bench, 10 if quick else 60)
         if "f" in only:
             results["probe"] = probe_bench("probe.py", "--rounds", 5)
-            print("probe round measured", file=sys.stderr, flush=True)
             results["probe_pass"] = probe_bench("probe_pass.py", "--passes", 5)
-            print("probe pass measured", file=sys.stderr, flush=True)
     finally:
         bench.stop()
     results["load"].append(os.getloadavg()[0])
