@@ -158,7 +158,7 @@ class IntercomClient:
         self._timeout = timeout
         self._transport = transport
         # Made by the first request (`_connection`): it imports httpcore and loads the CA
-        # bundle, a fifth of a one-shot start-up, which a reconcile with nothing due never needs.
+        # bundle, about 30 ms, which a reconcile with nothing due never needs.
         self._http: httpx.Client | None = None
         self._closed = False
         self._http_lock = threading.Lock()

@@ -2,8 +2,8 @@
 an https base URL.
 
 Loading the bundle (httpx's defaults: certifi's, or ``$SSL_CERT_FILE``/``$SSL_CERT_DIR``) takes
-tens of milliseconds: about a seventh of a one-shot ``rotate-now``, and 1,000 targets would pay
-it 1,000 times without sharing. An http base URL (the emulator, a local egress proxy) never
+about 20 ms of a one-shot ``rotate-now``, and 1,000 targets would pay it 1,000 times without
+sharing. An http base URL (the emulator, a local egress proxy) never
 opens TLS to its origin: the client follows no redirect, and a proxy brings its own context.
 Its clients get a context that trusts no CA, so it would refuse any certificate, and that costs
 nothing to make.
