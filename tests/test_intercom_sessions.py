@@ -53,11 +53,12 @@ def test_clients_share_a_session_but_send_their_own_token_and_version() -> None:
         assert [s.name for s in b.list_secrets()] == ["only in b"]
         assert [s.name for s in a.list_secrets()] == ["only in a"]
         assert versions == ["2.11", "Preview", "2.11"]
-        assert a._http is b._http  # one pool for the base URL
+        pool = a._connection()
+        assert pool is b._connection()  # one pool for the base URL
         a.close()  # a client's close leaves the shared pool to the others
         assert [s.name for s in b.list_secrets()] == ["only in b"]
         make.close()  # type: ignore[attr-defined]  # the factory owns the pools
-        assert b._http.is_closed
+        assert pool.is_closed
         again = make(alpha, SecretValue("ta"))  # a closed pool is opened anew
         assert [s.name for s in again.list_secrets()] == ["only in a"]
         make.close()  # type: ignore[attr-defined]

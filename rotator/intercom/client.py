@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -140,13 +141,15 @@ class IntercomClient:
         rng: random.Random | None = None,
         observe: Observe | None = None,
         budget: Budget | None = None,
-        session: httpx.Client | None = None,
+        session: Callable[[], httpx.Client] | None = None,
     ) -> None:
         """``observe`` hears of every HTTP attempt (for metrics): never a token or material.
         ``budget`` paces every attempt under the app's rate limit (``rotator.intercom.pacing``);
-        clients of targets sharing an app share it. ``session`` is the connection pool of
+        clients of targets sharing an app share it. ``session`` gives the connection pool of
         ``base_url`` (``rotator.intercom.sessions``) when clients share one; it is not closed
-        here, and ``timeout`` and ``transport`` are then the session's."""
+        here, and ``timeout`` and ``transport`` are then the session's. Either way the pool is
+        got (or made) by the first request: making one imports httpcore and may load the CA
+        bundle, which a pass that never calls Intercom does not need."""
         self.base_url = resolve_base_url(region, base_url)
         #: How messages and logs name it: never with a user and password in it.
         self.shown_url = hide_userinfo(self.base_url)
@@ -167,7 +170,10 @@ class IntercomClient:
         #: What is this target's own goes with each request: the session may be shared.
         self._headers = {"Intercom-Version": version}
         self._owns_session = session is None
-        self._http = session or new_session(self.base_url, timeout, transport)
+        self._session = session or (lambda: new_session(self.base_url, timeout, transport))
+        self._http: httpx.Client | None = None
+        self._closed = False
+        self._http_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"IntercomClient(base_url={self.shown_url!r}, version={self.version!r})"
@@ -179,8 +185,22 @@ class IntercomClient:
         self.close()
 
     def close(self) -> None:
-        if self._owns_session:
-            self._http.close()
+        with self._http_lock:
+            self._closed = True
+            if self._owns_session and self._http is not None:
+                self._http.close()
+
+    def _connection(self) -> httpx.Client:
+        """The connection pool, got on first use; threads share it. Once ``close`` was called,
+        a request fails as it would on a closed httpx client."""
+        if not self._owns_session:
+            return self._session()  # shared: asked each time (reopened if it was closed)
+        with self._http_lock:
+            if self._http is None:
+                self._http = self._session()
+                if self._closed:
+                    self._http.close()
+            return self._http
 
     # --- the three operations -------------------------------------------------------------
 
@@ -263,7 +283,7 @@ class IntercomClient:
         self._pace()
         started = time.monotonic()
         try:
-            response = self._http.request(
+            response = self._connection().request(
                 method, path, json=body, auth=self._auth, headers=self._headers
             )
         except _HTTPX_ERRORS as e:

@@ -11,13 +11,12 @@ credentials into another's requests.
 
 from __future__ import annotations
 
-import functools
-import ssl
 import threading
 
 import httpx
 
 import rotator
+from rotator.intercom.tls import tls_context
 
 
 def new_session(
@@ -30,7 +29,7 @@ def new_session(
         timeout=timeout,
         transport=transport,
         follow_redirects=False,
-        verify=tls_context(),
+        verify=tls_context(base_url),
         # Shared by every target at the base URL: a pool capped at httpx's 100 would make the
         # 101st of up to 256 concurrent passes ([daemon] concurrency) wait for a connection and
         # fail with PoolTimeout. Passes bound the connections in use; 64 stay open between.
@@ -64,10 +63,3 @@ class Sessions:
     def __len__(self) -> int:
         with self._lock:
             return len(self._sessions)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context (the system's CA bundle, via httpx's defaults) for every session: building
-    one loads the whole bundle, tens of milliseconds."""
-    return httpx.create_ssl_context()

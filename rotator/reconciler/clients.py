@@ -13,6 +13,7 @@ Vault is picked up without a restart.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -76,7 +77,7 @@ class _Clients:
             sleep=self._wait,
             observe=self._observe,
             budget=self.budgets.get(endpoint, token.reveal()),
-            session=self.sessions.get(endpoint),
+            session=functools.partial(self.sessions.get, endpoint),
         )
 
     def close(self) -> None:

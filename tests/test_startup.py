@@ -1,0 +1,128 @@
+"""A one-shot command imports what its verb needs and nothing else (start-up time is a budget:
+bench/RESULTS.md). Real ``rotator`` processes against OpenBao and the emulator; each reports the
+modules it had imported when it exited. No timing here: ``scripts/bench`` measures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
+
+# Runs the real CLI, then writes sys.modules to $MODULES_OUT as the process exits.
+SPY = """\
+import atexit, json, os, sys
+out = os.environ["MODULES_OUT"]
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv = ["rotator", *sys.argv[1:]]
+from rotator.cli import main
+raise SystemExit(main())
+"""
+
+#: What only the daemon (hook, health, metrics, scheduler) or the emulator and demo need.
+DAEMON_ONLY = {
+    "prometheus_client",
+    "waitress",
+    "werkzeug",
+    "apscheduler",
+    "jwt",
+    "rotator.daemon",
+    "rotator.hook",
+    "rotator.notify",
+    "rotator.probe",
+    "rotator.demo",
+}
+#: An HTTP client is made when Intercom is called, not before.
+HTTP_CLIENT = {"httpcore", "h11", "anyio"}
+#: What the configuration, the logs, Vault and Intercom bring: none of it for `--help`.
+LIBRARIES = {"pydantic", "structlog", "hvac", "requests", "httpx", "tenacity"}
+
+CONFIG = """\
+[vault]
+address = "{vault}"
+state_path = "{state}"
+[[targets]]
+name = "web"
+base_url = "{intercom}"
+token_env = "INTERCOM_TOKEN"
+secret_name = "Production Web"
+vault_path = "{path}"
+schedule = "30d"
+grace_period = "24h"
+"""
+
+
+@pytest.fixture
+def env(tmp_path, openbao, emulator, vault_settings):
+    config = tmp_path / "rotator.toml"
+    config.write_text(
+        CONFIG.format(
+            vault=openbao.address,
+            state=vault_settings.state_path,
+            intercom=emulator.url,
+            path=vault_settings.state_path.replace("/state", "/web"),
+        )
+    )
+    return {
+        **os.environ,
+        "VAULT_TOKEN": openbao.root_token,
+        "INTERCOM_TOKEN": INTERCOM_EMULATOR_TOKEN,
+        "ROTATOR_CONFIG": str(config),
+        "ROTATOR_LOG_LEVEL": "warning",
+        "MODULES_OUT": str(tmp_path / "modules.json"),
+    }
+
+
+def run(env, *args):
+    """``rotator ARGS``: its result, and the top-level names of the modules it imported (with
+    rotator's own by their first two parts)."""
+    result = subprocess.run(
+        [sys.executable, "-c", SPY, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    modules = json.loads(Path(env["MODULES_OUT"]).read_text())
+    names = {m.split(".")[0] for m in modules} | {".".join(m.split(".")[:2]) for m in modules}
+    return result, names
+
+
+def test_reconcile_with_nothing_due_makes_no_http_client(env):
+    """A reconcile with nothing due (the CronJob's usual run) reads Vault and neither imports
+    the daemon's parts nor makes an HTTP client for Intercom, which it does not call."""
+    first, _ = run(env, "reconcile")  # the first secret is created: Intercom is called
+    assert first.returncode == 0, first.stderr
+    result, imported = run(env, "reconcile")
+    assert result.returncode == 0, result.stderr
+    assert "web: idle: not due" in result.stdout
+    assert {"hvac", "pydantic", "structlog", "rotator.reconciler"} <= imported  # it really ran
+    assert not imported & DAEMON_ONLY
+    assert not imported & HTTP_CLIENT
+
+
+def test_rotate_now_imports_none_of_the_daemon(env):
+    """An emergency rotate-now calls Intercom and Vault, and imports none of the daemon's parts
+    (metrics, hook server, scheduler, JWTs)."""
+    assert run(env, "reconcile")[0].returncode == 0
+    result, imported = run(env, "rotate-now", "web", "--emergency", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert " complete: " in result.stdout
+    assert {"hvac", "httpx", "httpcore"} <= imported  # it really called both
+    assert not imported & DAEMON_ONLY
+
+
+@pytest.mark.parametrize("args", [["--help"], ["reconcile", "--help"], ["--version"]])
+def test_help_and_version_load_no_library(env, args):
+    """``--help`` and ``--version`` answer from the parser alone: no configuration model,
+    logging, Vault or HTTP library is imported."""
+    result, imported = run(env, *args)
+    assert result.returncode == 0, result.stderr
+    assert "rotator" in result.stdout
+    assert not imported & (LIBRARIES | DAEMON_ONLY | HTTP_CLIENT)
