@@ -83,3 +83,68 @@ def test_i10_judges_what_instances_sign_with_not_what_the_probes_said():
     finally:  # what teardown does; it would settle, and judge, too
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
+
+
+def test_an_emergency_during_an_aborts_cleanup_is_recorded_not_lost():
+    """The interleaving the simulation found, replayed: an abort in creating leaves a retiring
+    record that deletes the abandoned secret (no new secret under way); an emergency rotate-now
+    then joined it by flagging the record, its own pass failed, and the cleanup ended idle with
+    the leaked secret 100 live (I9). The request is now recorded and starts its rotation once
+    the cleanup ends (``machine.joinable``)."""
+    state = Simulation()
+    plan = Plan(policy="hook-or-grace", named=True, stable_probes=(1, 1), spacing=0.0)
+    state.setup(
+        seed=49,
+        skews=[0.0, 0.0, 0.0],
+        provisioned=True,
+        commands=[
+            "rotate-now",
+            "confirm-cli",
+            "pass",
+            "confirm-hook",
+            "abort",
+            "resume",
+            "adopt",
+            "emergency",
+        ],
+        disruptions=[
+            "weather@vault.write",
+            "crash@intercom create",
+            "crash@vault write intercom/web",
+            "crash@intercom delete",
+            "crash@vault write rotator/state",
+            "crash",
+            "weather@intercom.delete",
+        ],
+        plan=plan,
+        mobile=0,
+    )
+    steps = [
+        ("advance", "a", 1),
+        ("advance", "b", 1),
+        ("disrupt", "a", (0, False, 2)),
+        ("start", "c", (0, False, 10)),
+        ("disrupt", "a", (0, False, 46)),
+        ("disrupt", "a", (3, False, 0)),
+        ("start", "c", (0, False, 0)),
+        *[("advance", "a", 1)] * 4,
+        ("advance", "c", 6),
+        ("start", "a", (4, False, 3)),  # abort, recorded
+        ("start", "a", (0, False, 8)),
+        ("advance", "a", 2),
+        ("start", "c", (0, False, 8)),  # served: retiring the abandoned 101
+        ("start", "c", (7, False, 8)),  # emergency during that cleanup; its pass fails
+    ]
+    for kind, actor, args in steps:
+        if kind == "advance":
+            state.advance(actor=actor, steps=args)
+        elif kind == "disrupt":
+            amount, applied, pick = args
+            state.disrupt(actor=actor, amount=amount, applied=applied, pick=pick)
+        else:
+            pick, right, count = args
+            state.start(actor=actor, pick=pick, right=right, steps=count)
+        state.nothing_broke()
+    state.teardown()
+    assert not state.watch.violations
+    assert not state.world.live("100")

@@ -143,16 +143,24 @@ def _joined(record: Record, obs: Observation) -> Record:
     adoption and the request starts a rotation.)"""
     if record.adoption and not holds_pending(record, obs.consumer):
         return record
-    if (record.phase is Phase.RETIRING and record.pending_id is None) or record.restoring:
-        # A sweep of orphans or a back-out, not a rotation: joining it would serve the request
-        # with nothing (its end rests idle, or restores the secret an emergency is about). The
-        # request waits, and starts its rotation once that ends.
+    if not joinable(record):
         return record
     emergency = record.emergency or (obs.command is not None and obs.command.emergency)
     emergency = emergency or _leaked(record)
     if emergency == record.emergency and record.request is None:
         return record
     return replace(record, emergency=emergency, request=None)
+
+
+def joinable(record: Record) -> bool:
+    """Whether an operator's rotate-now joins what is under way: a rotation does; a sweep of
+    orphans or a back-out does not (joining would serve the request with nothing: the sweep's
+    end rests idle, a back-out restores the secret an emergency is about). Their request waits
+    in the record and starts its rotation once they end."""
+    if not record.rotating or record.restoring is not None:
+        return False
+    phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
+    return not (phase is Phase.RETIRING and record.pending_id is None)
 
 
 def _leaked(record: Record) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rotator.config import Settings, TargetSettings
-from rotator.core import confirmation, transitions
+from rotator.core import confirmation, machine, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
@@ -253,11 +253,12 @@ class Reconciler:
                 record = initial_record(self.ports.policy(target), consumer, now)
             self.check_binding(target, record, mine)
             controls.refuse_if_paused(target.name, record)
-            # During a back-out the request waits for its end (``machine._joined``); an
-            # emergency is then about the secret being restored, which consumers move back to.
+            # During a sweep of orphans or a back-out the request waits for its end
+            # (``machine.joinable``); an emergency during a back-out is about the secret being
+            # restored, which consumers move back to.
             back = record.restoring is not None
             leaked = record.pending_id if back else record.current_id
-            joined = record.rotating and not back
+            joined = machine.joinable(record)
             outcome[:] = [Ask(command, record.generation, joined=joined, leaked=leaked)]
             if joined and record.phase is not Phase.BLOCKED:
                 if not command.emergency or record.emergency:
