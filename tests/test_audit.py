@@ -57,7 +57,7 @@ def test_a_cli_rotation_and_a_hook_confirmation_name_who_did_what(world, tmp_pat
         daemon.stop()
     record = world.record()
     confirmed = [a for a in record.audit if a.event == "confirmed"]
-    assert [a.by for a in confirmed] == ["hook:bearer from 127.0.0.1"]
+    assert [a.by for a in confirmed] == ["hook:bearer, from 127.0.0.1"]
     assert confirmed[0].secret_id == new
     assert [a.event for a in record.audit][-3:] == ["retiring", "retired", "completed"]
     assert all(a.via for a in record.audit)
@@ -65,7 +65,7 @@ def test_a_cli_rotation_and_a_hook_confirmation_name_who_did_what(world, tmp_pat
     rec, view = world.reconciler().record("web")
     table = render_table([target_status(world.target, rec, view, None, history=True)])
     assert "started by alice" in table
-    assert f"confirmed by hook:bearer from 127.0.0.1 [{new}]" in table
+    assert f"confirmed by hook:bearer, from 127.0.0.1 [{new}]" in table
     as_json = json.loads(_cli(world, tmp_path, "status", "web", "--history", "--json").stdout)
     assert [a["event"] for a in as_json[0]["audit"]] == [a.event for a in record.audit]
     lines = [json.loads(x) for x in log_output.getvalue().splitlines() if '"audit.' in x]
@@ -158,3 +158,16 @@ def test_no_material_in_the_trail(world):
     record = world.record()
     material = world.consumer()["secret"]
     assert material not in json.dumps(record.to_storage()["audit"])
+
+
+def test_the_hook_actor_survives_log_redaction():
+    """The audit line of a hook confirmation keeps who confirmed: the consumer and the client
+    address are not taken for a bearer token by the log redaction."""
+    from rotator.hook.app import ConfirmRequest
+    from rotator.redaction import redact_text
+
+    for consumer in ("billing", None):
+        actor = ConfirmRequest("101", None, via="bearer", consumer=consumer, client="10.0.3.7")
+        said = actor.actor()
+        assert redact_text(said) == said
+        assert "10.0.3.7" in said

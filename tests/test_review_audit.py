@@ -178,7 +178,7 @@ def test_the_hook_s_client_address_is_the_socket_s_never_a_forwarded_header(worl
     finally:
         daemon.stop()
     [confirmed] = [a for a in world.record().audit if a.event == "confirmed"]
-    assert confirmed.by == "hook:bearer from 127.0.0.1"
+    assert confirmed.by == "hook:bearer, from 127.0.0.1"
 
 
 def test_a_lease_taken_over_from_a_crashed_process_is_in_the_trail():

@@ -75,9 +75,11 @@ class ConfirmRequest:
     client: str | None = None
 
     def actor(self) -> str:
-        """Who confirms, for the audit trail: the authentication, consumer and client."""
-        named = f" consumer={self.consumer}" if self.consumer else ""
-        return f"hook:{self.via}{named} from {self.client or 'unknown'}"
+        """Who confirms, for the audit trail: the authentication, consumer and client. Commas
+        follow the authentication: "bearer" then a space and a word reads as a token to the
+        log redaction, which would hide the consumer or the address."""
+        named = f", consumer={self.consumer}" if self.consumer else ""
+        return f"hook:{self.via}{named}, from {self.client or 'unknown'}"
 
 
 @dataclass(frozen=True, slots=True)
