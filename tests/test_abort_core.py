@@ -42,6 +42,10 @@ OLD_SECRET = SecretValue("old-material-0123456789abcdefghijklmnopq")
 REQUEST_AT = NOW + timedelta(minutes=1)
 
 
+#: The path's history as a pass reads it for an abort in creating: no recent version held 101.
+NEVER_HELD = KVHistory(below=3, found=None, pending_seen=False)
+
+
 def asked(record: Record, *, by: str = "alice@ops", reason: str = "bad deploy") -> Record:
     request = Abort(by=by, at=REQUEST_AT, reason=reason, rotation_id=record.rotation_id or "")
     return abort.abort_requested(record, request)
@@ -166,9 +170,9 @@ def test_creating_with_material_never_stored_deletes_the_new_secret_at_once():
     known id), the consumers' secret untouched."""
     rec = asked(created())
     listed = (OLD, LiveSecret("101", rec.planned_name or ""))
-    decision = machine.step(rec, observe(rec, intercom=listed), NOW)
+    decision = machine.step(rec, observe(rec, intercom=listed, history=NEVER_HELD), NOW)
     assert decision.action == Delete("101")
-    lagging = machine.step(rec, observe(rec, intercom=(OLD,)), NOW)
+    lagging = machine.step(rec, observe(rec, intercom=(OLD,), history=NEVER_HELD), NOW)
     assert lagging.action == Delete("101")  # a list that lags is no reason to keep it
     assert "101" not in decision.record.known_ids
     after = machine.step(
@@ -267,8 +271,20 @@ def test_a_second_abort_while_the_first_deletes_its_secret_says_it_is_aborted():
     """After an abort in creating the record deletes the abandoned secret (retiring, no new
     secret): a second abort is refused as 'already aborted', not as a rotation retiring."""
     rec = asked(created())
-    deleting = machine.step(rec, observe(rec, intercom=(OLD,)), NOW).record
+    deleting = machine.step(rec, observe(rec, intercom=(OLD,), history=NEVER_HELD), NOW).record
     assert deleting.phase is Phase.RETIRING
     said = abort.refusal(deleting) or ""
     assert "already aborted" in said
     assert "no undelete" not in said
+
+
+def test_creating_with_a_store_undone_before_the_record_knew_restores_instead():
+    """The store of 101 landed, then a Vault restore (or a hand edit) put 100 back before the
+    record knew: the path's history shows 101 held, so consumers may have read it; it is
+    backed out after a rollout, never deleted at once (found by the simulation). Without a
+    look at the history, the same: it may have reached them."""
+    rec = asked(created())
+    seen = replace(history(), pending_seen=True)
+    for looked in (seen, None):
+        decision = machine.step(rec, observe(rec, intercom=(OLD,), history=looked), NOW)
+        assert decision.action != Delete("101"), decision.reason

@@ -148,3 +148,31 @@ def test_an_emergency_during_an_aborts_cleanup_is_recorded_not_lost():
     state.teardown()
     assert not state.watch.violations
     assert not state.world.live("100")
+
+
+def test_an_abort_never_deletes_a_new_secret_a_vault_restore_took_off_the_path():
+    """The interleaving the simulation found, replayed: the new secret 101 is stored, then a
+    Vault restore from backup puts 100 back at the consumers' path before the record knew of
+    the store; an abort then took 101 for never seen by consumers and deleted it at once (I7).
+    The path's recent versions show 101 was held: it is backed out after a rollout instead."""
+    state = Simulation()
+    plan = Plan(policy="hook-or-grace", named=False, stable_probes=(2, 2), spacing=1.0)
+    state.setup(
+        seed=0,
+        skews=[0.0, 0.0, 0.0],
+        provisioned=True,
+        commands=["abort", "pass"],
+        disruptions=["restore"],
+        plan=plan,
+        mobile=0,
+    )
+    state.interleave(order=["a"])
+    state.time_passes(seconds=90000.0)
+    state.start(actor="b", pick=1, right=False, steps=5)
+    state.interleave(order=["b", "b"])
+    state.disrupt(actor="a", amount=0, applied=False, pick=0)
+    state.start(actor="a", pick=0, right=False, steps=3)
+    state.start(actor="b", pick=1, right=False, steps=8)
+    state.nothing_broke()
+    state.teardown()
+    assert not state.watch.violations

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from rotator.core.observation import KVHistory, Observation, PreviousSecret
+from rotator.core.observation import ConsumerView, KVHistory, Observation, PreviousSecret
 from rotator.core.record import HISTORY_LIMIT, Abort, HistoryEntry, Phase, Record, Restoring
 from rotator.core.safety import holds_pending, live_ids
 from rotator.core.transitions import rested, unblocked
@@ -97,7 +97,7 @@ def serve(record: Record, obs: Observation, now: datetime) -> tuple[Record, str]
     if record.phase is Phase.BLOCKED:
         record = unblocked(record)
     what = f"rotation {record.rotation_id} aborted by {request.by} ({request.reason})"
-    if record.phase is Phase.CREATING and not reached(record, obs):
+    if record.phase is Phase.CREATING and not reached(record, obs.consumer, obs.history):
         if record.pending_id is None:
             return aborted(record, request, now=now, abandoned=None), f"{what}: nothing created"
         why = f"{what}: deleting secret {record.pending_id}, which never reached consumers"
@@ -148,11 +148,17 @@ def _restore(
     return restored, why
 
 
-def reached(record: Record, obs: Observation) -> bool:
+def reached(record: Record, consumer: ConsumerView, history: KVHistory | None) -> bool:
     """Whether consumers may hold the new secret: the path holds it now, or it was stored
     once (``stored_version``), even if the path was changed since and it waits to be stored
-    again (``transitions.store_again``): a consumer may have read it in between."""
-    return holds_pending(record, obs.consumer) or record.stored_version is not None
+    again (``transitions.store_again``), or one of the path's recent versions held it (a store
+    that landed, then a Vault restore or a hand edit undid it before the record knew): a
+    consumer may have read it in between. Without a look at the path's history, it may have."""
+    if record.pending_id is None:
+        return False
+    if holds_pending(record, consumer) or record.stored_version is not None:
+        return True
+    return history is None or history.pending_seen
 
 
 def restorable(record: Record, history: KVHistory | None) -> PreviousSecret | str:

@@ -125,6 +125,9 @@ class KVHistory:
 
     below: int
     found: PreviousSecret | None
+    #: Whether one of the path's recent versions held the new secret of the rotation aborted
+    #: (stored, then undone before the record knew it: consumers may have read it).
+    pending_seen: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from rotator.core import transitions
 from rotator.core.machine import resumed
 from rotator.core.observation import initial_record, needs_history
 from rotator.core.record import Abort, Pause, Phase, Record
-from rotator.core.safety import holds_pending
 from rotator.errors import PermanentError
 from rotator.logs import get_logger
 from rotator.redaction import redact_text
@@ -129,11 +128,12 @@ def abort(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
         asked = aborting.abort_requested(record, request)
         consumer = reconciler.store.consumer(target)
         below = needs_history(asked)
-        reached = record.phase is not Phase.CREATING or (
-            holds_pending(record, consumer) or record.stored_version is not None
-        )
-        if below is not None and reached:
-            history = reconciler.store.history(target, record.current_id, below)
+        history = None
+        if below is not None:
+            pending = record.pending_id
+            history = reconciler.store.history(target, record.current_id, below, pending)
+        reached = record.phase is not Phase.CREATING or aborting.reached(record, consumer, history)
+        if history is not None and reached:
             found = aborting.restorable(record, history)
             if isinstance(found, str):
                 raise AbortRefused(f"cannot abort {name}: {found}")

@@ -237,7 +237,11 @@ class Pass:
         wanted = lease_free and needs_probes(record, policy, now=now)
         probes = self._probes(record) if wanted else None
         below = needs_history(record) if lease_free else None
-        history = None if below is None else ports.store.history(target, record.current_id, below)
+        history = (
+            None
+            if below is None
+            else ports.store.history(target, record.current_id, below, record.pending_id)
+        )
         obs = Observation(
             policy=policy,
             consumer=consumer,

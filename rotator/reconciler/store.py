@@ -208,12 +208,22 @@ class RecordStore:
         failpoint("vault.after_store")
         return self.consumer(target)
 
-    def history(self, target: TargetSettings, wanted: str | None, below: int) -> KVHistory:
+    def history(
+        self, target: TargetSettings, wanted: str | None, below: int, pending: str | None = None
+    ) -> KVHistory:
         """Look back through the consumers' path's versions below ``below`` (0: below the latest)
         for the newest that holds secret ``wanted``, as far as ``HISTORY_LOOKBACK`` versions: the
-        secret an abort writes back. Deleted and destroyed versions hold nothing."""
-        if below <= 0:
-            below = self.kv.read(target.vault_path).version
+        secret an abort writes back. With ``pending``, also whether any of the last
+        ``HISTORY_LOOKBACK`` versions held it (a store that landed and was undone before the
+        record knew: consumers may have read it). Deleted and destroyed versions hold nothing."""
+        latest = self.kv.read(target.vault_path).version
+        below = below if below > 0 else latest
+        seen = False
+        if pending is not None:
+            for version in range(latest, max(0, latest - HISTORY_LOOKBACK), -1):
+                if consumer_view(self.kv.read(target.vault_path, version)).intercom_id == pending:
+                    seen = True
+                    break
         for version in range(below - 1, max(0, below - 1 - HISTORY_LOOKBACK), -1):
             entry = self.kv.read(target.vault_path, version)
             view = consumer_view(entry)
@@ -230,8 +240,8 @@ class RecordStore:
                 name=name if isinstance(name, str) else None,
                 created_at=view.created_at,
             )
-            return KVHistory(below=below, found=found)
-        return KVHistory(below=below, found=None)
+            return KVHistory(below=below, found=found, pending_seen=seen)
+        return KVHistory(below=below, found=None, pending_seen=seen)
 
     def put_consumer(
         self,

@@ -197,7 +197,7 @@ MUTANTS: dict[str, list[Edit]] = {
     "abort-ignores-store": [
         (
             "core/abort.py",
-            "    if record.phase is Phase.CREATING and not reached(record, obs):",
+            "    if record.phase is Phase.CREATING and not reached(record, obs.consumer, obs.history):",
             "    if record.phase is Phase.CREATING:",
         ),
     ],
