@@ -92,6 +92,22 @@ def intercom_emulator_middleware(
     return wrap
 
 
+@pytest.fixture(autouse=True)
+def sigint_as_from_a_terminal() -> Iterator[None]:
+    """The commands under test must get SIGINT as a terminal gives it. A test run started in
+    the background by a shell without job control (``./.ci/run &``) has SIGINT ignored, and an
+    ignored signal stays ignored in every child (rotator then keeps it ignored, as under
+    ``nohup``): handled here again, the children start with its default."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Setup:
     """A config file and environment for one target against a Vault and the emulator."""
 
