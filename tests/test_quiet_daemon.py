@@ -297,3 +297,32 @@ def test_the_change_log_names_only_other_processes_targets(world):
         theirs.note(f"t{i}")
     assert mine.changes() is None
     assert mine.changes() == set()
+
+
+def test_a_processs_first_note_reads_the_log_once_then_each_note_is_one_write(world):
+    """A one-shot process (a CLI) does not know the log's version: it reads it once (one
+    request) rather than sending a write bound to fail first (two); each later note is one
+    write, and a write that meets another's version still lands after one re-read."""
+    path = f"rotator-test/{uuid.uuid4().hex}/state"
+    sent: list[str] = []
+    vault = Vault(
+        world.settings.vault,
+        environ=world.environ,
+        observe=lambda operation, *_: sent.append(operation),
+    )
+    vault.read(f"{path}/warm-up")  # the adapter's own first requests (login, the mount)
+    other = ChangeLog(world.reconciler().vault, path)
+    other.note("a")
+    sent.clear()
+    log = ChangeLog(vault, path)
+    log.note("b")
+    assert sent == ["read", "write"]
+    log.note("c")
+    assert sent == ["read", "write", "write"]
+    other.note("d")  # another process moves the log on
+    sent.clear()
+    log.note("e")
+    assert sent == ["write", "read", "write"]
+    reader = ChangeLog(world.reconciler().vault, path)
+    assert reader.changes() == set()
+    assert vault.read(f"{path}/_changes").data == {"target": "e", "by": "rotator"}

@@ -39,6 +39,8 @@ DAEMON_ONLY = {
 }
 #: An HTTP client is made when Intercom is called, not before.
 HTTP_CLIENT = {"httpcore", "h11", "anyio"}
+#: What only calling Intercom needs: a pass that does not call it imports none of it.
+INTERCOM_CALLS = {"httpx", "rotator.intercom.client", "rotator.intercom.sessions"}
 #: What the configuration, the logs, Vault and Intercom bring: none of it for `--help`.
 LIBRARIES = {"pydantic", "structlog", "hvac", "requests", "httpx", "tenacity"}
 
@@ -104,7 +106,36 @@ def test_reconcile_with_nothing_due_makes_no_http_client(env):
     assert "web: idle: not due" in result.stdout
     assert {"hvac", "pydantic", "structlog", "rotator.reconciler"} <= imported  # it really ran
     assert not imported & DAEMON_ONLY
-    assert not imported & HTTP_CLIENT
+    assert not imported & (HTTP_CLIENT | INTERCOM_CALLS)
+
+
+def test_no_pydantic_plugin_is_ever_loaded(env, tmp_path):
+    """pydantic looks for plugins in every installed package's entry points when its first
+    model is built, unless told not to: rotator uses none, and tells it before its first model.
+    An installed package offering one (a real entry point on the path) is never loaded."""
+    site = tmp_path / "site"
+    info = site / "spyplugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: spyplugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pydantic]\nspy = spyplugin:plugin\n")
+    marker = tmp_path / "loaded"
+    (site / "spyplugin.py").write_text(
+        f"open({str(marker)!r}, 'w').write('loaded')\n"
+        "class _Plugin:\n"
+        "    def new_schema_validator(self, *args, **kwargs):\n"
+        "        return None, None, None\n"
+        "plugin = _Plugin()\n"
+    )
+    env = {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))}
+    result, imported = run(env, "check-config")
+    assert result.returncode == 0, result.stderr
+    assert "pydantic" in imported  # the configuration's models were built
+    assert not marker.exists(), "pydantic loaded an installed plugin"
+    # The spy itself works: a process that does not say "no plugins" loads it.
+    probe = "import pydantic\nclass M(pydantic.BaseModel):\n    x: int = 0\n"
+    clean = {k: v for k, v in env.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    subprocess.run([sys.executable, "-c", probe], env=clean, check=True, timeout=60)
+    assert marker.exists()
 
 
 def test_rotate_now_imports_none_of_the_daemon(env):

@@ -104,7 +104,7 @@ def preflight(
         raise ConfigError("environment", problems)
     for target in targets:
         try:
-            parts.clients.client(target)  # reads a token_vault once; the client keeps it
+            parts.clients.binding(target)  # reads a token_vault once; it is kept
         except LocalError as e:
             problems.append(str(e))
         except TemporaryError:

@@ -271,7 +271,7 @@ def _add_adopt_and_doctor(
 def _add_emulate_intercom(
     verb: Callable[[str, str, str | None], argparse.ArgumentParser],
 ) -> None:
-    from rotator.emulator.faults import SPEC_HELP
+    from rotator.emulator.fault_help import SPEC_HELP
 
     emulate = verb(
         "emulate-intercom",

@@ -17,10 +17,6 @@ import os
 from collections import Counter
 from typing import Annotated, Any, Literal, Self, get_args
 
-# pydantic scans every installed package's entry points for plugins on first use (tens of
-# milliseconds at each start); rotator uses none, and its cold start has a budget.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-
 from pydantic import (
     BeforeValidator,
     ConfigDict,

@@ -82,6 +82,10 @@ class ChangeLog:
         data = {"target": name, "by": self.by}
         with self._lock:
             try:
+                if self._version == 0:
+                    # Not known yet (this process's first note): a read costs one request,
+                    # a write bound to fail first costs two.
+                    self._version = self.kv.read(self.key).version
                 for _ in range(_ATTEMPTS):
                     try:
                         version = self.kv.write(self.key, data, cas=self._version)

@@ -17,6 +17,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from rotator.config import IntercomSettings, Settings, TargetSettings
 from rotator.core.binding import binding_for
@@ -25,6 +26,10 @@ from rotator.core.record import Binding
 from rotator.errors import LocalError, RotatorError, TemporaryError
 from rotator.reconciler.ports import KV, ClientFactory, Intercom
 from rotator.redaction import SecretValue
+
+if TYPE_CHECKING:
+    from rotator.intercom.pacing import Budgets
+    from rotator.intercom.sessions import Sessions
 
 Sleep = Callable[[float], object]
 
@@ -42,7 +47,9 @@ def client_factory_with(
 
 class _Clients:
     """The production ``ClientFactory``: owns the budgets and sessions its clients share;
-    ``close`` ends the sessions' connections (``IntercomClients.close`` calls it)."""
+    ``close`` ends the sessions' connections (``IntercomClients.close`` calls it). Both are
+    made with the first client: a pass that calls no Intercom (a reconcile with nothing due)
+    does not import the HTTP client at all (its start-up has a budget, bench/RESULTS.md)."""
 
     def __init__(
         self,
@@ -50,25 +57,35 @@ class _Clients:
         observe: Callable[[str, str, float], None] | None,
         pacing: IntercomSettings,
     ) -> None:
-        from rotator.intercom.client import DEFAULT_TIMEOUT
-        from rotator.intercom.pacing import Budget, Budgets
-        from rotator.intercom.sessions import Sessions
-
         self._sleep = sleep
         self._observe = observe
-        self.budgets = Budgets(
-            pacing.max_calls_per_minute,
-            pacing.rate_limit_scope,
-            factory=lambda per_minute: Budget(per_minute, sleep=self._wait),
-        )
-        self.sessions = Sessions(DEFAULT_TIMEOUT)
+        self._pacing = pacing
+        self._lock = threading.Lock()
+        self._shared: tuple[Budgets, Sessions] | None = None
 
     def _wait(self, seconds: float) -> None:
         self._sleep(seconds)
 
+    def shared(self) -> tuple[Budgets, Sessions]:
+        """The budgets and sessions every client of this factory shares (made once)."""
+        from rotator.intercom.client import DEFAULT_TIMEOUT
+        from rotator.intercom.pacing import Budget, Budgets
+        from rotator.intercom.sessions import Sessions
+
+        with self._lock:
+            if self._shared is None:
+                budgets = Budgets(
+                    self._pacing.max_calls_per_minute,
+                    self._pacing.rate_limit_scope,
+                    factory=lambda per_minute: Budget(per_minute, sleep=self._wait),
+                )
+                self._shared = budgets, Sessions(DEFAULT_TIMEOUT)
+            return self._shared
+
     def __call__(self, target: TargetSettings, token: SecretValue) -> Intercom:
         from rotator.intercom.client import IntercomClient
 
+        budgets, sessions = self.shared()
         endpoint = resolve_base_url(target.region, target.base_url)
         return IntercomClient(
             token,
@@ -76,16 +93,20 @@ class _Clients:
             version=target.intercom_version,
             sleep=self._wait,
             observe=self._observe,
-            budget=self.budgets.get(endpoint, token.reveal()),
-            session=functools.partial(self.sessions.get, endpoint),
+            budget=budgets.get(endpoint, token.reveal()),
+            session=functools.partial(sessions.get, endpoint),
         )
 
     def close(self) -> None:
-        self.sessions.close()
+        with self._lock:
+            shared, self._shared = self._shared, None
+        if shared is not None:
+            shared[1].close()
 
 
 class IntercomClients:
-    """One client per target, made on first use; threads may share it."""
+    """One client per target, made on first use; threads may share it. Its token (read once,
+    from the environment or Vault) and the binding it gives are kept apart from the client."""
 
     def __init__(
         self,
@@ -100,6 +121,7 @@ class IntercomClients:
         self._environ = environ
         self._factory = factory or client_factory_with(time.sleep, pacing=settings.intercom)
         self._clients: dict[str, Intercom] = {}
+        self._tokens: dict[str, SecretValue] = {}
         self._bindings: dict[str, Binding] = {}
         self._lock = threading.Lock()
 
@@ -107,17 +129,26 @@ class IntercomClients:
         with self._lock:
             client = self._clients.get(target.name)
             if client is None:
-                token = self.token(target)
-                client = self._factory(target, token)
+                client = self._factory(target, self._token_locked(target))
                 self._clients[target.name] = client
-                self._bindings[target.name] = binding_for(target.endpoint, token, target.vault_path)
             return client
 
     def binding(self, target: TargetSettings) -> Binding:
-        """The workspace this process acts for on ``target`` (``rotator.core.binding``)."""
-        self.client(target)
+        """The workspace this process acts for on ``target`` (``rotator.core.binding``), from
+        its token alone: no HTTP client is made for it (a pass that calls no Intercom, or a
+        preflight, imports none). ``LocalError`` when this process lacks the token."""
         with self._lock:
+            self._token_locked(target)
             return self._bindings[target.name]
+
+    def _token_locked(self, target: TargetSettings) -> SecretValue:
+        """The token this process keeps for ``target`` (read once, until ``forget_after``)."""
+        token = self._tokens.get(target.name)
+        if token is None:
+            token = self.token(target)
+            self._tokens[target.name] = token
+            self._bindings[target.name] = binding_for(target.endpoint, token, target.vault_path)
+        return token
 
     def token(self, target: TargetSettings) -> SecretValue:
         """The target's Intercom token, without the whitespace around it; ``LocalError`` when
@@ -155,6 +186,7 @@ class IntercomClients:
             return
         with self._lock:
             client = self._clients.pop(target.name, None)
+            self._tokens.pop(target.name, None)
             self._bindings.pop(target.name, None)
         if client is not None:
             client.close()
@@ -163,6 +195,7 @@ class IntercomClients:
         with self._lock:
             clients = list(self._clients.values())
             self._clients.clear()
+            self._tokens.clear()
             self._bindings.clear()
         for client in clients:
             client.close()
