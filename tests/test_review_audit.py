@@ -23,7 +23,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 from rotator.cli.adopt import adopt_secret
 from rotator.core import audit, machine
 from rotator.core.observation import RotateNow
-from rotator.core.record import Lease, Pause, Phase, Record, Request
+from rotator.core.record import AuditEntry, Lease, Pause, Phase, Record, Request
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "operator-guide.md"
 
@@ -284,3 +284,41 @@ def test_an_operator_s_cli_entry_reaches_the_daemon_s_log(world, tmp_path, log_o
     assert [(x["event"], x["by"], x["relayed"]) for x in lines if x["event"] == "audit.paused"] == [
         ("audit.paused", "alice", True)
     ]
+
+
+def test_another_process_s_entry_stamped_before_the_daemon_s_newest_is_still_relayed(
+    world, log_output
+):
+    """Processes stamp entries with their own estimate of Vault's clock, which may run behind
+    another's: an operator's resume stamped 5 s before the daemon's own newest entry is new to
+    the daemon all the same, and reaches its shipped log (once)."""
+    bootstrap(world)
+    daemon = world.reconciler(me="daemon")
+    operator = world.reconciler(me="operator")
+    operator.clock = operator.store.clock = lambda: world.clock() - timedelta(seconds=5)
+    daemon.reconcile_all()  # the daemon has read the record: the relay's mark is set
+    daemon.pause("web", by="bob", reason="INC-7")  # the daemon's own entry, at world time
+    operator.resume("web", by="alice")  # stamped 5 s earlier than bob's pause
+    record, _ = daemon.record("web")  # reading it relays what others added
+    assert record is not None
+    trail = record.audit
+    assert [(a.event, a.by) for a in trail[-2:]] == [("paused", "bob"), ("resumed", "alice")]
+    assert trail[-1].at < trail[-2].at  # the skew this test is about
+    daemon.reconcile_all()
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if '"audit.' in x]
+    relayed = [(x["event"], x["by"]) for x in lines if x["relayed"]]
+    assert relayed == [("audit.resumed", "alice")]
+
+
+def test_since_finds_the_entries_after_the_one_seen_by_identity_not_time():
+    """``audit.since``: entries after the one seen, whatever their times; all of them when the
+    one seen left the trail (more were added than the record keeps)."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    a, b, c = (
+        AuditEntry(at + timedelta(seconds=s), event, "x", "why")
+        for s, event in ((0, "paused"), (-9, "resumed"), (-20, "started"))
+    )
+    assert audit.since((a, b, c), hash(a)) == (b, c)
+    assert audit.since((a, b, c), hash(c)) == ()
+    gone = AuditEntry(at, "completed", "y", "why")
+    assert audit.since((a, b, c), hash(gone)) == (a, b, c)

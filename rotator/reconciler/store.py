@@ -55,8 +55,9 @@ class RecordStore:
         #: Targets whose record this store last wrote with a lease in it (perhaps not quite
         #: written): what a stopping command may have to release (``reconciler.release``).
         self.leased: set[str] = set()
-        #: Per target, the newest audit entry this process logged or saw (``_relay``).
-        self._relayed: dict[str, datetime] = {}
+        #: Per target, the hash of the newest audit entry this process logged or saw
+        #: (``_relay``, ``audit.since``).
+        self._relayed: dict[str, int] = {}
         #: The process that writes through this store (``via`` of its audit entries), and the
         #: clock its entries are stamped with (the reconciler's: Vault's, or a test's).
         self.me = "rotator"
@@ -82,13 +83,12 @@ class RecordStore:
         (an operator's ``kubectl exec ... rotator pause`` logs to a session nobody ships; the
         daemon's log is shipped). The first read only sets the mark: what was there before
         this process ran was logged by its writer, or is in ``status --history``."""
-        newest = record.audit[-1].at
         seen = self._relayed.get(name)
-        self._relayed[name] = newest if seen is None else max(seen, newest)
+        self._relayed[name] = hash(record.audit[-1])
         if seen is None:
             return
-        for entry in record.audit:
-            if entry.at > seen and entry.via != self.me:
+        for entry in audit.since(record.audit, seen):
+            if entry.via != self.me:
                 _log_audit(name, entry, relayed=True)
 
     def last_good_version(self, name: str, below: int, *, looked: int = 20) -> int | None:
@@ -145,9 +145,7 @@ class RecordStore:
             # The full trail, one JSON line an entry, for a SIEM (the record keeps the last few).
             _log_audit(target.name, entry, relayed=False)
         if after.audit:
-            self._relayed[target.name] = max(
-                after.audit[-1].at, self._relayed.get(target.name, after.audit[-1].at)
-            )
+            self._relayed[target.name] = hash(after.audit[-1])
         self.tell(before, after, reason, target)
         return new_version
 
