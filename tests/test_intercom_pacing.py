@@ -7,6 +7,7 @@ clock, the emulator counts its 10-second windows on the same clock, and nothing 
 
 from __future__ import annotations
 
+import email.utils
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +127,23 @@ def test_the_servers_headers_hold_the_budget(
         assert wait == pytest.approx(held + 1 / paced.rate, abs=1e-5)
     else:
         assert wait == 0.0
+
+
+@pytest.mark.parametrize("skew", [-120.0, 120.0])
+def test_a_nearly_spent_window_holds_until_the_reset_on_the_servers_clock(skew: float) -> None:
+    """Our clock ``skew`` seconds off the server's: the reset (a time on the server's clock)
+    is read against the answer's ``Date``, so the budget holds about the 7 s the server means,
+    not 7 s plus or minus the skew (a minute's stall, or none and a 429)."""
+    time = SimTime()
+    paced = budget(6000, time)
+    server = WALL + skew  # our clock reads WALL when the server's reads this
+    headers = {
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": str(int(server) + 7),
+        "Date": email.utils.formatdate(server, usegmt=True),
+    }
+    held = paced.note(200, httpx.Headers(headers))
+    assert 6.0 <= held <= 7.0
 
 
 def test_budgets_are_per_token_and_endpoint_or_per_endpoint() -> None:

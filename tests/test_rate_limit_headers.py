@@ -63,12 +63,17 @@ def client(answer: httpx.Response, sleeps: list[float]) -> IntercomClient:
 
 
 @settings(max_examples=500, deadline=None)
-@given(retry_after=maybe_header, reset=maybe_header, cap=st.floats(0, 10 * LONGEST_WAIT))
-def test_the_parser_never_raises_and_stays_within_its_cap(retry_after, reset, cap):
-    """Whatever text the two headers hold, the delay read is None or a number in [0, cap]."""
+@given(
+    retry_after=maybe_header,
+    reset=maybe_header,
+    date=maybe_header,
+    cap=st.floats(0, 10 * LONGEST_WAIT),
+)
+def test_the_parser_never_raises_and_stays_within_its_cap(retry_after, reset, date, cap):
+    """Whatever text the three headers hold, the delay read is None or a number in [0, cap]."""
     headers = {
         k: v
-        for k, v in (("Retry-After", retry_after), ("X-RateLimit-Reset", reset))
+        for k, v in (("Retry-After", retry_after), ("X-RateLimit-Reset", reset), ("Date", date))
         if v is not None
     }
     delay = server_delay(headers, now=NOW, cap=cap)
@@ -159,3 +164,34 @@ def test_the_core_caps_any_suggested_delay_before_arithmetic(delay):
     """A delay from any adapter too long for timedelta (inf, 1e300, 1e15 seconds) gives a retry
     time a day away, where timedelta(seconds=delay) raised OverflowError."""
     assert fail_with(delay) == MACHINE_NOW + timedelta(days=1)
+
+
+@pytest.mark.parametrize("skew", [-3600.0, -120.0, -5.0, 5.0, 120.0, 3600.0])
+def test_a_reset_is_measured_on_the_servers_clock_when_ours_disagrees(skew):
+    """``X-RateLimit-Reset`` is a time on the server's clock. A host whose clock is ``skew``
+    seconds off reads the wait from the answer's ``Date`` instead: ten seconds stay about ten
+    (not none at all when ours runs ahead, nor ten plus the skew when it runs behind)."""
+    server = NOW
+    headers = {
+        "X-RateLimit-Reset": str(int(server) + 10),
+        "Date": email.utils.formatdate(server, usegmt=True),
+    }
+    delay = server_delay(headers, now=server + skew)
+    assert delay is not None
+    assert 9.0 <= delay <= 10.0
+    dated = {
+        "Retry-After": email.utils.formatdate(server + 30, usegmt=True),
+        "Date": headers["Date"],
+    }
+    assert 29.0 <= (server_delay(dated, now=server + skew) or 0.0) <= 30.0
+
+
+def test_our_clock_is_kept_when_it_agrees_with_the_date_or_there_is_none():
+    """Within ``Date``'s one-second precision our clock is the finer one, and an answer without
+    a (strictly readable) ``Date`` is read on ours as before."""
+    reset = {"X-RateLimit-Reset": str(int(NOW) + 10)}
+    assert server_delay(reset, now=NOW + 0.4) == pytest.approx(9.6)
+    near = {**reset, "Date": email.utils.formatdate(NOW - 1, usegmt=True)}
+    assert server_delay(near, now=NOW + 0.4) == pytest.approx(9.6)
+    for odd in ("yesterday", "Sun, 06 Nov 1994 08:49:37 GMT\x00", "²" * 10):
+        assert server_delay({**reset, "Date": odd}, now=NOW + 0.4) == pytest.approx(9.6)

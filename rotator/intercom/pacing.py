@@ -99,7 +99,10 @@ class Budget:
             remaining = (headers.get("X-RateLimit-Remaining") or "").strip()
             if not _DIGITS.fullmatch(remaining) or int(remaining) > self._reserve:
                 return 0.0
-            headers = {"X-RateLimit-Reset": headers.get("X-RateLimit-Reset") or ""}
+            headers = {
+                "X-RateLimit-Reset": headers.get("X-RateLimit-Reset") or "",
+                "Date": headers.get("Date") or "",  # the server's clock, for the reset
+            }
         delay = server_delay(headers, now=self._wall(), cap=LONGEST_HOLD)
         if not delay:
             return 0.0

@@ -12,6 +12,12 @@ and the result bounded:
 * anything else is ignored (``None``): the caller falls back to its own backoff;
 * whatever is read is held within ``[0, cap]`` before anyone does arithmetic with it; a date in
   the past means "now" (0).
+
+``X-RateLimit-Reset`` and a ``Retry-After`` date are times on the server's clock. Ours may
+disagree (a host whose clock drifted): read against ours, a reset a minute ahead would hold
+rotations a minute too long, or not at all. The answer's own ``Date`` header is the server's
+clock when it answered; when ours disagrees with it by more than its one-second precision, the
+wait is measured from it instead.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ def server_delay(
     headers: Mapping[str, str], *, now: float, cap: float = LONGEST_WAIT
 ) -> float | None:
     """Seconds the server asked us to wait, in ``[0, cap]``, or ``None`` if it did not say so
-    in a form we accept. ``now`` is Unix time; ``headers`` is case-insensitive, like httpx's."""
+    in a form we accept. ``now`` is Unix time (ours: the answer's ``Date`` stands in for it when
+    they disagree); ``headers`` is case-insensitive, like httpx's."""
+    now = _server_now(headers.get("Date"), now)
     delay = _retry_after(headers.get("Retry-After"), now)
     if delay is None:
         delay = _reset(headers.get("X-RateLimit-Reset"), now)
@@ -46,21 +54,45 @@ def server_delay(
     return min(cap, delay) if delay > 0 else 0.0
 
 
+#: Seconds our clock may differ from an answer's ``Date`` before the server's is trusted
+#: instead (``Date`` has whole seconds: up to one apart is agreement).
+SKEW_TOLERANCE = 2.0
+
+
+def _server_now(date: str | None, now: float) -> float:
+    """``now``, or the answer's ``Date`` when ours disagrees with it by more than
+    ``SKEW_TOLERANCE`` (half a second added: ``Date`` is truncated to the second)."""
+    said = _http_date(date)
+    if said is None or abs(said - now) <= SKEW_TOLERANCE:
+        return now
+    return said + 0.5
+
+
+def _http_date(value: str | None) -> float | None:
+    """Unix time of an HTTP-date, strictly (``None`` for anything else)."""
+    text = (value or "").strip()
+    if not _DATE.fullmatch(text):
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def _retry_after(value: str | None, now: float) -> float | None:
     if value is None:
         return None
     text = value.strip()
     if _SECONDS.fullmatch(text):
         return float(text)
-    if not _DATE.fullmatch(text):
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() - now
+    when = _http_date(text)
+    return None if when is None else when - now
 
 
 def _reset(value: str | None, now: float) -> float | None:
