@@ -195,3 +195,24 @@ def test_our_clock_is_kept_when_it_agrees_with_the_date_or_there_is_none():
     assert server_delay(near, now=NOW + 0.4) == pytest.approx(9.6)
     for odd in ("yesterday", "Sun, 06 Nov 1994 08:49:37 GMT\x00", "²" * 10):
         assert server_delay({**reset, "Date": odd}, now=NOW + 0.4) == pytest.approx(9.6)
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850, a two-digit year: 1994
+        email.utils.formatdate(NOW + 2 * 86400, usegmt=True),
+        email.utils.formatdate(NOW - 3601, usegmt=True),
+    ],
+)
+def test_a_date_too_far_from_our_clock_is_a_broken_header_not_the_servers_clock(date):
+    """A ``Date`` more than ``MAX_SKEW`` away from our clock is no drift: read as the server's
+    clock, a reset 30 s ahead became no wait at all (a 429 storm: ``Date`` in 9999) or a day's
+    hold of every rotation (``Date`` in 1970). Such a ``Date`` is ignored and the wait is read
+    on our clock, as without one."""
+    headers = {"X-RateLimit-Reset": str(int(NOW) + 30), "Date": date}
+    assert server_delay(headers, now=NOW) == pytest.approx(30.0)
+    dated = {"Retry-After": email.utils.formatdate(NOW + 30, usegmt=True), "Date": date}
+    assert server_delay(dated, now=NOW) == pytest.approx(30.0)
