@@ -39,6 +39,8 @@ MAX_DATE_CHARS = 40
 
 _SECONDS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
 _DATE = re.compile(rf"[\x20-\x7e]{{1,{MAX_DATE_CHARS}}}")
+#: asctime's form ends with the time and the year, no zone: "Sun Nov  6 08:49:37 1994".
+_ASCTIME_END = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2} +[0-9]{4}$")
 
 
 def server_delay(
@@ -83,7 +85,12 @@ def _http_date(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+    if when.tzinfo is None:
+        # "-0000" (UTC, no zone said) or asctime's form (GMT by definition) are UTC. Any other
+        # zone the library does not know ("CET", "BST") comes back naive as well: taken as UTC,
+        # a server's local time an hour off read as a drift of ours, and its reset as past.
+        if not (text.endswith("-0000") or _ASCTIME_END.search(text)):
+            return None
         when = when.replace(tzinfo=UTC)
     try:
         return when.timestamp()
