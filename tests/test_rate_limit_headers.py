@@ -195,3 +195,41 @@ def test_our_clock_is_kept_when_it_agrees_with_the_date_or_there_is_none():
     assert server_delay(near, now=NOW + 0.4) == pytest.approx(9.6)
     for odd in ("yesterday", "Sun, 06 Nov 1994 08:49:37 GMT\x00", "²" * 10):
         assert server_delay({**reset, "Date": odd}, now=NOW + 0.4) == pytest.approx(9.6)
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",  # RFC 850, a two-digit year: 1994
+        email.utils.formatdate(NOW + 2 * 86400, usegmt=True),
+        email.utils.formatdate(NOW - 3601, usegmt=True),
+    ],
+)
+def test_a_date_too_far_from_our_clock_is_a_broken_header_not_the_servers_clock(date):
+    """A ``Date`` more than ``MAX_SKEW`` away from our clock is no drift: read as the server's
+    clock, a reset 30 s ahead became no wait at all (a 429 storm: ``Date`` in 9999) or a day's
+    hold of every rotation (``Date`` in 1970). Such a ``Date`` is ignored and the wait is read
+    on our clock, as without one."""
+    headers = {"X-RateLimit-Reset": str(int(NOW) + 30), "Date": date}
+    assert server_delay(headers, now=NOW) == pytest.approx(30.0)
+    dated = {"Retry-After": email.utils.formatdate(NOW + 30, usegmt=True), "Date": date}
+    assert server_delay(dated, now=NOW) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("zone", ["CET", "BST", "WEST"])
+def test_a_date_in_a_zone_the_parser_does_not_know_is_not_taken_as_utc(zone):
+    """HTTP dates are GMT; a server that says its local time with a zone the standard library
+    does not know ("18:00:00 CET" at 17:00 UTC) got it back without a zone, taken as UTC: an
+    hour ahead of our (right) clock, within the skew corrected, so a reset 30 s ahead read as
+    past and nothing waited (a 429 storm). Such a date is not read; asctime's form (no zone,
+    GMT by definition) and "-0000" still are."""
+    local = email.utils.formatdate(NOW + 3600, usegmt=True).replace("GMT", zone)
+    reset = {"X-RateLimit-Reset": str(int(NOW) + 30)}
+    assert server_delay({**reset, "Date": local}, now=NOW) == pytest.approx(30.0)
+    assert server_delay({"Retry-After": local}, now=NOW) is None
+    asctime = datetime.fromtimestamp(NOW + 30, UTC).strftime("%a %b %d %H:%M:%S %Y")
+    assert server_delay({"Retry-After": asctime}, now=NOW) == pytest.approx(30.0)
+    unzoned = email.utils.formatdate(NOW + 30, usegmt=True).replace("GMT", "-0000")
+    assert server_delay({"Retry-After": unzoned}, now=NOW) == pytest.approx(30.0)

@@ -322,3 +322,46 @@ def test_since_finds_the_entries_after_the_one_seen_by_identity_not_time():
     assert audit.since((a, b, c), hash(c)) == ()
     gone = AuditEntry(at, "completed", "y", "why")
     assert audit.since((a, b, c), hash(gone)) == (a, b, c)
+
+
+def test_a_record_put_back_to_an_older_version_is_not_relayed_again(world, log_output):
+    """``vault kv rollback`` of a record (the runbook's fix for a hand edit) or a Vault restore
+    from backup puts back a trail the daemon already relayed: its newest entry seen is gone
+    from it, and by identity alone every entry of the old trail was relayed again (a SIEM
+    flooded with old pauses, at 10,000 targets 32 lines each). Only what is newer is relayed."""
+    bootstrap(world)
+    daemon = world.reconciler(me="daemon")
+    operator = world.reconciler(me="operator")
+    daemon.reconcile_all()  # the relay's mark is set
+    operator.pause("web", by="alice", reason="INC-7")
+    daemon.record("web")  # relays the pause
+    key = daemon.store.key("web")
+    paused = daemon.vault.read(key)
+    operator.resume("web", by="alice")
+    daemon.record("web")  # relays the resume
+    latest = daemon.vault.read(key)
+    assert paused.data is not None
+    daemon.vault.write(key, paused.data, cas=latest.version)  # what `vault kv rollback` does
+    record, _ = daemon.record("web")
+    assert record is not None
+    assert record.paused is not None  # the old version is back
+    operator.resume("web", by="bob")
+    daemon.record("web")
+    lines = [json.loads(x) for x in log_output.getvalue().splitlines() if '"audit.' in x]
+    relayed = [(x["event"], x["by"]) for x in lines if x["relayed"]]
+    assert relayed == [
+        ("audit.paused", "alice"),
+        ("audit.resumed", "alice"),
+        ("audit.resumed", "bob"),
+    ]
+
+
+def test_since_falls_back_to_time_only_when_the_entry_seen_is_gone():
+    """``audit.since`` with the time of the entry seen: found, it is identity as before (an
+    earlier-stamped entry after it still counts); gone, only entries stamped later count."""
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    a, b, c = (AuditEntry(at + timedelta(seconds=s), "paused", "x", "why") for s in (0, -9, 20))
+    assert audit.since((a, b, c), hash(a), a.at) == (b, c)
+    gone = AuditEntry(at + timedelta(seconds=5), "completed", "y", "why")
+    assert audit.since((a, b, c), hash(gone), gone.at) == (c,)
+    assert audit.since((a, b, c), hash(gone)) == (a, b, c)

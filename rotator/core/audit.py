@@ -70,17 +70,21 @@ def new_entries(before: Record | None, after: Record) -> tuple[AuditEntry, ...]:
     return tuple(e for e in after.audit if e not in known)
 
 
-def since(trail: tuple[AuditEntry, ...], seen: int) -> tuple[AuditEntry, ...]:
+def since(
+    trail: tuple[AuditEntry, ...], seen: int, after: datetime | None = None
+) -> tuple[AuditEntry, ...]:
     """The entries of ``trail`` after the one whose ``hash`` is ``seen`` (the newest entry a
-    process already saw; a hash is what it keeps per target, a few bytes at 10,000 targets).
-    Found by identity, not by time: processes stamp entries with their own view of Vault's
-    clock, so another's entry may carry an earlier time than one seen before it. ``seen`` gone
-    from the trail (more entries were added than the record keeps, or the record was put back
-    to an older version): every entry is newer, or at least not known to be seen."""
+    process already saw). Found by identity, not by time: processes stamp entries with their
+    own view of Vault's clock, so another's entry may carry an earlier time than one seen
+    before it. ``seen`` gone from the trail (more entries were added than the record keeps,
+    or the record was put back to an older version: ``vault kv rollback``, a Vault restore
+    from backup): the entries stamped later than ``after``, the time of the one seen (all
+    when it is not known). A trail put back holds entries already logged; by identity alone
+    they were all new again, every target's whole trail relayed a second time."""
     for i in range(len(trail) - 1, -1, -1):
         if hash(trail[i]) == seen:
             return trail[i + 1 :]
-    return trail
+    return trail if after is None else tuple(e for e in trail if e.at > after)
 
 
 def changes(

@@ -17,7 +17,10 @@ and the result bounded:
 disagree (a host whose clock drifted): read against ours, a reset a minute ahead would hold
 rotations a minute too long, or not at all. The answer's own ``Date`` header is the server's
 clock when it answered; when ours disagrees with it by more than its one-second precision, the
-wait is measured from it instead.
+wait is measured from it instead, unless they disagree by more than ``MAX_SKEW``: clocks drift by
+seconds or minutes, so a ``Date`` in 1970 or 9999 (a proxy's, or a broken server's) says
+nothing about Intercom's clock, and read as its clock it would turn a 30-second reset into a
+day's hold, or into none at all and a storm of 429s.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ MAX_DATE_CHARS = 40
 
 _SECONDS = re.compile(rf"[0-9]{{1,{MAX_DIGITS}}}")
 _DATE = re.compile(rf"[\x20-\x7e]{{1,{MAX_DATE_CHARS}}}")
+#: asctime's form ends with the time and the year, no zone: "Sun Nov  6 08:49:37 1994".
+_ASCTIME_END = re.compile(r"[0-9]{2}:[0-9]{2}:[0-9]{2} +[0-9]{4}$")
 
 
 def server_delay(
@@ -57,13 +62,16 @@ def server_delay(
 #: Seconds our clock may differ from an answer's ``Date`` before the server's is trusted
 #: instead (``Date`` has whole seconds: up to one apart is agreement).
 SKEW_TOLERANCE = 2.0
+#: Seconds beyond which a ``Date`` is not taken as the server's clock, but as a broken header.
+MAX_SKEW = 3600.0
 
 
 def _server_now(date: str | None, now: float) -> float:
     """``now``, or the answer's ``Date`` when ours disagrees with it by more than
-    ``SKEW_TOLERANCE`` (half a second added: ``Date`` is truncated to the second)."""
+    ``SKEW_TOLERANCE`` and no more than ``MAX_SKEW`` (half a second added: ``Date`` is
+    truncated to the second)."""
     said = _http_date(date)
-    if said is None or abs(said - now) <= SKEW_TOLERANCE:
+    if said is None or not SKEW_TOLERANCE < abs(said - now) <= MAX_SKEW:
         return now
     return said + 0.5
 
@@ -77,7 +85,12 @@ def _http_date(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+    if when.tzinfo is None:
+        # "-0000" (UTC, no zone said) or asctime's form (GMT by definition) are UTC. Any other
+        # zone the library does not know ("CET", "BST") comes back naive as well: taken as UTC,
+        # a server's local time an hour off read as a drift of ours, and its reset as past.
+        if not (text.endswith("-0000") or _ASCTIME_END.search(text)):
+            return None
         when = when.replace(tzinfo=UTC)
     try:
         return when.timestamp()

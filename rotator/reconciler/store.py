@@ -55,9 +55,9 @@ class RecordStore:
         #: Targets whose record this store last wrote with a lease in it (perhaps not quite
         #: written): what a stopping command may have to release (``reconciler.release``).
         self.leased: set[str] = set()
-        #: Per target, the hash of the newest audit entry this process logged or saw
-        #: (``_relay``, ``audit.since``).
-        self._relayed: dict[str, int] = {}
+        #: Per target, the hash and the time of the newest audit entry this process logged or
+        #: saw (``_relay``, ``audit.since``).
+        self._relayed: dict[str, tuple[int, datetime]] = {}
         #: The process that writes through this store (``via`` of its audit entries), and the
         #: clock its entries are stamped with (the reconciler's: Vault's, or a test's).
         self.me = "rotator"
@@ -84,10 +84,10 @@ class RecordStore:
         daemon's log is shipped). The first read only sets the mark: what was there before
         this process ran was logged by its writer, or is in ``status --history``."""
         seen = self._relayed.get(name)
-        self._relayed[name] = hash(record.audit[-1])
+        self._relayed[name] = _mark(record.audit[-1])
         if seen is None:
             return
-        for entry in audit.since(record.audit, seen):
+        for entry in audit.since(record.audit, *seen):
             if entry.via != self.me:
                 _log_audit(name, entry, relayed=True)
 
@@ -145,7 +145,7 @@ class RecordStore:
             # The full trail, one JSON line an entry, for a SIEM (the record keeps the last few).
             _log_audit(target.name, entry, relayed=False)
         if after.audit:
-            self._relayed[target.name] = hash(after.audit[-1])
+            self._relayed[target.name] = _mark(after.audit[-1])
         self.tell(before, after, reason, target)
         return new_version
 
@@ -331,6 +331,12 @@ def _probe_fingerprint(secret: object) -> str | None:
         return probe_fingerprint(secret)
     except UnicodeEncodeError:
         return "unreadable"
+
+
+def _mark(entry: AuditEntry) -> tuple[int, datetime]:
+    """What ``_relay`` keeps of the newest entry seen (``audit.since``): its identity, and its
+    time for a trail that no longer holds it."""
+    return hash(entry), entry.at
 
 
 def _log_audit(target: str, entry: AuditEntry, *, relayed: bool) -> None:
