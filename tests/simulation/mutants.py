@@ -5,7 +5,9 @@ rollout must not have: a grace that retires past a probed consumer seen behind
 (``one-hook-enough``); the simulation must find each through I10. Issue 13 adds two holes an
 abort must not have: the abandoned secret retired as soon as the restore is stored, its rollout
 not awaited (``abort-retires-at-once``), and an abort in ``creating`` that deletes the new secret
-though its store already reached the consumers' path (``abort-ignores-store``).
+though its store already reached the consumers' path (``abort-ignores-store``). Issue 15 adds
+``next_wakeup`` answers that let the quiet daemon sleep through work (``wakeup-*``): the quiet
+daemon at the end of every run (``simulation/quiet.py``) must find each.
 
     python tests/simulation/mutants.py                  # every mutant, 3000 examples each
     python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
@@ -199,6 +201,43 @@ MUTANTS: dict[str, list[Edit]] = {
             "core/abort.py",
             "    if record.phase is Phase.CREATING and not reached(record, obs.consumer, obs.history):",
             "    if record.phase is Phase.CREATING:",
+        ),
+    ],
+    # Issue 15: the quiet daemon sleeps through work when ``next_wakeup`` forgets a time the
+    # record names: the grace deadline (then it waits for the sweep) ...
+    "wakeup-drops-deadline": [
+        (
+            "core/wakeups.py",
+            """    if grace and record.deadline is not None and now < record.deadline:
+        return Wakeup(record.deadline, "deadline")
+""",
+            "",
+        ),
+    ],
+    # ... the end of a backoff ...
+    "wakeup-retry-waits-for-sweep": [
+        (
+            "core/wakeups.py",
+            """        return Wakeup(record.retry_at, "retry")""",
+            """        return None""",
+        ),
+    ],
+    # ... a dead process's lease to take over ...
+    "wakeup-lease-waits-for-sweep": [
+        (
+            "core/wakeups.py",
+            """        return Wakeup(now + timedelta(seconds=ttl) + LEASE_MARGIN, "lease")""",
+            """        return None""",
+        ),
+    ],
+    # ... or the schedule, read a day late.
+    "wakeup-due-a-day-late": [
+        (
+            "core/wakeups.py",
+            """    if due_at > now:
+        return Wakeup(due_at, "due")""",
+            """    if due_at > now:
+        return Wakeup(due_at + timedelta(days=1), "due")""",
         ),
     ],
 }

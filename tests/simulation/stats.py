@@ -42,6 +42,8 @@ def summary() -> str:
         "aborts refused when served",
         "back-outs completed",
         "abandoned deletes",
+        "quiet ticks",
+        "liveness checks",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
 
