@@ -331,19 +331,14 @@ class Simulation(RuleBasedStateMachine):
             process.crash()
         settler = self.processes["a"]
         fleet.heal(world)  # an operator fixes whatever keeps instances behind
-        if not WALL_CLOCK_MUTANT:  # a quiet daemon first: it must settle it alone (issue 15)
+        if WALL_CLOCK_MUTANT:  # each process decides on its own clock: polled, not quiet
+            self._serve(settler)
+        else:
+            # A quiet daemon alone, woken only at its wakeups, each sleep judged (issue 15): it
+            # serves requests within two hours (I9) and settles; then polling passes go on.
             daemon, checker, operator = self.processes.values()
             quiet = QuietDaemon(world, self._run, (daemon, checker, operator), self.plan.hooks)
             quiet.settle(self._strays, self.watch.served)
-        for _ in range(12):  # Intercom answers again: requests are served, before any schedule
-            world.tick(600)
-            fleet.poll(world, 600)
-            self._finish(settler, "pass")
-            self._hooks_confirm(settler)
-            record = world.state_record()
-            if record is not None and record.phase is Phase.BLOCKED:
-                self._finish(settler, "rotate-now")  # the operator fixed the cause
-        self.watch.served()
         resumes = 0
         for _ in range(30):
             world.tick(2 * DAY)  # past every lease, grace period and due time
@@ -365,6 +360,18 @@ class Simulation(RuleBasedStateMachine):
         log = self.log.getvalue()
         leaked = [s.id for s in world.secrets.values() if s.material in log]
         assert leaked == [], f"I6: material of {leaked} was logged"
+
+    def _serve(self, settler: Process) -> None:
+        """Intercom answers again: polling passes serve requests, before any schedule (I9)."""
+        for _ in range(12):
+            self.world.tick(600)
+            fleet.poll(self.world, 600)
+            self._finish(settler, "pass")
+            self._hooks_confirm(settler)
+            record = self.world.state_record()
+            if record is not None and record.phase is Phase.BLOCKED:
+                self._finish(settler, "rotate-now")  # the operator fixed the cause
+        self.watch.served()
 
     def _hooks_confirm(self, settler: Process) -> None:
         """Each hook consumer confirms the secret awaiting rollout, as it would once it reads it

@@ -119,10 +119,11 @@ class QuietDaemon:
             why = None if wakeup is None else wakeup[1]
             if self._promises(at, why):
                 self._judge(at, why)
-            if owed and at - self.started > SERVED_WITHIN:
+            settled = record.phase is Phase.IDLE and why == "due" and not strays(record)
+            if owed and (settled or at - self.started > SERVED_WITHIN):
                 owed = False
-                served()  # I9: the daemon sleeps past two hours with nothing owed left
-            if record.phase is Phase.IDLE and why == "due" and not strays(record):
+                served()  # I9: the daemon rests, or sleeps past two hours, with nothing owed
+            if settled:
                 return
             self._pass_time(at + 2.0)  # past the daemon's estimate of Vault's time
             self.tick()
