@@ -176,3 +176,44 @@ def test_an_abort_never_deletes_a_new_secret_a_vault_restore_took_off_the_path()
     state.nothing_broke()
     state.teardown()
     assert not state.watch.violations
+
+
+def test_a_miskeyed_instance_keeps_the_key_it_has_until_its_next_reload():
+    """A seeded run's interleaving, replayed: a rotation's probe rounds see every instance on the
+    new secret, then one instance turns ``wrong-fp``, then the old secret's DELETE. The harness
+    used to switch that instance's key back to the old secret on the spot: going back on its
+    own after a round saw it right, which no prober can foresee and I10 does not model, so
+    the run reported an I10 break of the harness's making. Now its key stays until its next
+    reload, which moves only the id (probes then see another secret's fingerprint)."""
+    state = Simulation()
+    plan = Plan(policy="hook-or-grace", named=True, stable_probes=(1, 1), spacing=0.0)
+    state.setup(
+        seed=0,
+        skews=[0.0, 0.0, 0.0],
+        provisioned=False,
+        commands=["rotate-now"],
+        disruptions=["crash"],
+        plan=plan,
+        mobile=0,
+    )
+    state.interleave(order=["a"])
+    state.start(actor="a", pick=0, right=False, steps=13)
+    state.interleave(order=["a"])
+    state.fleet_changes(action="appear", pick=3)
+    state.interleave(order=["a"])
+    state.start(actor="a", pick=0, right=False, steps=13)
+    state.time_passes(seconds=90000.0)
+    state.start(actor="a", pick=0, right=False, steps=0)
+    state.interleave(order=["a"] * 8)
+    instance = state.world.fleet[fleet.WEB_BACKEND][0]
+    before = (instance.holds, instance.material)
+    state.fleet_changes(action="wrong-fp", pick=0)
+    assert (instance.holds, instance.material) == before
+    state.interleave(order=["a"])
+    state.nothing_broke()
+    assert not state.watch.violations
+    fleet.reload(state.world, instance)  # the next reload moves only the id
+    assert instance.material == before[1]
+    assert instance.holds == state.world.consumers()["intercom_id"]
+    state.teardown()
+    assert not state.watch.violations

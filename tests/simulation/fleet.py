@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from simulation.stats import COUNTS
-from simulation.world import CONSUMERS, SimInstance, World
+from simulation.world import SimInstance, World
 
 from rotator.config import TargetSettings
 from rotator.core.observation import ConsumerProbe, InstanceAnswer
@@ -67,18 +67,16 @@ def appear(world: World, instance: SimInstance) -> None:
     reload(world, instance)
 
 
-def miskey(world: World, instance: SimInstance) -> None:
-    """From now on the instance signs with another secret's material than its id's: the one the
-    path held before its id (what a reload that moved only the id leaves), else a made-up one."""
+def miskey(instance: SimInstance) -> None:
+    """From now on the instance's reloads move only its id and keep the key it has
+    (``reload``): probes then see another secret's fingerprint beside the new id.
+
+    The key it signs with now is left alone. Changing it here would send an instance back to an
+    older secret on its own, after a probe round may have seen it on the right one: a deploy
+    rolled back to a build with an old key baked in, which no prober can see coming and which
+    I10 does not model (``simulation.invariants``). A seeded run found exactly that: an instance
+    seen on the new secret, switched back to the old key before the old secret's DELETE."""
     instance.mode = "wrong-fp"
-    if instance.holds is None:
-        return
-    earlier = [
-        v.data["secret"]
-        for v in world.versions.get(CONSUMERS, [])
-        if v.data is not None and v.data["intercom_id"] != instance.holds
-    ]
-    instance.material = earlier[-1] if earlier else world.rng.randbytes(16).hex()
 
 
 def signs_with(world: World, instance: SimInstance, secret_id: str) -> bool:
@@ -123,7 +121,7 @@ def act(world: World, pick: int, action: str) -> None:
         elif action == "up":
             instance.mode = "ok"
         elif action == "wrong-fp":
-            miskey(world, instance)
+            miskey(instance)
         else:  # "garbage", "stuck"
             instance.mode = action
 
