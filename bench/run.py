@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import rig
+from rig import ROTATOR
 from table import merged, render
 
 from rotator.demo.openbao import OpenBaoDevServer, free_port
 from rotator.emulator import Emulator, FaultSpec, Token
 
-ROTATOR = [sys.executable, "-m", "rotator"]
 HERE = Path(__file__).resolve().parent
 
 
@@ -114,43 +115,29 @@ class Bench:
     ) -> Path:
         self._serial += 1
         run = f"b{self._serial}"
-        lines = [
-            "[vault]",
-            f'address = "{self.bao.address}"',
-            f'state_path = "bench/{run}/state"',
-            "[server]",
-            f'listen = "127.0.0.1:{listen}"',
-            "[daemon]",
-            f"concurrency = {concurrency}",
-            'reconcile_interval = "60s"',
-        ]
+        lines = rig.head(
+            self.bao.address, f"bench/{run}/state", listen=listen, concurrency=concurrency
+        )
         for i in range(n):
             name = f"t{i}"
             token = f"bench-{run}-{i}-token"
             self.emulator.add_token(Token.parse(f"{token}:read,write:{run}-{i}"))
             self.tokens[f"TOK_{run}_{i}"] = token
-            lines += [
-                "[[targets]]",
-                f'name = "{name}"',
-                f'base_url = "{self.url}"',
-                f'token_env = "TOK_{run}_{i}"',
-                f'secret_name = "Bench {i}"',
-                f'vault_path = "bench/{run}/secrets/{name}"',
-                f'schedule = "{schedule}"',
-                f'grace_period = "{grace}"',
-            ]
+            lines += rig.target(
+                name,
+                self.url,
+                f"TOK_{run}_{i}",
+                f"bench/{run}/secrets/{name}",
+                number=i,
+                schedule=schedule,
+                grace=grace,
+            )
         path = self.workdir / f"{run}.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def env(self, config: Path) -> dict[str, str]:
-        return {
-            **os.environ,
-            **self.tokens,
-            "VAULT_TOKEN": self.bao.root_token,
-            "ROTATOR_CONFIG": str(config),
-            "ROTATOR_LOG_LEVEL": "warning",
-        }
+        return rig.rotator_env(self.tokens, self.bao.root_token, str(config))
 
     def run(
         self, config: Path, *args: str

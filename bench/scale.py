@@ -44,11 +44,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import rig
+from rig import ROTATOR
 
 from rotator.demo.openbao import OpenBaoDevServer, free_port
 from rotator.emulator import Emulator, FaultSpec, Token
 
-ROTATOR = [sys.executable, "-m", "rotator"]
 HERE = Path(__file__).resolve().parent
 WORKSPACES = 100
 LATENCY_MS = 20
@@ -110,41 +111,24 @@ class Scale:
         self.bao.stop()
 
     def config(self, name: str, *, schedule: str, grace: str, listen: int = 0) -> Path:
-        lines = [
-            "[vault]",
-            f'address = "{self.bao.address}"',
-            'state_path = "scale/state"',
-            "[server]",
-            f'listen = "127.0.0.1:{listen}"',
-            "[daemon]",
-            f"concurrency = {CONCURRENCY}",
-            'reconcile_interval = "60s"',
-            "[intercom]",
-            'rate_limit_scope = "endpoint"',
-        ]
+        lines = rig.head(self.bao.address, "scale/state", listen=listen, concurrency=CONCURRENCY)
+        lines += ["[intercom]", 'rate_limit_scope = "endpoint"']
         for i in range(self.n):
-            lines += [
-                "[[targets]]",
-                f'name = "t{i}"',
-                f'base_url = "{self.running.url}"',
-                f'token_env = "TOK_WS{i // self.per_ws}"',
-                f'secret_name = "Bench {i}"',
-                f'vault_path = "scale/secrets/t{i}"',
-                f'schedule = "{schedule}"',
-                f'grace_period = "{grace}"',
-            ]
+            lines += rig.target(
+                f"t{i}",
+                self.running.url,
+                f"TOK_WS{i // self.per_ws}",
+                f"scale/secrets/t{i}",
+                number=i,
+                schedule=schedule,
+                grace=grace,
+            )
         path = self.workdir / f"{name}.toml"
         path.write_text("\n".join(lines) + "\n")
         return path
 
     def env(self, config: Path) -> dict[str, str]:
-        return {
-            **os.environ,
-            **self.tokens,
-            "VAULT_TOKEN": self.bao.root_token,
-            "ROTATOR_CONFIG": str(config),
-            "ROTATOR_LOG_LEVEL": "warning",
-        }
+        return rig.rotator_env(self.tokens, self.bao.root_token, str(config))
 
     def reconcile(self, config: Path) -> tuple[float, str]:
         """One-shot ``rotator reconcile``: (wall seconds, stdout)."""
