@@ -10,6 +10,7 @@ adapter sends is counted through its observe hook, with the reason the daemon ga
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,9 +94,18 @@ def targets(world: World, count: int) -> Settings:
     return world.settings.model_copy(update={"targets": (first, *more)})
 
 
-def quiet(world: World, *, count: int = 1, token: str | None = None, **daemon: float) -> Quiet:
+def quiet(
+    world: World,
+    *,
+    count: int = 1,
+    token: str | None = None,
+    after_request: Callable[[str, str, str], None] | None = None,
+    **daemon: float,
+) -> Quiet:
     """Settings with ``count`` targets and these ``[daemon]`` values (defaults otherwise), the
-    targets provisioned by another process, and a quiet daemon with its own counted Vault."""
+    targets provisioned by another process, and a quiet daemon with its own counted Vault (its
+    monotonic clock moved by ``tick``; ``after_request`` hears (operation, reason, status) of
+    each request it sent)."""
     settings = targets(world, count)
     values = {"reconcile_interval": 60.0, "sweep_interval": 600.0, **daemon}
     settings = settings.model_copy(update={"daemon": settings.daemon.model_copy(update=values)})
@@ -109,6 +119,8 @@ def quiet(world: World, *, count: int = 1, token: str | None = None, **daemon: f
     def observe(operation: str, status: str, seconds: float) -> None:
         box.requests.append((operation, reason_of(operation), world.clock()))
         metrics.vault_request(operation, status, seconds)
+        if after_request is not None:
+            after_request(operation, reason_of(operation), status)
 
     vault = Vault(settings.vault, environ=environ, observe=observe, monotonic=lambda: box.mono[0])
     reconciler = Reconciler(
@@ -118,6 +130,7 @@ def quiet(world: World, *, count: int = 1, token: str | None = None, **daemon: f
         clock=world.clock,
         client_factory=_client,
         listeners=[metrics],
+        monotonic=lambda: box.mono[0],
     )
     world.reconcilers.append(reconciler)
     box.daemon = Daemon(
@@ -286,7 +299,7 @@ def test_the_change_log_names_only_other_processes_targets(world):
     path = f"rotator-test/{uuid.uuid4().hex}/state"
     vault = world.reconciler().vault
     mine, theirs = ChangeLog(vault, path), ChangeLog(vault, path)
-    assert mine.changes() == set()  # the first look only takes the log's version
+    assert mine.changes() is None  # the first look only takes the log's version
     mine.note("a")
     assert mine.changes() == set()
     theirs.note("b")
@@ -324,5 +337,6 @@ def test_a_processs_first_note_reads_the_log_once_then_each_note_is_one_write(wo
     log.note("e")
     assert sent == ["write", "read", "write"]
     reader = ChangeLog(world.reconciler().vault, path)
+    assert reader.changes() is None  # a first look: it cannot say what changed before it
     assert reader.changes() == set()
     assert vault.read(f"{path}/_changes").data == {"target": "e", "by": "rotator"}

@@ -11,8 +11,8 @@ versions it wrote itself (``ChangeLog.note``). A sweep reads the latest version 
 versions since the last sweep that this process did not write are other processes' changes,
 and each names its target (one more read per such version, the latest one comes with the first
 read). When more changed than ``LOOKBACK`` versions, or the versions are gone (KV keeps
-``max_versions``, ten by default), or the key was deleted: ``changes`` answers ``None``, and the
-daemon reads every record.
+``max_versions``, ten by default), or the key was deleted, or at a process's first read (it
+knows nothing before it): ``changes`` answers ``None``, and the daemon reads every record.
 
 Not every record write is told: a pass's own steps while it holds its lease are not news, only
 taking the lease, letting it go, and writes without a lease (an operator's request, a
@@ -31,7 +31,7 @@ from rotator.core.record import Record
 from rotator.errors import RotatorError
 from rotator.logs import get_logger
 from rotator.reconciler.ports import KV
-from rotator.vault import CasConflict
+from rotator.vault import CasConflict, KVEntry
 
 log = get_logger()
 
@@ -102,25 +102,36 @@ class ChangeLog:
     # --- reading -----------------------------------------------------------------------------
 
     def changes(self) -> set[str] | None:
-        """Targets other processes wrote since the last call (the first call only takes the
-        log's version as it is: the daemon reads every record at start anyway); ``None``:
-        too many, or unknown, to say which: read every record. Raises Vault's errors."""
+        """Targets other processes wrote since the last call; ``None``: too many, or unknown,
+        to say which: read every record. The first call only takes the log's version as it is
+        and answers ``None``: nothing before it is known (at start the daemon reads every
+        record anyway; after a start whose read of the log failed, it must). Raises Vault's
+        errors, and then the next call starts again from the same version: a sweep that fails
+        half-way loses nothing."""
         entry = self.kv.read(self.key)
         with self._lock:
-            since, self._seen = self._seen, entry.version
+            since = self._seen
             self._version = max(self._version, entry.version)
-            theirs = [] if since is None else self._theirs(since, entry.version)
+            theirs = None if since is None else self._theirs(since, entry.version)
+        names: set[str] | None = None
+        if theirs is not None and since is not None and entry.version >= since:
+            names = self._names(entry, theirs)
+        # Only once every version it needed was read: the next sweep starts after this one.
+        with self._lock:
+            self._seen = entry.version
             self._mine = {v for v in self._mine if v > entry.version}
-        if since is not None and entry.version < since:
-            return None  # the log was deleted and begun again: anything may have changed
-        if theirs is None:
-            return None
+        return names
+
+    def _names(self, latest: KVEntry, versions: list[int]) -> set[str] | None:
+        """The targets ``versions`` name (``latest``'s own data for the latest); None when one
+        no longer names any (KV no longer keeps it, or it is not ours)."""
         names: set[str] = set()
-        for version in theirs:
-            data = entry.data if version == entry.version else self.kv.read(self.key, version).data
+        for version in versions:
+            entry = latest if version == latest.version else self.kv.read(self.key, version)
+            data = entry.data
             name = (data or {}).get("target")
             if not isinstance(name, str):
-                return None  # a version KV no longer keeps (or not ours): say "everything"
+                return None
             names.add(name)
         return names
 

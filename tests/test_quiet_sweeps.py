@@ -1,0 +1,85 @@
+"""The quiet daemon with several targets, attacked (issue 15, item 2): Vault's clock stepped
+back, a sweep that fails half-way or at the start, other processes' writes and crashes.
+
+Real OpenBao and the emulator, the clock injected as in ``test_quiet_daemon``: the test moves
+the world's clock (Vault's time) and the daemon's monotonic clock, then runs the daemon's job.
+A failing Vault is a real one: the daemon's token's policy is rewritten on the server between
+two of its requests (the adapter's request hook tells when), as an operator editing it would.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from test_quiet_daemon import Quiet, other_process, quiet
+from test_rotation import World
+from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
+
+from rotator.core.observation import RotateNow
+from rotator.core.record import Phase
+
+#: Everything under the test mount, as a daemon's policy would grant its paths.
+GRANT = 'path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
+
+
+def _minutes(q: Quiet, count: int) -> None:
+    for _ in range(count):
+        q.tick(minutes=1)
+
+
+def _deadline_of(world: World, name: str) -> tuple[object, str]:
+    record = world.reconciler().record(name)[0]
+    assert record.phase is Phase.AWAITING_ROLLOUT
+    return record.deadline, "deadline"
+
+
+def _policy(world: World, name: str, rules: str) -> None:
+    world.openbao.write_policy(name, rules)
+
+
+def test_a_sweep_that_fails_half_way_loses_no_change(world):
+    """The sweep reads the log's latest version, then Vault refuses the older one it needs:
+    the next sweep still reads both targets another process wrote (the log is not taken as
+    read up to a version it could not read)."""
+    policy = f"quiet-{uuid.uuid4().hex}"
+    _policy(world, policy, GRANT)
+    trap = {"armed": False, "fired": False}
+
+    def after_request(operation: str, reason: str, status: str) -> None:
+        if not trap["armed"] or reason != "sweep":
+            return
+        if status == "200" and not trap["fired"]:
+            trap["fired"] = True  # the latest version read: refuse what comes next
+            _policy(world, policy, 'path "secret/data/none" { capabilities = ["deny"] }')
+        elif status == "403":
+            _policy(world, policy, GRANT)
+            trap["armed"] = False
+
+    token = world.openbao.create_token([policy], ttl="48h")
+    q = quiet(world, count=3, token=token, after_request=after_request)
+    other = other_process(world)
+    other.reconcile_target("web-2", RotateNow())
+    other.reconcile_target("web-3", RotateNow())
+    trap["armed"] = True
+    _minutes(q, 10)
+    assert trap["fired"]
+    assert not trap["armed"], "the sweep did not meet the refusal"
+    assert q.wakeup("web-2")[1] == "due"  # not read: the sweep failed
+    _minutes(q, 10)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+    assert q.wakeup("web-3") == _deadline_of(world, "web-3")
+
+
+def test_a_change_log_unreadable_at_start_loses_no_later_change(world):
+    """At start the log cannot be read (a policy not yet granting it); it can by the next
+    sweep: what another process wrote in between is still read, though that sweep is the
+    daemon's first look at the log."""
+    policy = f"quiet-{uuid.uuid4().hex}"
+    changes = f"secret/data/{world.settings.vault.state_path}/_changes"
+    _policy(world, policy, f'{GRANT}\npath "{changes}" {{ capabilities = ["deny"] }}')
+    token = world.openbao.create_token([policy], ttl="48h")
+    q = quiet(world, count=3, token=token)
+    _policy(world, policy, GRANT)
+    other_process(world).reconcile_target("web-2", RotateNow())
+    _minutes(q, 10)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
