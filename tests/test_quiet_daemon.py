@@ -140,6 +140,7 @@ def quiet(
         environ=environ,
         metrics=metrics,
         clock=lambda: world.clock().timestamp(),
+        monotonic=lambda: box.mono[0],
     )
     box.daemon.run_once()  # the start: every target read once
     return box

@@ -10,13 +10,17 @@ two of its requests (the adapter's request hook tells when), as an operator edit
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
-from test_quiet_daemon import Quiet, other_process, quiet
+import pytest
+from test_quiet_daemon import HOUR, Quiet, _client, other_process, quiet
 from test_rotation import World
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
+from rotator import failpoints
 from rotator.core.observation import RotateNow
 from rotator.core.record import Phase
+from rotator.reconciler.changes import ChangeLog
 
 #: Everything under the test mount, as a daemon's policy would grant its paths.
 GRANT = 'path "secret/*" { capabilities = ["create", "read", "update", "delete", "list"] }'
@@ -35,6 +39,52 @@ def _deadline_of(world: World, name: str) -> tuple[object, str]:
 
 def _policy(world: World, name: str, rules: str) -> None:
     world.openbao.write_policy(name, rules)
+
+
+def test_a_vault_clock_stepped_back_an_hour_delays_no_sweep(world):
+    """Vault's clock steps back an hour (NTP, a failover to a node behind) right after a sweep:
+    another process's rotate-now is still read within one sweep interval of elapsed time, not
+    an hour and ten minutes later."""
+    q = quiet(world, count=3)
+    _minutes(q, 10)  # the sweep at minute 10
+    world.clock.now -= HOUR
+    other_process(world).reconcile_target("web-2", RotateNow())
+    _minutes(q, 10)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+
+
+def test_a_dead_holders_lease_is_taken_over_though_vaults_clock_stepped_back(world):
+    """A process dies holding web-2's lease; the sweep sees it and the daemon waits the lease's
+    ttl of its own time: a step back of Vault's clock in between does not add an hour."""
+    q = quiet(world, count=3)
+    doomed = world.reconciler(me="doomed", client_factory=_client)
+    doomed.listeners.append(ChangeLog(doomed.vault, world.settings.vault.state_path))
+    failpoints.reset_for_tests("intercom.before_create=raise")
+    try:
+        with pytest.raises(failpoints.FailpointError):
+            doomed.reconcile_target("web-2", RotateNow())
+    finally:
+        failpoints.reset_for_tests()
+    _minutes(q, 10)
+    assert q.wakeup("web-2")[1] in {"lease", "retry"}
+    world.clock.now -= HOUR
+    _minutes(q, 2)
+    record = world.reconciler().record("web-2")[0]
+    assert record.lease is None or record.lease.holder != "doomed"
+    assert record.phase is Phase.AWAITING_ROLLOUT
+
+
+def test_a_vault_clock_stepped_forward_sweeps_and_plans_on_the_new_time(world):
+    """A step forward of a day runs the sweep and the full read at the next tick, and the
+    targets' wakeups stay on the schedule Vault's time gives them."""
+    q = quiet(world, count=3)
+    other_process(world).reconcile_target("web-3", RotateNow())
+    world.clock.now += timedelta(days=1)
+    reasons = q.reasons(q.tick(minutes=1))
+    assert "resync" in reasons
+    assert q.wakeup("web-3")[1] in {"deadline", "poll", "due"}
+    assert q.wakeup("web")[1] == "due"
+    assert not any(q.tick(minutes=1) for _ in range(5))
 
 
 def test_a_sweep_that_fails_half_way_loses_no_change(world):

@@ -15,7 +15,7 @@ import heapq
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -160,6 +160,13 @@ class Timetable:
             for item in held:
                 heapq.heappush(self._heap, item)
         return due
+
+    def shift(self, by: timedelta) -> None:
+        """Move every wakeup by ``by`` (Vault's clock was stepped: ``rotator.daemon.watch``)."""
+        with self._lock:
+            self._entries = {n: (at + by, why, s) for n, (at, why, s) in self._entries.items()}
+            self._heap = [(a, s, n) for n, (a, _, s) in self._entries.items()]
+            heapq.heapify(self._heap)
 
     def finish(self, name: str) -> None:
         with self._lock:

@@ -87,12 +87,14 @@ class Daemon:
         stopping: threading.Event | None = None,
         metrics: Metrics | None = None,
         config_check: Callable[[], list[str]] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``metrics`` already listening to ``reconciler``; without, one is made and added.
         ``clock`` (unix seconds) judges signed hook calls: Vault's time unless a test moves it,
         so a sender's clock is compared with the one every process shares, not ours.
         ``config_check`` lists the problems of the configuration file as it is now on disk
-        (told on SIGHUP, which does not reload it)."""
+        (told on SIGHUP, which does not reload it). ``monotonic`` measures elapsed time for the
+        timetable (a test moves it with its clock)."""
         self.settings = settings
         self.config_check = config_check
         self.reconciler = reconciler
@@ -112,7 +114,12 @@ class Daemon:
             changes = ChangeLog(vault, settings.vault.state_path, by=reconciler.me)
             reconciler.listeners.append(changes)
         self.watch = Watch(
-            settings, reconciler, changes, stopping=self.stopping, keep_token=vault.keep_token
+            settings,
+            reconciler,
+            changes,
+            stopping=self.stopping,
+            keep_token=vault.keep_token,
+            monotonic=monotonic,
         )
         reconciler.listeners.append(self.watch)
         host, port = listen or (settings.server.host, settings.server.port)

@@ -34,6 +34,7 @@ Time is the reconciler's clock (Vault's, or a test's): a test moves it and calls
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -55,6 +56,9 @@ log = get_logger()
 #: How often every target is read whatever the change log says: what it cannot tell (a hand
 #: edit, a rotator too old to write it) is seen within this. Four reads per target a day.
 RESYNC_EVERY = timedelta(hours=6)
+#: A step back of Vault's clock up to this is the estimate's own wobble (``rotator.vault.clock``:
+#: a round trip plus a second), not a step: nothing is moved for it.
+STEP_BACK = timedelta(seconds=5)
 
 
 class Watch:
@@ -68,6 +72,7 @@ class Watch:
         *,
         stopping: threading.Event,
         keep_token: Callable[[], None] = lambda: None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.reconciler = reconciler
@@ -76,12 +81,16 @@ class Watch:
         self._stopping = stopping
         self._keep_token = keep_token
         self._clock = reconciler.clock
+        self._monotonic = monotonic
         self._poll = timedelta(seconds=settings.daemon.reconcile_interval)
         self._sweep_every = timedelta(seconds=settings.daemon.sweep_interval)
         #: Vault's time of the next sweep, and of the next read of every record (None: at the
         #: next tick: the daemon's first one reads everything).
         self._next_sweep: datetime | None = None
         self._next_resync: datetime | None = None
+        #: Vault's time and our monotonic time at the last tick: a tick that finds Vault's time
+        #: behind the elapsed time saw Vault's clock stepped back.
+        self._last_tick: tuple[datetime, float] | None = None
         #: Targets a listener heard of since their pass began (the others get a retry).
         self._heard: set[str] = set()
         self._lock = threading.Lock()
@@ -142,6 +151,7 @@ class Watch:
         except RotatorError as e:  # the passes below fail and report it properly
             log.warning("daemon.token_upkeep_failed", error=str(e))
         now = self._clock()
+        self._follow_step_back(now)
         if self._next_sweep is None or now >= self._next_sweep:
             self._sweep(now)
         due = self.timetable.pop_due(now)
@@ -152,6 +162,31 @@ class Watch:
             return [self._run(name, reason) for name, reason in due]
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile") as pool:
             return list(pool.map(lambda item: self._run(*item), due))
+
+    def _follow_step_back(self, now: datetime) -> None:
+        """Vault's clock stepped back (NTP, a failover to a node behind) would push what is
+        counted in elapsed time (the next sweep and full read, a retry, a lease's ttl, a probe
+        round) later by the whole step: everything is pulled in by it. A wakeup at a time the
+        record names (a due date, a deadline) then comes early: its pass finds nothing to do
+        yet and plans again on the new clock, one read. Forward needs nothing: what is due
+        runs. The step is measured on our monotonic clock, which no NTP moves."""
+        mono = self._monotonic()
+        last, self._last_tick = self._last_tick, (now, mono)
+        if last is None:
+            return
+        back = last[0] + timedelta(seconds=mono - last[1]) - now
+        if back <= STEP_BACK:
+            return
+        log.warning(
+            "daemon.vault_clock_stepped_back",
+            seconds=round(back.total_seconds()),
+            detail="sweeps, full reads and wakeups are moved back with it",
+        )
+        if self._next_sweep is not None:
+            self._next_sweep -= back
+        if self._next_resync is not None:
+            self._next_resync -= back
+        self.timetable.shift(-back)
 
     def _sweep(self, now: datetime) -> None:
         """What other processes wrote since the last sweep: read those targets (or all)."""
