@@ -133,3 +133,22 @@ def test_a_change_log_unreadable_at_start_loses_no_later_change(world):
     other_process(world).reconcile_target("web-2", RotateNow())
     _minutes(q, 10)
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+
+
+def test_a_change_log_deleted_and_begun_again_is_not_taken_for_the_old_one(world):
+    """An operator deletes ``_changes`` with all its versions after a sweep; writers begin it
+    again from version 1 and reach the version the daemon last read: the next sweep still
+    reads the target they wrote."""
+    q = quiet(world, count=3)
+    other = other_process(world)
+    other.reconcile_target("web", RotateNow())
+    _minutes(q, 10)
+    key = f"{world.settings.vault.state_path}/_changes"
+    seen = world.openbao.read_metadata(key)["current_version"]
+    world.openbao.admin().secrets.kv.v2.delete_metadata_and_all_versions(
+        path=key, mount_point="secret"
+    )
+    other.reconcile_target("web-2", RotateNow())
+    assert world.openbao.read_metadata(key)["current_version"] == seen
+    _minutes(q, 10)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")

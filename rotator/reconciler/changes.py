@@ -11,7 +11,8 @@ versions it wrote itself (``ChangeLog.note``). A sweep reads the latest version 
 versions since the last sweep that this process did not write are other processes' changes,
 and each names its target (one more read per such version, the latest one comes with the first
 read). When more changed than ``LOOKBACK`` versions, or the versions are gone (KV keeps
-``max_versions``, ten by default), or the key was deleted, or at a process's first read (it
+``max_versions``, ten by default), or the key was deleted (the version read last no longer
+bears the time it was written at: the log begun again), or at a process's first read (it
 knows nothing before it): ``changes`` answers ``None``, and the daemon reads every record.
 
 Not every record write is told: a pass's own steps while it holds its lease are not news, only
@@ -25,6 +26,7 @@ re-read on a conflict, so the versions it remembers are exactly its own.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from rotator.config import TargetSettings
 from rotator.core.record import Record
@@ -62,8 +64,9 @@ class ChangeLog:
         #: The latest version this process knows of (0: none yet), and the ones it wrote.
         self._version = 0
         self._mine: set[int] = set()
-        #: The version the last sweep read up to; None before the first.
-        self._seen: int | None = None
+        #: The version the last sweep read up to, and when it was written; None before the
+        #: first sweep.
+        self._seen: tuple[int, datetime | None] | None = None
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -110,17 +113,30 @@ class ChangeLog:
         half-way loses nothing."""
         entry = self.kv.read(self.key)
         with self._lock:
-            since = self._seen
+            seen = self._seen
             self._version = max(self._version, entry.version)
-            theirs = None if since is None else self._theirs(since, entry.version)
+            theirs = None if seen is None else self._theirs(seen[0], entry.version)
         names: set[str] | None = None
-        if theirs is not None and since is not None and entry.version >= since:
+        if theirs is not None and seen is not None and self._same_log(seen, entry):
             names = self._names(entry, theirs)
         # Only once every version it needed was read: the next sweep starts after this one.
         with self._lock:
-            self._seen = entry.version
+            self._seen = (entry.version, entry.created_time)
             self._mine = {v for v in self._mine if v > entry.version}
         return names
+
+    def _same_log(self, seen: tuple[int, datetime | None], latest: KVEntry) -> bool:
+        """Whether the log is the one the last sweep read, not deleted and begun again since
+        (its versions numbered from 1 again, maybe up to the one read then): the version read
+        then still bears the time it was written at. One more read, only when it moved on."""
+        version, written = seen
+        if latest.version < version:
+            return False
+        if version == 0:
+            return True  # there was no log: every version is new
+        if latest.version == version:
+            return latest.created_time == written
+        return self.kv.read(self.key, version).created_time == written
 
     def _names(self, latest: KVEntry, versions: list[int]) -> set[str] | None:
         """The targets ``versions`` name (``latest``'s own data for the latest); None when one
