@@ -10,6 +10,7 @@ two of its requests (the adapter's request hook tells when), as an operator edit
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -152,3 +153,20 @@ def test_a_change_log_deleted_and_begun_again_is_not_taken_for_the_old_one(world
     assert world.openbao.read_metadata(key)["current_version"] == seen
     _minutes(q, 10)
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+
+
+@pytest.mark.parametrize(
+    ("count", "ttl"), [(5, "1h"), (4, "2h")], ids=["5-targets-1h", "4-targets-2h"]
+)
+def test_the_guides_bound_holds_from_the_fewest_targets_it_names(world, count, ttl):
+    """The guide's bound at the defaults (10-minute sweeps): at most 2 requests per target an
+    hour from 5 targets with a renewable one-hour token, from 4 with a two-hour one; over a
+    simulated day, every request (sweeps, full reads, renewals) averaged per target and hour.
+    (Four targets with a one-hour token cost 2.03: the guide said "from about 4".)"""
+    token = world.openbao.create_token(["root"], ttl=ttl, renewable=True)
+    q = quiet(world, count=count, token=token)
+    start = len(q.requests)
+    _minutes(q, 24 * 60)
+    day = q.requests[start:]
+    assert len(day) / count / 24 <= 2, Counter(reason for _, reason, _ in day)
+    assert "renew" in {operation for operation, _, _ in day}
