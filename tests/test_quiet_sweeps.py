@@ -170,3 +170,27 @@ def test_the_guides_bound_holds_from_the_fewest_targets_it_names(world, count, t
     day = q.requests[start:]
     assert len(day) / count / 24 <= 2, Counter(reason for _, reason, _ in day)
     assert "renew" in {operation for operation, _, _ in day}
+
+
+def _older_rotator(world: World) -> None:
+    """A process that writes web-2's record without noting it (a rotator too old to write the
+    change log): a rotate-now only the full read can see."""
+    world.reconciler(client_factory=_client).reconcile_target("web-2", RotateNow())
+
+
+def test_a_write_nobody_noted_is_read_within_six_hours_with_a_daily_sweep(world):
+    """``sweep_interval`` at its longest (24 h): the 6-hourly full read still comes every 6
+    hours, not with the daily sweep."""
+    q = quiet(world, count=3, sweep_interval=86400.0)
+    _older_rotator(world)
+    _minutes(q, 6 * 60)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+
+
+def test_a_write_nobody_noted_is_read_within_six_hours_at_the_defaults(world):
+    """At the defaults, the same write is read by the first full read, within 6 hours."""
+    q = quiet(world, count=3)
+    _minutes(q, 60)
+    _older_rotator(world)
+    _minutes(q, 5 * 60)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")

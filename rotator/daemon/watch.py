@@ -152,7 +152,10 @@ class Watch:
             log.warning("daemon.token_upkeep_failed", error=str(e))
         now = self._clock()
         self._follow_step_back(now)
-        if self._next_sweep is None or now >= self._next_sweep:
+        # The full read is due on its own clock: a sweep_interval longer than RESYNC_EVERY
+        # (up to 24 h) must not make it as rare as the sweep.
+        times = (self._next_sweep, self._next_resync)
+        if any(at is None or now >= at for at in times):
             self._sweep(now)
         due = self.timetable.pop_due(now)
         if not due:
