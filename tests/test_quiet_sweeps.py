@@ -194,3 +194,22 @@ def test_a_write_nobody_noted_is_read_within_six_hours_at_the_defaults(world):
     _older_rotator(world)
     _minutes(q, 5 * 60)
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+
+
+def test_a_change_log_keeping_one_version_still_names_a_single_change(world):
+    """``max_versions=1`` on ``_changes`` (an operator's tidy policy): the version the last
+    sweep read is gone, which is not the log begun again; one other process's note is read
+    as the one target it names, not as "read everything"."""
+    q = quiet(world, count=3)
+    key = f"{world.settings.vault.state_path}/_changes"
+    writer = ChangeLog(world.reconciler().vault, world.settings.vault.state_path)
+    writer.note("web")
+    _minutes(q, 10)
+    world.openbao.admin().secrets.kv.v2.update_metadata(
+        path=key, max_versions=1, mount_point="secret"
+    )
+    writer.note("web-2")
+    _minutes(q, 9)
+    sent = q.tick(minutes=1)
+    # the log, the version the last sweep read (gone), web-2's record: not all three records
+    assert [(operation, reason) for operation, reason, _ in sent] == [("read", "sweep")] * 3

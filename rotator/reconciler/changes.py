@@ -136,7 +136,9 @@ class ChangeLog:
             return True  # there was no log: every version is new
         if latest.version == version:
             return latest.created_time == written
-        return self.kv.read(self.key, version).created_time == written
+        # Gone (KV keeps only ``max_versions``) is the same log: one begun again and grown
+        # past ``version`` would hold a version of that number, written later.
+        return self.kv.read(self.key, version).created_time in (None, written)
 
     def _names(self, latest: KVEntry, versions: list[int]) -> set[str] | None:
         """The targets ``versions`` name (``latest``'s own data for the latest); None when one
