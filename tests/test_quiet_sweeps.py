@@ -14,6 +14,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from test_quiet_daemon import HOUR, Quiet, _client, other_process, quiet
 from test_rotation import World
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
@@ -21,6 +22,7 @@ from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-expo
 from rotator import failpoints
 from rotator.core.observation import RotateNow
 from rotator.core.record import Phase
+from rotator.daemon.scheduling import SKIPPED_LOG_EVERY, SkippedRuns
 from rotator.reconciler.changes import ChangeLog
 
 #: Everything under the test mount, as a daemon's policy would grant its paths.
@@ -213,3 +215,75 @@ def test_a_change_log_keeping_one_version_still_names_a_single_change(world):
     sent = q.tick(minutes=1)
     # the log, the version the last sweep read (gone), web-2's record: not all three records
     assert [(operation, reason) for operation, reason, _ in sent] == [("read", "sweep")] * 3
+
+
+def test_two_replicas_each_read_the_others_writes_and_not_their_own(world):
+    """Two daemons on the same targets: a CLI rotate-now is read by both at their sweep, one
+    retires at the deadline, the other reads what it wrote at its next sweep and both rest
+    until the schedule; neither reads a target again for its own notes."""
+    first = quiet(world, count=3)
+    second = quiet(world, count=3)
+
+    def minutes(count: int) -> list[tuple[list[object], list[object]]]:
+        sent = []
+        for _ in range(count):
+            one = first.tick(minutes=1)
+            second.mono[0] += 60.0
+            before = len(second.requests)
+            second.daemon.run_once()
+            sent.append((one, second.requests[before:]))
+        return sent
+
+    other_process(world).reconcile_target("web-2", RotateNow())
+    minutes(10)
+    deadline = _deadline_of(world, "web-2")
+    assert first.wakeup("web-2") == deadline == second.wakeup("web-2")
+    minutes(int((deadline[0] - world.clock()).total_seconds() // 60) + 1)
+    assert world.reconciler().record("web-2")[0].phase is Phase.IDLE
+    minutes(20)  # each reads the other's writes at a sweep (if it did not write them)
+    assert first.wakeup("web-2")[1] == second.wakeup("web-2")[1] == "due"
+    later = minutes(60)
+    for q, sent in ((first, [a for a, _ in later]), (second, [b for _, b in later])):
+        busy = [m for m, requests in enumerate(sent, start=1) if requests]
+        assert all(len(sent[m - 1]) == 1 for m in busy), "read a record for its own notes"
+        assert q.reasons([r for requests in sent for r in requests]) <= {"sweep"}
+
+
+def test_a_cronjob_pass_writing_more_than_the_log_can_name_makes_the_sweep_read_all(world):
+    """A CronJob's pass rotates four targets (a dozen notes, more than ``LOOKBACK``): the
+    next sweep reads every record, and each rotated target is then planned for its deadline."""
+    q = quiet(world, count=5)
+    cronjob = other_process(world)
+    for name in ("web", "web-2", "web-3", "web-4"):
+        cronjob.reconcile_target(name, RotateNow())
+    _minutes(q, 9)
+    sent = q.tick(minutes=1)
+    assert len([r for r in sent if r[0] == "read"]) >= 1 + 5
+    for name in ("web", "web-2", "web-3", "web-4"):
+        assert q.wakeup(name) == _deadline_of(world, name)
+    assert q.wakeup("web-5")[1] == "due"
+
+
+def test_a_note_for_a_target_this_daemon_does_not_know_reads_no_record(world):
+    """Another configuration's target (a writer with more targets, or one renamed since)
+    named in the log: the sweep reads the log and nothing else."""
+    q = quiet(world, count=3)
+    ChangeLog(world.reconciler().vault, world.settings.vault.state_path).note("ghost")
+    _minutes(q, 9)
+    sent = q.tick(minutes=1)
+    assert [operation for operation, _, _ in sent] == ["read"]
+
+
+def test_skipped_runs_are_told_again_after_vaults_clock_stepped_back(log_output):
+    """The skipped-run line is throttled on Vault's time: a step back of an hour must not
+    silence it for an hour and ten minutes."""
+    now = [1_000_000.0]
+    runs = SkippedRuns(lambda: None, lambda: now[0])
+    event = JobEvent(EVENT_JOB_MAX_INSTANCES, "reconcile", "default")
+    runs(event)
+    now[0] += SKIPPED_LOG_EVERY / 2 - 3600.0
+    runs(event)
+    now[0] += SKIPPED_LOG_EVERY
+    runs(event)
+    said = [line for line in log_output.getvalue().splitlines() if "run_skipped" in line]
+    assert len(said) == 3  # the first, the one after the step, one period after that

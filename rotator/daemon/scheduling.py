@@ -71,7 +71,9 @@ class SkippedRuns:
         with self._lock:
             self._total += 1
             self._since_line += 1
-            if self._logged_at is not None and now - self._logged_at < self._every:
+            # A clock stepped back (Vault's: NTP, a failover) would otherwise silence the line
+            # for the step: an earlier time than the last line's is told at once.
+            if self._logged_at is not None and 0 <= now - self._logged_at < self._every:
                 return
             skipped, self._since_line, self._logged_at = self._since_line, 0, now
             total = self._total
