@@ -287,3 +287,24 @@ def test_skipped_runs_are_told_again_after_vaults_clock_stepped_back(log_output)
     runs(event)
     said = [line for line in log_output.getvalue().splitlines() if "run_skipped" in line]
     assert len(said) == 3  # the first, the one after the step, one period after that
+
+
+def test_a_target_failing_every_pass_is_retried_alone_and_the_others_stay_quiet(world):
+    """Vault refuses web-3's record to this daemon (concurrency 8): web-3 is tried again every
+    ``reconcile_interval``, alone (a documented cost of a failing target); the other targets are not read between sweeps, and another
+    process's rotate-now of web-2 is still read at the sweep."""
+    policy = f"quiet-{uuid.uuid4().hex}"
+    record = f"secret/data/{world.settings.vault.state_path}/web-3"
+    _policy(world, policy, f'{GRANT}\npath "{record}" {{ capabilities = ["deny"] }}')
+    token = world.openbao.create_token([policy], ttl="48h")
+    q = quiet(world, count=3, token=token)
+    assert q.wakeup("web-3")[1] == "retry"
+    other_process(world).reconcile_target("web-2", RotateNow())
+    per_minute = [q.tick(minutes=1) for _ in range(10)]
+    # each minute: web-3's read, refused, and the token lookup that tells a refusal from a
+    # dead token; nothing for web or web-2
+    expected = [("read", "retry"), ("lookup", "token")]
+    assert all([r[:2] for r in sent] == expected for sent in per_minute[:9]), per_minute[:2]
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
+    assert q.wakeup("web")[1] == "due"
+    assert q.wakeup("web-3")[1] == "retry"

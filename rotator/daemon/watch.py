@@ -29,6 +29,9 @@ an hour (the default sweep), of the token's renewals, and one read per ``RESYNC_
 daemon of one target reads its record at each sweep instead of the log: the same one request.
 
 Time is the reconciler's clock (Vault's, or a test's): a test moves it and calls ``tick``.
+When Vault's clock steps back (NTP, a failover to a node behind), what is counted in elapsed
+time (the next sweep and full read, retries, a lease's ttl) is moved back with it, measured
+on our monotonic clock, so that the step delays none of it (``_follow_step_back``).
 """
 
 from __future__ import annotations
