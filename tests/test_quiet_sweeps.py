@@ -308,3 +308,13 @@ def test_a_target_failing_every_pass_is_retried_alone_and_the_others_stay_quiet(
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
     assert q.wakeup("web")[1] == "due"
     assert q.wakeup("web-3")[1] == "retry"
+
+
+@pytest.mark.target(rotate_on_drift=True)
+def test_a_target_watching_for_drift_is_read_every_reconcile_interval(world):
+    """``rotate_on_drift``: a change at Intercom, which no record announces, is looked for
+    at every ``reconcile_interval``: two Vault reads a minute at the defaults (its record, the
+    consumers' path), 120 an hour, outside the idle bound (as the guide now says)."""
+    q = quiet(world)
+    sent = [q.tick(minutes=1) for _ in range(9)]
+    assert [[r[:2] for r in minute] for minute in sent] == [[("read", "drift")] * 2] * 9
