@@ -9,6 +9,7 @@ adapter sends is counted through its observe hook, with the reason the daemon ga
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
+from _openbao import free_port
+from structlog.testing import capture_logs
 from test_pause import _cli
 from test_rotation import HOOK_TOKEN, World, _wait
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
@@ -100,12 +103,14 @@ def quiet(
     count: int = 1,
     token: str | None = None,
     after_request: Callable[[str, str, str], None] | None = None,
+    running: bool = False,
     **daemon: float,
 ) -> Quiet:
     """Settings with ``count`` targets and these ``[daemon]`` values (defaults otherwise), the
     targets provisioned by another process, and a quiet daemon with its own counted Vault (its
     monotonic clock moved by ``tick``; ``after_request`` hears (operation, reason, status) of
-    each request it sent)."""
+    each request it sent). ``running``: the daemon's clock moves on by a microsecond each time
+    it is read, as a real one does (the world's stands still between ticks)."""
     settings = targets(world, count)
     values = {"reconcile_interval": 60.0, "sweep_interval": 600.0, **daemon}
     settings = settings.model_copy(update={"daemon": settings.daemon.model_copy(update=values)})
@@ -123,11 +128,16 @@ def quiet(
             after_request(operation, reason_of(operation), status)
 
     vault = Vault(settings.vault, environ=environ, observe=observe, monotonic=lambda: box.mono[0])
+    reads = itertools.count(1)
+
+    def clock() -> datetime:
+        return world.clock() + timedelta(microseconds=next(reads) if running else 0)
+
     reconciler = Reconciler(
         settings,
         vault,
         environ=environ,
-        clock=world.clock,
+        clock=clock,
         client_factory=_client,
         listeners=[metrics],
         monotonic=lambda: box.mono[0],
@@ -139,7 +149,7 @@ def quiet(
         vault,
         environ=environ,
         metrics=metrics,
-        clock=lambda: world.clock().timestamp(),
+        clock=lambda: clock().timestamp(),
         monotonic=lambda: box.mono[0],
     )
     box.daemon.run_once()  # the start: every target read once
@@ -341,3 +351,48 @@ def test_a_processs_first_note_reads_the_log_once_then_each_note_is_one_write(wo
     assert reader.changes() is None  # a first look: it cannot say what changed before it
     assert reader.changes() == set()
     assert vault.read(f"{path}/_changes").data == {"target": "e", "by": "rotator"}
+
+
+def test_a_daemons_start_reads_each_record_once_and_shows_it(world):
+    """The start pass reads every target once, in the daemon's first job on a clock that moves
+    on as a real one does, and /metrics shows each from that read: no separate read per
+    target beforehand to seed the metrics (10,000 reads at 10,000 targets)."""
+    q = quiet(world, count=3, running=True)
+    reads = [op for op, reason, _ in q.requests if reason == "start" and op == "read"]
+    assert len(reads) == 3
+    for name in ("web", "web-2", "web-3"):
+        phase = q.metrics.registry.get_sample_value(
+            "rotator_target_phase", {"target": name, "phase": "idle"}
+        )
+        assert phase == 1.0
+
+
+def test_a_sweep_passes_over_what_it_found_in_the_same_job_on_a_running_clock(world):
+    """On a clock that moves on between two readings (a real one), the targets a sweep finds
+    written are passed over in that same job, not one ``reconcile_interval`` later."""
+    q = quiet(world, count=3, running=True)
+    other_process(world).reconcile_target("web-2", RotateNow())
+    for _ in range(9):
+        q.tick(minutes=1)
+    sent = q.tick(minutes=1)
+    assert [op for op, _, _ in sent].count("read") >= 2  # the log, then web-2's record
+    record = world.reconciler().record("web-2")[0]
+    assert q.wakeup("web-2") == (record.deadline, "deadline")
+
+
+def test_a_first_job_before_vault_answers_waits_for_the_next_one(world):
+    """Vault unreachable at the daemon's first job: nobody has told Vault's time yet, so the
+    job says so and does nothing (no wakeup set on a guessed clock, no traceback out of the
+    job); the next job asks again (test_the_daemon_process_serves_metrics: a first job that
+    can reach Vault passes over every target)."""
+    vault_settings = world.settings.vault.model_copy(
+        update={"address": f"http://127.0.0.1:{free_port()}", "timeout": 1.0}
+    )
+    settings = world.settings.model_copy(update={"vault": vault_settings})
+    vault = Vault(settings.vault, environ=world.environ)
+    reconciler = Reconciler(settings, vault, environ=world.environ, client_factory=_client)
+    daemon = Daemon(settings, reconciler, vault, environ=world.environ)
+    with capture_logs() as logs:
+        daemon.run_once()
+    assert "daemon.vault_time_unknown" in [e["event"] for e in logs]
+    assert daemon.watch.timetable.get("web") is None  # nothing woken on a guessed time

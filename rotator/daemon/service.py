@@ -24,9 +24,10 @@ Vault work runs within ``hook_timeout`` seconds (``rotator.vault.deadline``), pa
 caller gets 503 with Retry-After and calls again.
 
 Metrics (``rotator.daemon.metrics``) hear of every persisted record as a listener of the reconciler;
-the first scheduled job seeds them from every target's stored record, so ``/metrics`` tells
-each target's state before its next transition. ``commands.run`` also hands their request hooks
-to the Vault adapter and the Intercom clients.
+the first scheduled job's pass reads every target (``rotator.daemon.watch``), and each record a
+pass reads is shown (``Metrics.on_seen``), so ``/metrics`` tells each target's state before its
+next transition, from the one read the start needs anyway. ``commands.run`` also hands their
+request hooks to the Vault adapter and the Intercom clients.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ class Daemon:
             metrics = Metrics(clock=lambda: datetime.fromtimestamp(clock(), UTC))
             reconciler.listeners.append(metrics)
         self.metrics = metrics
-        self._seeded = False
         self.stopping = stopping or threading.Event()
         self._environ = environ
         self._clock = clock
@@ -276,24 +276,10 @@ class Daemon:
         if self.stopping.is_set():
             return
         with self._job():
-            if not self._seeded:
-                self._seeded = True
-                with because("start"):
-                    self._seed_metrics()
             reports = self.watch.tick()
         if reports:
             blocked = [r.target for r in reports if r.needs_operator]
             log.debug("daemon.pass", targets=len(reports), needs_operator=blocked)
-
-    def _seed_metrics(self) -> None:
-        """One read per target, so /metrics shows each target before its next transition."""
-        for target in self.settings.targets:
-            try:
-                record = self.reconciler.store.load(target.name).record
-            except RotatorError as e:  # the pass that follows reports it properly
-                log.warning("metrics.seed_failed", target=target.name, error=str(e))
-                continue
-            self.metrics.seed(target, record)
 
     def _reconcile_one(self, name: str) -> None:
         if not self.stopping.is_set():

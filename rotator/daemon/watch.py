@@ -52,6 +52,7 @@ from rotator.logs import get_logger
 from rotator.reconciler import Reconciler
 from rotator.reconciler.changes import ChangeLog
 from rotator.reconciler.passes import TargetReport, next_rotation_at
+from rotator.vault.clock import ClockUnknown
 from rotator.vault.reasons import because
 
 log = get_logger()
@@ -133,9 +134,16 @@ class Watch:
 
     # --- asking for passes -----------------------------------------------------------------------
 
-    def wake(self, names: Sequence[str] | None = None, reason: str = "asked") -> None:
-        """Pass over ``names`` (every target by default) at the next tick."""
-        now = self._clock()
+    def wake(
+        self,
+        names: Sequence[str] | None = None,
+        reason: str = "asked",
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """Pass over ``names`` (every target by default) at the next tick (a sweep: at ``at``,
+        the time its tick hands out what is due: a clock read again is later, not due yet)."""
+        now = self._clock() if at is None else at
         for name in names if names is not None else self._names():
             self.timetable.set(name, now, reason)
 
@@ -153,7 +161,13 @@ class Watch:
             self._keep_token()
         except RotatorError as e:  # the passes below fail and report it properly
             log.warning("daemon.token_upkeep_failed", error=str(e))
-        now = self._clock()
+        try:
+            now = self._clock()
+        except ClockUnknown as e:
+            # No answer from Vault yet (it is unreachable): every time here is Vault's, and a
+            # guess would set wakeups and sweeps on this host's clock. The next job asks again.
+            log.warning("daemon.vault_time_unknown", error=str(e), detail="tried again next job")
+            return []
         self._follow_step_back(now)
         # The full read is due on its own clock: a sweep_interval longer than RESYNC_EVERY
         # (up to 24 h) must not make it as rare as the sweep.
@@ -200,7 +214,7 @@ class Watch:
         if len(self.settings.targets) == 1:
             # One record costs what the log costs, and tells hand edits too: read it instead.
             first, self._next_resync = self._next_resync is None, now + RESYNC_EVERY
-            self.wake(reason="start" if first else "sweep")
+            self.wake(reason="start" if first else "sweep", at=now)
             return
         changed: set[str] | None
         with because("sweep"):
@@ -212,16 +226,16 @@ class Watch:
         if self._next_resync is None or now >= self._next_resync:
             first = self._next_resync is None
             self._next_resync = now + RESYNC_EVERY
-            self.wake(reason="start" if first else "resync")
+            self.wake(reason="start" if first else "resync", at=now)
             return
         if changed is None:
             log.info("daemon.sweep_reads_all", detail="the change log cannot say which changed")
-            self.wake(reason="sweep")
+            self.wake(reason="sweep", at=now)
             return
         known = set(self._names())
         if changed:
             log.debug("daemon.sweep", changed=sorted(changed & known))
-        self.wake(sorted(changed & known), reason="sweep")
+        self.wake(sorted(changed & known), reason="sweep", at=now)
 
     def _run(self, name: str, reason: str) -> TargetReport:
         with self._lock:
