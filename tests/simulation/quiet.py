@@ -22,6 +22,16 @@ and the real daemon's job runs every ``poll`` anyway; nor are probe rounds, pace
 ``probe_spacing`` by design. At the end the target must settle as the polling settle requires (idle, no stray
 secret), asleep until its schedule, and an emergency owed (I9) must be served within the two
 hours the polling settle gives.
+
+Rotation windows (``simulation/windows.py``): a due start or a retirement a closed window holds
+waits for the next opening, at most the plan's longest closed stretch (13 h for the windows a
+plan draws): one ``window`` wakeup, judged as every other sleep (a plain pass now, halfway into
+the first window that opens before it, and just before it, changes nothing: a sleep past a
+whole window ends when it is closed again). Emergencies ignore windows, so I9's two hours stand. While the
+plan's windows are closed (as the harness reads them, not rotator), a wakeup within ``poll`` of
+an idle or waiting target whose pass then changes nothing is the daemon polling what a window
+holds: it fails too (the daemon must sleep until the opening), as does a "due" wakeup within
+``poll`` taken for "asleep until its schedule".
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from datetime import datetime
 from simulation import fleet
 from simulation.actors import Commands, Process
 from simulation.stats import COUNTS
+from simulation.windows import DURATIONS, is_open, next_opening
 from simulation.world import STATE, World
 
 from rotator.core.record import Phase, Record
@@ -102,12 +113,15 @@ class QuietDaemon:
         self.tick()  # the first job: every target read once
         resumes = 0
         owed = True
+        polled: tuple[int, str] | None = None  # a poll of what a closed window holds
         for _ in range(WAKEUPS):
+            self._quiet_while_closed(polled)
             self._hooks_confirm()
             record = self.world.state_record()
             assert record is not None
             if record.phase is Phase.BLOCKED and resumes < RESUMES:
                 resumes += 1  # the operator fixed the cause; the daemon's sweep sees it
+                polled = None
                 rotate = functools.partial(Commands(self.operator).rotate_now, emergency=False)
                 self.run(self.operator, rotate, "rotate-now")
                 sweep = self.watch.settings.daemon.sweep_interval
@@ -117,9 +131,14 @@ class QuietDaemon:
             wakeup = self.watch.timetable.get("web")
             at = self.world.now + ASLEEP if wakeup is None else self._world_time(wakeup[0])
             why = None if wakeup is None else wakeup[1]
+            soon = at <= self.world.now + self.watch.settings.daemon.reconcile_interval + 1.0
+            polled = self._polls_closed(soon, why)
             if self._promises(at, why):
                 self._judge(at, why)
-            settled = record.phase is Phase.IDLE and why == "due" and not strays(record)
+            if why == "window":
+                COUNTS[f"window waits ({record.phase.value})"] += 1
+            until_due = why == "due" and not soon  # asleep until its schedule, not due now
+            settled = record.phase is Phase.IDLE and until_due and not strays(record)
             if owed and (settled or at - self.started > SERVED_WITHIN):
                 owed = False
                 served()  # I9: the daemon rests, or sleeps past two hours, with nothing owed
@@ -132,6 +151,27 @@ class QuietDaemon:
             f"{self.world.state_record()!r}, next wakeup {self.watch.timetable.get('web')}"
         )
 
+    def _polls_closed(self, soon: bool, why: str | None) -> tuple[int, str] | None:
+        """A wakeup within ``poll`` to act ("due", "poll") while the plan's windows are closed:
+        the record's version and the reason, for ``_quiet_while_closed`` after the tick."""
+        windows = self.daemon.plan.windows
+        if not soon or why not in {"due", "poll"} or is_open(windows, self.world.now):
+            return None
+        return self.world.latest(STATE)[1], why
+
+    def _quiet_while_closed(self, polled: tuple[int, str] | None) -> None:
+        """The tick that followed a wakeup within ``poll`` while the windows were closed, and
+        still are, must have acted: a pass that changed nothing was a poll of what a window
+        holds (issue 15: the daemon sleeps until the opening, ``rotator.core.wakeups``)."""
+        if polled is None or is_open(self.daemon.plan.windows, self.world.now):
+            return
+        version, why = polled
+        if self.world.latest(STATE)[1] == version:
+            raise AssertionError(
+                f"quiet: the daemon woke within poll ({why}) while every window is closed, "
+                f"and its pass changed nothing: {self.world.state_record()!r}"
+            )
+
     def _promises(self, at: float, why: str | None) -> bool:
         """Whether sleeping until ``at`` says nothing changes before it: no wakeup, or one more
         than ``poll`` away. What can happen now is looked at again after ``poll`` (a step a pass
@@ -141,12 +181,13 @@ class QuietDaemon:
         return why is None or (why != "probe" and at > self.world.now + poll + 1.0)
 
     def _judge(self, at: float, why: str | None) -> None:
-        """A plain pass of another process, now and just before ``at``, changes nothing."""
+        """A plain pass of another process, now, inside the first window that opens before
+        ``at`` (if the plan names windows) and just before ``at``, changes nothing."""
         self.checker.boot()  # a process that has seen no lease yet: it waits out a whole ttl
         _, version = self.world.latest(STATE)
         before = self.world.state_record()
-        for when in (self.world.now, at - 2.0):
-            if when < self.world.now:
+        for when in (self.world.now, self._inside_window(at), at - 2.0):
+            if when is None or when < self.world.now:
                 continue
             self._pass_time(when)
             self.run(self.checker, Commands(self.checker).daemon_pass, "pass")
@@ -158,6 +199,17 @@ class QuietDaemon:
                     f"({waits}), yet a plain pass changed the record: {before!r} -> "
                     f"{self.world.state_record()!r}"
                 )
+
+    def _inside_window(self, at: float) -> float | None:
+        """Halfway into the plan's shortest window, in its first opening before ``at``: a sleep
+        past a whole window (a daily one skipped by a day) ends just before the next opening,
+        when the window is closed again, so only a pass inside the window shows what it skips."""
+        windows = self.daemon.plan.windows
+        opens = next_opening(windows, self.world.now)
+        if opens is None:
+            return None
+        inside = opens + min(DURATIONS[duration] for _, duration, _ in windows) / 2
+        return inside if inside < at - 2.0 else None
 
     def _hooks_confirm(self) -> None:
         """Each hook consumer confirms the secret awaiting rollout through the daemon's hook
