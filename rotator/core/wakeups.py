@@ -13,7 +13,9 @@ to them, and ``next_wakeup`` says it, from the record as a pass left it (or foun
   happen once one opens;
 - a backoff ends (``record.retry_at``);
 - another process's lease may be taken over (its ``ttl`` of our time after we saw it);
-- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``).
+- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``);
+  not once the rollout is done and a closed window holds the retirement (not an emergency's,
+  nor one an emergency ``rotate-now`` waits behind): the next opening, whose pass probes anew.
 
 What other processes write (a ``rotate-now``, a ``pause``, an ``abort``, a confirmation taken by
 another replica) cannot be known from the record: the daemon's sweep notices it
@@ -35,7 +37,7 @@ from rotator.core.lease import LONGEST_TTL
 from rotator.core.observation import Policy, needs_probes
 from rotator.core.record import Phase, Record
 from rotator.core.safety import rollout_done
-from rotator.core.windows import WindowState
+from rotator.core.windows import WindowState, holds_retirement
 
 #: Past a lease's ttl, so that the watch (``rotator.core.lease``) sees it unchanged for a
 #: whole ttl of our time.
@@ -125,19 +127,31 @@ def _awaiting(
     window: WindowState | None,
     poll: timedelta,
 ) -> Wakeup | None:
+    listed = record.pending_absent_since is None
     if needs_probes(record, policy, now=now):
-        return Wakeup(now + max(poll, policy.probe_spacing), "probe")
-    if record.pending_absent_since is not None:
+        # A rollout already done whose retirement a closed window holds: no round can let it
+        # retire before the opening, and the retiring pass probes afresh then.
+        held = _held(record, policy, now, window) if listed else None
+        return held or Wakeup(now + max(poll, policy.probe_spacing), "probe")
+    if not listed:
         return Wakeup(now, "poll")  # waiting for Intercom's list to show the new secret
     if rollout_done(record, policy, now) is not None:
-        held = None if record.emergency else _window(window)
-        return held or Wakeup(now, "poll")
+        return _held(record, policy, now, window) or Wakeup(now, "poll")
     grace = policy.confirmation != "hook"
     if grace and record.deadline is not None and now < record.deadline:
         return Wakeup(record.deadline, "deadline")
     # Waiting for confirmations only (a hook-only policy, or named consumers past the grace):
     # a hook call to this daemon acts at once, another process's is seen by the sweep.
     return None
+
+
+def _held(
+    record: Record, policy: Policy, now: datetime, window: WindowState | None
+) -> Wakeup | None:
+    """The opening a done rollout's retirement waits for (not an emergency's), or ``None``."""
+    if rollout_done(record, policy, now) is None or not holds_retirement(record, window):
+        return None
+    return _window(window)
 
 
 def _window(window: WindowState | None) -> Wakeup | None:
