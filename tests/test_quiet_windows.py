@@ -167,3 +167,27 @@ def test_a_probed_rollout_done_sleeps_until_the_window_not_a_round_a_minute():
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers.clear()
+
+
+def test_a_rotate_now_behind_a_back_out_sleeps_until_the_window(state):
+    """rotate-now stores 101, an abort restores 100, then another rotate-now (not an
+    emergency) is typed: it joins no back-out, so it waits in the record until the back-out
+    retires 101, which waits for the window. The quiet daemon sleeps until the deadline, then
+    the opening, and serves the request inside it, in a handful of ticks. Break (found by the
+    simulation, seed 0 of the derandomized run): the waiting request woke the daemon every
+    ``poll`` for the hours the window was closed (150 wakeups and more)."""
+    processes = state.processes
+    state._finish(processes["a"], "rotate-now")
+    state._finish(processes["a"], "abort", right=True)
+    state._finish(processes["b"], "rotate-now")
+    record = state.world.state_record()
+    assert record is not None
+    assert record.restoring is not None
+    assert record.request is not None
+    before = COUNTS.copy()
+    _quiet(state).settle(state._strays, state.watch.served)
+    ran = COUNTS - before
+    assert not state.world.live("101")
+    assert ran["window waits (awaiting_rollout)"] >= 1, ran
+    assert ran["quiet ticks"] <= 20, ran
+    assert not state.watch.violations
