@@ -87,7 +87,7 @@ def _wakeup(
         return Wakeup(now + timedelta(seconds=ttl) + LEASE_MARGIN, "lease")
     if record.paused is not None:
         return None  # until ``resume`` (another process's write, seen by the sweep)
-    if record.request is not None or record.abort is not None:
+    if record.abort is not None or (record.request is not None and not _waits(record)):
         return Wakeup(now, "request")
     if record.phase is Phase.BLOCKED:
         return None  # until an operator's rotate-now or resume
@@ -98,6 +98,12 @@ def _wakeup(
     if record.phase is Phase.AWAITING_ROLLOUT:
         return _awaiting(record, policy, now, window=window, poll=poll)
     return Wakeup(now, "poll")  # creating or retiring left half-way: carry on
+
+
+def _waits(record: Record) -> bool:
+    """A request that waits for a back-out to end (``machine.joinable``: it joins no back-out):
+    the back-out's own times say when it can (its retirement may wait for a window)."""
+    return record.restoring is not None and record.phase is Phase.AWAITING_ROLLOUT
 
 
 def _idle(
