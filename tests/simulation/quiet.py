@@ -28,9 +28,9 @@ waits for the next opening, at most the plan's longest closed stretch (13 h for 
 plan draws): one ``window`` wakeup, judged as every other sleep (a plain pass now, halfway into
 the first window that opens before it, and just before it, changes nothing: a sleep past a
 whole window ends when it is closed again). Emergencies ignore windows, so I9's two hours stand. While the
-plan's windows are closed (as the harness reads them, not rotator), a wakeup within ``poll`` of
-an idle or waiting target whose pass then changes nothing is the daemon polling what a window
-holds: it fails too (the daemon must sleep until the opening), as does a "due" wakeup within
+plan's windows are closed (as the harness reads them, not rotator), a "due" wakeup within
+``poll`` whose pass then changes nothing is the daemon polling a start a window holds: it fails
+too (the daemon must sleep until the opening), as does a "due" wakeup within
 ``poll`` taken for "asleep until its schedule".
 """
 
@@ -152,10 +152,12 @@ class QuietDaemon:
         )
 
     def _polls_closed(self, soon: bool, why: str | None) -> tuple[int, str] | None:
-        """A wakeup within ``poll`` to act ("due", "poll") while the plan's windows are closed:
-        the record's version and the reason, for ``_quiet_while_closed`` after the tick."""
+        """A wakeup within ``poll`` to start a rotation ("due") while the plan's windows are
+        closed: the record's version and the reason, for ``_quiet_while_closed`` after the
+        tick. (Not "poll": a rollout waiting for a list to show its new secret is polled
+        until its grace deadline, windows or not: a pass changes nothing meanwhile.)"""
         windows = self.daemon.plan.windows
-        if not soon or why not in {"due", "poll"} or is_open(windows, self.world.now):
+        if not soon or why != "due" or is_open(windows, self.world.now):
             return None
         return self.world.latest(STATE)[1], why
 
