@@ -13,9 +13,8 @@ to them, and ``next_wakeup`` says it, from the record as a pass left it (or foun
   happen once one opens;
 - a backoff ends (``record.retry_at``);
 - another process's lease may be taken over (its ``ttl`` of our time after we saw it);
-- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``);
-  not once the rollout is done and a closed window holds the retirement (not an emergency's,
-  nor one an emergency ``rotate-now`` waits behind): the next opening, whose pass probes anew.
+- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``),
+  even once it is done and a closed window holds its retirement (rounds still record streaks).
 
 What other processes write (a ``rotate-now``, a ``pause``, an ``abort``, a confirmation taken by
 another replica) cannot be known from the record: the daemon's sweep notices it
@@ -133,13 +132,9 @@ def _awaiting(
     window: WindowState | None,
     poll: timedelta,
 ) -> Wakeup | None:
-    listed = record.pending_absent_since is None
     if needs_probes(record, policy, now=now):
-        # A rollout already done whose retirement a closed window holds: no round can let it
-        # retire before the opening, and the retiring pass probes afresh then.
-        held = _held(record, policy, now, window) if listed else None
-        return held or Wakeup(now + max(poll, policy.probe_spacing), "probe")
-    if not listed:
+        return Wakeup(now + max(poll, policy.probe_spacing), "probe")
+    if record.pending_absent_since is not None:
         return Wakeup(now, "poll")  # waiting for Intercom's list to show the new secret
     if rollout_done(record, policy, now) is not None:
         return _held(record, policy, now, window) or Wakeup(now, "poll")
