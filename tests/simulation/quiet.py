@@ -44,7 +44,7 @@ from datetime import datetime
 from simulation import fleet
 from simulation.actors import Commands, Process
 from simulation.stats import COUNTS
-from simulation.windows import DURATIONS, is_open, next_opening
+from simulation.windows import DURATIONS, is_open, longest_closed, next_opening
 from simulation.world import STATE, World
 
 from rotator.core.record import Phase, Record
@@ -114,7 +114,9 @@ class QuietDaemon:
         resumes = 0
         owed = True
         polled: tuple[int, str] | None = None  # a poll of what a closed window holds
-        for _ in range(WAKEUPS):
+        rounds = self._rounds_while_closed()
+        wakeups = 0
+        while wakeups < WAKEUPS:
             self._quiet_while_closed(polled)
             self._hooks_confirm()
             record = self.world.state_record()
@@ -144,12 +146,25 @@ class QuietDaemon:
                 served()  # I9: the daemon rests, or sleeps past two hours, with nothing owed
             if settled:
                 return
+            if why == "probe" and rounds > 0 and not is_open(self.daemon.plan.windows, at):
+                rounds -= 1  # a probe round while a window holds the rollout: its own budget
+            else:
+                wakeups += 1
             self._pass_time(at + 2.0)  # past the daemon's estimate of Vault's time
             self.tick()
         raise AssertionError(
             f"liveness: the quiet daemon did not settle in {WAKEUPS} wakeups: "
             f"{self.world.state_record()!r}, next wakeup {self.watch.timetable.get('web')}"
         )
+
+    def _rounds_while_closed(self) -> int:
+        """Probe rounds a probed rollout takes while its retirement waits for a window: one
+        every ``max(poll, probe_spacing)`` across the plan's longest closed stretch, twice
+        (a rotation may wait for a start and a retirement), beside ``WAKEUPS``."""
+        settings = self.watch.settings
+        closed = longest_closed(self.daemon.plan.windows, self.world.now)
+        pace = max(settings.daemon.reconcile_interval, settings.probes.spacing)
+        return 2 * int(closed / pace + 1.0) if closed else 0
 
     def _polls_closed(self, soon: bool, why: str | None) -> tuple[int, str] | None:
         """A wakeup within ``poll`` to start a rotation ("due") while the plan's windows are

@@ -74,3 +74,18 @@ def is_open(windows: tuple[Window, ...], instant: float) -> bool:
         if began is not None and began <= instant:
             return True
     return False
+
+
+def longest_closed(windows: tuple[Window, ...], instant: float) -> float:
+    """The longest stretch with none of ``windows`` open in the two days from ``instant``
+    (0 without windows): how long a step a window holds may wait for it."""
+    if not windows:
+        return 0.0
+    gap, at, end = 0.0, instant, instant + 2 * 86400.0
+    while at < end:
+        opens = next_opening(windows, at + 1.0)
+        if opens is None:
+            return end - instant
+        gap = max(gap, opens - at)
+        at = opens
+    return gap
