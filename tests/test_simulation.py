@@ -85,7 +85,9 @@ DISRUPTIONS = (
     "weather@intercom.delete:refused",
 )
 #: Half the runs name no consumers (as before issue 12); the others draw a policy and a fleet.
-#: Either may name rotation windows (``simulation/windows.py``).
+#: The first may name rotation windows (``simulation/windows.py``); probed rollouts do not yet:
+#: they are probed every ``poll`` while a window holds them (rounds still record streaks), for
+#: up to the plan's longest closed stretch, beyond the settle's budget (issue 15 item 2 note).
 PLANS = st.one_of(
     st.builds(Plan, windows=WINDOWS),
     st.builds(
@@ -94,7 +96,6 @@ PLANS = st.one_of(
         named=st.just(True),
         stable_probes=st.tuples(st.integers(1, 3), st.integers(1, 3)),
         spacing=st.sampled_from((0.0, 1.0, 10.0)),
-        windows=WINDOWS,
     ),
 )
 #: Decide on each process's own wall clock instead of Vault's (the mutation check of fix 6).
