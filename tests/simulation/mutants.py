@@ -8,7 +8,7 @@ not awaited (``abort-retires-at-once``), and an abort in ``creating`` that delet
 though its store already reached the consumers' path (``abort-ignores-store``). Issue 15 adds
 ``next_wakeup`` answers that let the quiet daemon sleep through work (``wakeup-*``): the quiet
 daemon at the end of every run (``simulation/quiet.py``) must find each, and item 2 adds the
-``_window`` answers for rotation windows (``wakeup-window-*``, ``wakeup-emergency-*``).
+``_window`` answers for rotation windows (``wakeup-window-*``).
 
     python tests/simulation/mutants.py                  # every mutant, 3000 examples each
     python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
@@ -250,21 +250,15 @@ MUTANTS: dict[str, list[Edit]] = {
             """    return Wakeup(window.opens_at + timedelta(days=1), "window")""",
         ),
     ],
-    # ... a closed window that opens later taken for an open one (the daemon polls a due start
-    # or a retirement the window holds every ``poll`` until it opens) ...
+    # ... or a closed window that opens later taken for an open one (the daemon polls a due
+    # start or a retirement the window holds every ``poll`` until it opens). (An emergency's
+    # retirement made to wait for the window is no mutant worth keeping: the pass that finds
+    # its rollout done retires at once, so no wakeup is ever computed from such a record.)
     "wakeup-window-closed-polls": [
         (
             "core/wakeups.py",
             """    return Wakeup(window.opens_at, "window")""",
             """    return None""",
-        ),
-    ],
-    # ... or an emergency's retirement made to wait for the window (I9: within two hours).
-    "wakeup-emergency-waits-for-window": [
-        (
-            "core/wakeups.py",
-            """    if rollout_done(record, policy, now) is None or not holds_retirement(record, window):""",
-            """    if rollout_done(record, policy, now) is None:""",
         ),
     ],
 }
