@@ -37,6 +37,7 @@ from simulation.actors import Commands, Plan, Process
 from simulation.invariants import Watch
 from simulation.quiet import QuietDaemon
 from simulation.stats import COUNTS, reported, summary
+from simulation.windows import DURATIONS, WINDOWS, next_opening
 from simulation.world import CONSUMERS, Fault, World
 
 import rotator
@@ -84,8 +85,11 @@ DISRUPTIONS = (
     "weather@intercom.delete:refused",
 )
 #: Half the runs name no consumers (as before issue 12); the others draw a policy and a fleet.
+#: The first may name rotation windows (``simulation/windows.py``); probed rollouts do not yet:
+#: they are probed every ``poll`` while a window holds them (rounds still record streaks), for
+#: up to the plan's longest closed stretch, beyond the settle's budget (issue 15 item 2 note).
 PLANS = st.one_of(
-    st.just(Plan()),
+    st.builds(Plan, windows=WINDOWS),
     st.builds(
         Plan,
         policy=st.sampled_from(("hook-or-grace", "grace", "consumers")),
@@ -132,7 +136,7 @@ class Simulation(RuleBasedStateMachine):
         self.world = World(random.Random(seed))
         if plan.named:
             self.world.fleet = fleet.new_fleet(mobile)
-        self.watch = Watch(self.world, policy=plan.policy, hooks=plan.hooks)
+        self.watch = Watch(self.world, policy=plan.policy, hooks=plan.hooks, windows=plan.windows)
         self.main = greenlet.getcurrent()
         self.log = io.StringIO()
         configure_logging("json", "info", stream=self.log)
@@ -190,9 +194,16 @@ class Simulation(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([1.0, 11.0, 61.0, 600.0, 3600.0, 90000.0]))
     def time_passes(self, seconds: float) -> None:
-        """Time passes, and the consumers' instances poll their path meanwhile."""
+        """Time passes, and the consumers' instances poll their path meanwhile (and a window
+        may open, perhaps under the lease of a process that crashed: counted)."""
+        opens = next_opening(self.plan.windows, self.world.now)
         self.world.tick(seconds)
         fleet.poll(self.world, seconds)
+        record = self.world.state_record()
+        if opens is not None and opens <= self.world.now and record and record.lease:
+            holder = self.processes.get(record.lease.holder)
+            crashed = holder is not None and not holder.busy
+            COUNTS["window openings under a lease" + (" (crashed)" if crashed else "")] += 1
 
     @precondition(lambda self: getattr(self, "plan", Plan()).named)
     @rule(pick=st.integers(0, 63), action=st.sampled_from(fleet.ACTIONS))
@@ -343,6 +354,7 @@ class Simulation(RuleBasedStateMachine):
         for _ in range(30):
             world.tick(2 * DAY)  # past every lease, grace period and due time
             fleet.poll(world, 2 * DAY)
+            self._into_window()
             self._finish(settler, "pass")
             self._hooks_confirm(settler)
             record = world.state_record()
@@ -360,6 +372,19 @@ class Simulation(RuleBasedStateMachine):
         log = self.log.getvalue()
         leaked = [s.id for s in world.secrets.values() if s.material in log]
         assert leaked == [], f"I6: material of {leaked} was logged"
+
+    def _into_window(self) -> None:
+        """With windows, each polling pass waits for the plan's next opening (at most its
+        longest closed stretch, 13 h for the windows drawn), and runs halfway into its shortest
+        window: well inside one on every process's estimate of Vault's time. Two days apart,
+        passes would otherwise land at the same closed time of day for ever."""
+        opens = next_opening(self.plan.windows, self.world.now)
+        if opens is None:
+            return
+        inside = min(DURATIONS[duration] for _, duration, _ in self.plan.windows) / 2
+        seconds = opens + inside - self.world.now
+        self.world.tick(seconds)
+        fleet.poll(self.world, seconds)
 
     def _serve(self, settler: Process) -> None:
         """Intercom answers again: polling passes serve requests, before any schedule (I9)."""

@@ -13,7 +13,8 @@ to them, and ``next_wakeup`` says it, from the record as a pass left it (or foun
   happen once one opens;
 - a backoff ends (``record.retry_at``);
 - another process's lease may be taken over (its ``ttl`` of our time after we saw it);
-- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``).
+- a probe round is due while a probed rollout waits (``probe_spacing``, at least ``poll``),
+  even once it is done and a closed window holds its retirement (rounds still record streaks).
 
 What other processes write (a ``rotate-now``, a ``pause``, an ``abort``, a confirmation taken by
 another replica) cannot be known from the record: the daemon's sweep notices it
@@ -35,7 +36,7 @@ from rotator.core.lease import LONGEST_TTL
 from rotator.core.observation import Policy, needs_probes
 from rotator.core.record import Phase, Record
 from rotator.core.safety import rollout_done
-from rotator.core.windows import WindowState
+from rotator.core.windows import WindowState, holds_retirement
 
 #: Past a lease's ttl, so that the watch (``rotator.core.lease``) sees it unchanged for a
 #: whole ttl of our time.
@@ -85,7 +86,7 @@ def _wakeup(
         return Wakeup(now + timedelta(seconds=ttl) + LEASE_MARGIN, "lease")
     if record.paused is not None:
         return None  # until ``resume`` (another process's write, seen by the sweep)
-    if record.request is not None or record.abort is not None:
+    if record.abort is not None or (record.request is not None and not _waits(record)):
         return Wakeup(now, "request")
     if record.phase is Phase.BLOCKED:
         return None  # until an operator's rotate-now or resume
@@ -96,6 +97,12 @@ def _wakeup(
     if record.phase is Phase.AWAITING_ROLLOUT:
         return _awaiting(record, policy, now, window=window, poll=poll)
     return Wakeup(now, "poll")  # creating or retiring left half-way: carry on
+
+
+def _waits(record: Record) -> bool:
+    """A request that waits for a back-out to end (``machine.joinable``: it joins no back-out):
+    the back-out's own times say when it can (its retirement may wait for a window)."""
+    return record.restoring is not None and record.phase is Phase.AWAITING_ROLLOUT
 
 
 def _idle(
@@ -130,14 +137,22 @@ def _awaiting(
     if record.pending_absent_since is not None:
         return Wakeup(now, "poll")  # waiting for Intercom's list to show the new secret
     if rollout_done(record, policy, now) is not None:
-        held = None if record.emergency else _window(window)
-        return held or Wakeup(now, "poll")
+        return _held(record, policy, now, window) or Wakeup(now, "poll")
     grace = policy.confirmation != "hook"
     if grace and record.deadline is not None and now < record.deadline:
         return Wakeup(record.deadline, "deadline")
     # Waiting for confirmations only (a hook-only policy, or named consumers past the grace):
     # a hook call to this daemon acts at once, another process's is seen by the sweep.
     return None
+
+
+def _held(
+    record: Record, policy: Policy, now: datetime, window: WindowState | None
+) -> Wakeup | None:
+    """The opening a done rollout's retirement waits for (not an emergency's), or ``None``."""
+    if rollout_done(record, policy, now) is None or not holds_retirement(record, window):
+        return None
+    return _window(window)
 
 
 def _window(window: WindowState | None) -> Wakeup | None:

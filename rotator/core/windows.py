@@ -11,7 +11,9 @@ rules:
   start at once: someone asked, or consumers would otherwise have nothing;
 - an old secret is retired only inside a window, even when its rollout is done (a rotation that
   started inside one may wait for the next to retire): both secrets stay live meanwhile;
-- an emergency ignores windows (a leaked secret is retired as soon as its rollout allows).
+- an emergency ignores windows (a leaked secret is retired as soon as its rollout allows), and
+  so does the rotation an emergency ``rotate-now`` waits behind (a back-out's retirement of the
+  abandoned secret: the emergency is served only once it ends).
 
 A target without windows has ``Observation.window is None`` and behaves as before windows.
 """
@@ -48,5 +50,12 @@ def holds_start(window: WindowState | None, *, scheduled: bool) -> str | None:
 
 
 def holds_retirement(record: Record, window: WindowState | None) -> str | None:
-    """Why the old secret may not be retired now: outside a window, unless an emergency."""
-    return None if record.emergency else outside(window)
+    """Why the old secret may not be retired now: outside a window, unless an emergency, or
+    an emergency ``rotate-now`` about a secret of this rotation waits for it to end."""
+    return None if record.emergency or _emergency_waits(record) else outside(window)
+
+
+def _emergency_waits(record: Record) -> bool:
+    asked = record.request
+    leaked = asked.leaked if asked is not None and asked.emergency else None
+    return leaked is not None and leaked in {record.current_id, record.pending_id}

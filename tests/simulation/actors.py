@@ -10,7 +10,8 @@ SIGKILL: nothing it holds in memory survives, only what it wrote).
 
 A run's ``Plan`` says what its target names: the confirmation policy and, when consumers are
 named, the probed ones (``simulation.fleet``, probed by each process's ``ProcessProber``) and
-the hook ones, which confirm with their name.
+the hook ones, which confirm with their name; and its rotation windows, if any
+(``simulation.windows`` tells the harness when they are open, without rotator's code).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Plan:
     named: bool = False
     stable_probes: tuple[int, int] = (2, 2)  # web-backend, mobile-api
     spacing: float = 1.0
+    #: Rotation windows, each (cron, duration, timezone) (``simulation.windows.WINDOWS``).
+    windows: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def probed(self) -> tuple[str, ...]:
@@ -89,6 +92,8 @@ def settings(plan: Plan = Plan()) -> Settings:
         "daemon": {"concurrency": 1, "lease_ttl": "60s"},
         "targets": [target],
     }
+    if plan.windows:
+        target["windows"] = [{"cron": c, "duration": d, "timezone": z} for c, d, z in plan.windows]
     if plan.named:
         web, mobile = plan.stable_probes
         target["consumers"] = [

@@ -57,6 +57,7 @@ from typing import Any
 from simulation.actors import GRACE
 from simulation.fleet import signs_with
 from simulation.stats import COUNTS
+from simulation.windows import Window, is_open
 from simulation.world import World
 
 from rotator.core.record import ConsumerProgress, Record
@@ -72,6 +73,8 @@ class Watch:
     #: The target's confirmation policy, and its hook consumers (I10).
     policy: str = "hook-or-grace"
     hooks: tuple[str, ...] = ()
+    #: The target's rotation windows (they hold no safety rule: only counted, at deletes).
+    windows: tuple[Window, ...] = ()
     violations: list[str] = field(default_factory=list)
     #: Every write of the consumers' path: (id, server time).
     writes: list[tuple[str, float]] = field(default_factory=list)
@@ -239,6 +242,8 @@ class Watch:
                 f"I7: deleted {secret_id}, which consumers held, though none of the secrets "
                 f"stored after it ({later}) was confirmed or past its grace, and no emergency"
             )
+        if emergency and not is_open(self.windows, self.world.now):
+            COUNTS["emergency deletes outside a window"] += 1
         if not emergency:
             self._rolled_out(secret_id, holder)
 

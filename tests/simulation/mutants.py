@@ -7,7 +7,8 @@ abort must not have: the abandoned secret retired as soon as the restore is stor
 not awaited (``abort-retires-at-once``), and an abort in ``creating`` that deletes the new secret
 though its store already reached the consumers' path (``abort-ignores-store``). Issue 15 adds
 ``next_wakeup`` answers that let the quiet daemon sleep through work (``wakeup-*``): the quiet
-daemon at the end of every run (``simulation/quiet.py``) must find each.
+daemon at the end of every run (``simulation/quiet.py``) must find each, and item 2 adds the
+``_window`` answers for rotation windows (``wakeup-window-*``).
 
     python tests/simulation/mutants.py                  # every mutant, 3000 examples each
     python tests/simulation/mutants.py --examples 500 5-lagging-list-vanishes
@@ -238,6 +239,26 @@ MUTANTS: dict[str, list[Edit]] = {
         return Wakeup(due_at, "due")""",
             """    if due_at > now:
         return Wakeup(due_at + timedelta(days=1), "due")""",
+        ),
+    ],
+    # Issue 15 item 2, rotation windows: the opening of a closed window read a day late (the
+    # daemon sleeps through the window) ...
+    "wakeup-window-a-day-late": [
+        (
+            "core/wakeups.py",
+            """    return Wakeup(window.opens_at, "window")""",
+            """    return Wakeup(window.opens_at + timedelta(days=1), "window")""",
+        ),
+    ],
+    # ... or a closed window that opens later taken for an open one (the daemon polls a due
+    # start or a retirement the window holds every ``poll`` until it opens). (An emergency's
+    # retirement made to wait for the window is no mutant worth keeping: the pass that finds
+    # its rollout done retires at once, so no wakeup is ever computed from such a record.)
+    "wakeup-window-closed-polls": [
+        (
+            "core/wakeups.py",
+            """    return Wakeup(window.opens_at, "window")""",
+            """    return None""",
         ),
     ],
 }

@@ -22,6 +22,16 @@ and the real daemon's job runs every ``poll`` anyway; nor are probe rounds, pace
 ``probe_spacing`` by design. At the end the target must settle as the polling settle requires (idle, no stray
 secret), asleep until its schedule, and an emergency owed (I9) must be served within the two
 hours the polling settle gives.
+
+Rotation windows (``simulation/windows.py``): a due start or a retirement a closed window holds
+waits for the next opening, at most the plan's longest closed stretch (13 h for the windows a
+plan draws): one ``window`` wakeup, judged as every other sleep (a plain pass now, halfway into
+the first window that opens before it, and just before it, changes nothing: a sleep past a
+whole window ends when it is closed again). Emergencies ignore windows, so I9's two hours stand. While the
+plan's windows are closed (as the harness reads them, not rotator), a "due" wakeup within
+``poll`` whose pass then changes nothing is the daemon polling a start a window holds: it fails
+too (the daemon must sleep until the opening), as does a "due" wakeup within
+``poll`` taken for "asleep until its schedule".
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from datetime import datetime
 from simulation import fleet
 from simulation.actors import Commands, Process
 from simulation.stats import COUNTS
+from simulation.windows import DURATIONS, is_open, longest_closed, next_opening
 from simulation.world import STATE, World
 
 from rotator.core.record import Phase, Record
@@ -102,12 +113,17 @@ class QuietDaemon:
         self.tick()  # the first job: every target read once
         resumes = 0
         owed = True
-        for _ in range(WAKEUPS):
+        polled: tuple[int, str] | None = None  # a poll of what a closed window holds
+        rounds = self._rounds_while_closed()
+        wakeups = 0
+        while wakeups < WAKEUPS:
+            self._quiet_while_closed(polled)
             self._hooks_confirm()
             record = self.world.state_record()
             assert record is not None
             if record.phase is Phase.BLOCKED and resumes < RESUMES:
                 resumes += 1  # the operator fixed the cause; the daemon's sweep sees it
+                polled = None
                 rotate = functools.partial(Commands(self.operator).rotate_now, emergency=False)
                 self.run(self.operator, rotate, "rotate-now")
                 sweep = self.watch.settings.daemon.sweep_interval
@@ -117,20 +133,61 @@ class QuietDaemon:
             wakeup = self.watch.timetable.get("web")
             at = self.world.now + ASLEEP if wakeup is None else self._world_time(wakeup[0])
             why = None if wakeup is None else wakeup[1]
+            soon = at <= self.world.now + self.watch.settings.daemon.reconcile_interval + 1.0
+            polled = self._polls_closed(soon, why)
             if self._promises(at, why):
                 self._judge(at, why)
-            settled = record.phase is Phase.IDLE and why == "due" and not strays(record)
+            if why == "window":
+                COUNTS[f"window waits ({record.phase.value})"] += 1
+            until_due = why == "due" and not soon  # asleep until its schedule, not due now
+            settled = record.phase is Phase.IDLE and until_due and not strays(record)
             if owed and (settled or at - self.started > SERVED_WITHIN):
                 owed = False
                 served()  # I9: the daemon rests, or sleeps past two hours, with nothing owed
             if settled:
                 return
+            if why == "probe" and rounds > 0 and not is_open(self.daemon.plan.windows, at):
+                rounds -= 1  # a probe round while a window holds the rollout: its own budget
+            else:
+                wakeups += 1
             self._pass_time(at + 2.0)  # past the daemon's estimate of Vault's time
             self.tick()
         raise AssertionError(
             f"liveness: the quiet daemon did not settle in {WAKEUPS} wakeups: "
             f"{self.world.state_record()!r}, next wakeup {self.watch.timetable.get('web')}"
         )
+
+    def _rounds_while_closed(self) -> int:
+        """Probe rounds a probed rollout takes while its retirement waits for a window: one
+        every ``max(poll, probe_spacing)`` across the plan's longest closed stretch, twice
+        (a rotation may wait for a start and a retirement), beside ``WAKEUPS``."""
+        settings = self.watch.settings
+        closed = longest_closed(self.daemon.plan.windows, self.world.now)
+        pace = max(settings.daemon.reconcile_interval, settings.probes.spacing)
+        return 2 * int(closed / pace + 1.0) if closed else 0
+
+    def _polls_closed(self, soon: bool, why: str | None) -> tuple[int, str] | None:
+        """A wakeup within ``poll`` to start a rotation ("due") while the plan's windows are
+        closed: the record's version and the reason, for ``_quiet_while_closed`` after the
+        tick. (Not "poll": a rollout waiting for a list to show its new secret is polled
+        until its grace deadline, windows or not: a pass changes nothing meanwhile.)"""
+        windows = self.daemon.plan.windows
+        if not soon or why != "due" or is_open(windows, self.world.now):
+            return None
+        return self.world.latest(STATE)[1], why
+
+    def _quiet_while_closed(self, polled: tuple[int, str] | None) -> None:
+        """The tick that followed a wakeup within ``poll`` while the windows were closed, and
+        still are, must have acted: a pass that changed nothing was a poll of what a window
+        holds (issue 15: the daemon sleeps until the opening, ``rotator.core.wakeups``)."""
+        if polled is None or is_open(self.daemon.plan.windows, self.world.now):
+            return
+        version, why = polled
+        if self.world.latest(STATE)[1] == version:
+            raise AssertionError(
+                f"quiet: the daemon woke within poll ({why}) while every window is closed, "
+                f"and its pass changed nothing: {self.world.state_record()!r}"
+            )
 
     def _promises(self, at: float, why: str | None) -> bool:
         """Whether sleeping until ``at`` says nothing changes before it: no wakeup, or one more
@@ -141,12 +198,13 @@ class QuietDaemon:
         return why is None or (why != "probe" and at > self.world.now + poll + 1.0)
 
     def _judge(self, at: float, why: str | None) -> None:
-        """A plain pass of another process, now and just before ``at``, changes nothing."""
+        """A plain pass of another process, now, inside the first window that opens before
+        ``at`` (if the plan names windows) and just before ``at``, changes nothing."""
         self.checker.boot()  # a process that has seen no lease yet: it waits out a whole ttl
         _, version = self.world.latest(STATE)
         before = self.world.state_record()
-        for when in (self.world.now, at - 2.0):
-            if when < self.world.now:
+        for when in (self.world.now, self._inside_window(at), at - 2.0):
+            if when is None or when < self.world.now:
                 continue
             self._pass_time(when)
             self.run(self.checker, Commands(self.checker).daemon_pass, "pass")
@@ -158,6 +216,17 @@ class QuietDaemon:
                     f"({waits}), yet a plain pass changed the record: {before!r} -> "
                     f"{self.world.state_record()!r}"
                 )
+
+    def _inside_window(self, at: float) -> float | None:
+        """Halfway into the plan's shortest window, in its first opening before ``at``: a sleep
+        past a whole window (a daily one skipped by a day) ends just before the next opening,
+        when the window is closed again, so only a pass inside the window shows what it skips."""
+        windows = self.daemon.plan.windows
+        opens = next_opening(windows, self.world.now)
+        if opens is None:
+            return None
+        inside = opens + min(DURATIONS[duration] for _, duration, _ in windows) / 2
+        return inside if inside < at - 2.0 else None
 
     def _hooks_confirm(self) -> None:
         """Each hook consumer confirms the secret awaiting rollout through the daemon's hook

@@ -44,6 +44,11 @@ def summary() -> str:
         "abandoned deletes",
         "quiet ticks",
         "liveness checks",
+        "window waits (idle)",
+        "window waits (awaiting_rollout)",
+        "emergency deletes outside a window",
+        "window openings under a lease",
+        "window openings under a lease (crashed)",
     )
     return ", ".join(f"{key} {COUNTS[key]:,}" for key in keys)
 
