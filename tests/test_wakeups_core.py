@@ -105,3 +105,18 @@ def test_drift_is_looked_for_every_poll_and_nothing_stored_is_provisioned():
     """rotate_on_drift watches Intercom, which no record announces; no record: provision."""
     assert wake(IDLE, policy(watch_drift=True)) == Wakeup(NOW + POLL, "drift")
     assert wake(None) == Wakeup(NOW + POLL, "poll")
+
+
+def test_a_new_secret_missing_from_a_list_is_looked_for_when_a_pass_lists_again():
+    """A new secret a list omitted is only judged on the next list, and a pass waiting for its
+    grace deadline lists nothing: no wakeup every poll until then (an hour of reads for
+    nothing), the deadline. A confirmed rollout, an emergency or named consumers list at
+    every pass: those look again after a poll."""
+    unlisted = replace(AWAITING, pending_absent_since=NOW - timedelta(minutes=3))
+    assert wake(unlisted) == Wakeup(AWAITING.deadline, "deadline")
+    assert wake(unlisted, policy("hook")) is None  # its confirmation, heard at once
+    confirmed = replace(unlisted, confirmed_at=NOW, confirmed_by="hook")
+    assert wake(confirmed) == Wakeup(NOW + POLL, "poll")
+    assert wake(replace(unlisted, emergency=True)) == Wakeup(NOW + POLL, "poll")
+    late = replace(unlisted, deadline=NOW - timedelta(seconds=1))
+    assert wake(late) == Wakeup(NOW + POLL, "poll")

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rotator.core.lease import LONGEST_TTL
-from rotator.core.observation import Policy, needs_probes
+from rotator.core.observation import Policy, needs_intercom, needs_probes
 from rotator.core.record import Phase, Record
 from rotator.core.safety import rollout_done
 from rotator.core.windows import WindowState, holds_retirement
@@ -134,8 +134,13 @@ def _awaiting(
 ) -> Wakeup | None:
     if needs_probes(record, policy, now=now):
         return Wakeup(now + max(poll, policy.probe_spacing), "probe")
-    if record.pending_absent_since is not None:
-        return Wakeup(now, "poll")  # waiting for Intercom's list to show the new secret
+    lists = needs_intercom(
+        record, due=False, command=None, now=now, consumers=bool(policy.consumers)
+    )
+    if record.pending_absent_since is not None and lists:
+        # Waiting for Intercom's list to show the new secret: only a pass that lists can see
+        # it (one waiting for its grace deadline does not: the deadline wakes it, below).
+        return Wakeup(now, "poll")
     if rollout_done(record, policy, now) is not None:
         return _held(record, policy, now, window) or Wakeup(now, "poll")
     grace = policy.confirmation != "hook"
