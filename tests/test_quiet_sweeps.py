@@ -318,3 +318,24 @@ def test_a_target_watching_for_drift_is_read_every_reconcile_interval(world):
     q = quiet(world)
     sent = [q.tick(minutes=1) for _ in range(9)]
     assert [[r[:2] for r in minute] for minute in sent] == [[("read", "drift")] * 2] * 9
+
+
+def test_a_change_log_begun_again_past_the_pruned_version_last_read_is_not_the_old_one(world):
+    """The log is deleted and begun again, and KV keeps one version of it (``max_versions=1``):
+    the version the daemon last read is gone, as it would be from the old log's pruning, yet
+    the versions the new log wrote before it are gone too. The next sweep still reads the
+    target those versions named (web-2), not only the one the latest names (web-3)."""
+    q = quiet(world, count=3)
+    other = other_process(world)
+    other.reconcile_target("web", RotateNow())
+    _minutes(q, 10)
+    key = f"{world.settings.vault.state_path}/_changes"
+    seen = world.openbao.read_metadata(key)["current_version"]
+    admin = world.openbao.admin().secrets.kv.v2
+    admin.delete_metadata_and_all_versions(path=key, mount_point="secret")
+    other.reconcile_target("web-2", RotateNow())
+    assert world.openbao.read_metadata(key)["current_version"] == seen
+    admin.update_metadata(path=key, max_versions=1, mount_point="secret")
+    ChangeLog(world.reconciler().vault, world.settings.vault.state_path).note("web-3")
+    _minutes(q, 10)
+    assert q.wakeup("web-2") == _deadline_of(world, "web-2")
