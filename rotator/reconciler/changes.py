@@ -11,8 +11,9 @@ versions it wrote itself (``ChangeLog.note``). A sweep reads the latest version 
 versions since the last sweep that this process did not write are other processes' changes,
 and each names its target (one more read per such version, the latest one comes with the first
 read). When more changed than ``LOOKBACK`` versions, or the versions are gone (KV keeps
-``max_versions``, ten by default), or the key was deleted (the version read last no longer
-bears the time it was written at: the log begun again), or at a process's first read (it
+``max_versions``, ten by default), or the key was deleted (the log begun again: the version
+read last no longer bears the time it was written at, or, gone, the log's metadata was
+created after it), or at a process's first read (it
 knows nothing before it): ``changes`` answers ``None``, and the daemon reads every record.
 
 Not every record write is told: a pass's own steps while it holds its lease are not news, only
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Protocol
 
 from rotator.config import TargetSettings
 from rotator.core.record import Record
@@ -45,6 +47,13 @@ LOOKBACK = 8
 _ATTEMPTS = 4
 
 
+class LogKV(KV, Protocol):
+    """KV, and when a path was first written: a log deleted and begun again is younger than
+    the version a sweep read last, whether or not that version is still kept."""
+
+    def begun(self, path: str) -> datetime | None: ...
+
+
 def announces(before: Record | None, after: Record) -> bool:
     """Whether this write is news to other processes: anything but a step of a pass that
     holds the lease before and after it."""
@@ -56,7 +65,7 @@ class ChangeLog:
     """This process's notes to ``<state_path>/_changes`` (a ``RecordListener``), and what a
     sweep learns from the others' (``changes``)."""
 
-    def __init__(self, kv: KV, state_path: str, *, by: str = "rotator") -> None:
+    def __init__(self, kv: LogKV, state_path: str, *, by: str = "rotator") -> None:
         self.kv = kv
         self.key = f"{state_path}/{KEY}"
         self.by = by
@@ -128,7 +137,8 @@ class ChangeLog:
     def _same_log(self, seen: tuple[int, datetime | None], latest: KVEntry) -> bool:
         """Whether the log is the one the last sweep read, not deleted and begun again since
         (its versions numbered from 1 again, maybe up to the one read then): the version read
-        then still bears the time it was written at. One more read, only when it moved on."""
+        then still bears the time it was written at, and the log was first written no later.
+        One more read, only when it moved on."""
         version, written = seen
         if latest.version < version:
             return False
@@ -136,9 +146,11 @@ class ChangeLog:
             return True  # there was no log: every version is new
         if latest.version == version:
             return latest.created_time == written
-        # Gone (KV keeps only ``max_versions``) is the same log: one begun again and grown
-        # past ``version`` would hold a version of that number, written later.
-        return self.kv.read(self.key, version).created_time in (None, written)
+        # Not the version read then: KV may no longer keep it (``max_versions``), in the old log
+        # and in one begun again alike, and then the new log's first versions are gone too.
+        # When the log itself was first written tells them apart.
+        begun = self.kv.begun(self.key)
+        return written is not None and begun is not None and begun <= written
 
     def _names(self, latest: KVEntry, versions: list[int]) -> set[str] | None:
         """The targets ``versions`` name (``latest``'s own data for the latest); None when one

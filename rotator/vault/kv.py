@@ -36,6 +36,7 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 import hvac
@@ -268,6 +269,24 @@ class Vault(Health):
             return [str(key) for key in json_object(answer)["data"]["keys"]]
 
         return self._call("list", path, keys)
+
+    def begun(self, path: str) -> datetime | None:
+        """When ``path`` was first written (its metadata's ``created_time``: deleted with every
+        version and written again, it is younger than the old versions); None if it is not."""
+        path = _relative(path)
+
+        def ask() -> datetime | None:
+            try:
+                answer = self._client.secrets.kv.v2.read_secret_metadata(
+                    path=path, mount_point=self._mount
+                )
+            except hvac_errors.InvalidPath as e:
+                if no_route(e):
+                    raise
+                return None
+            return vault_time(json_object(answer)["data"].get("created_time"))
+
+        return self._call("read_metadata", path, ask)
 
     def delete_metadata(self, path: str) -> None:
         """Remove ``path`` with every version and its metadata."""

@@ -77,6 +77,7 @@ NEEDS: Final = {
     "read": ("data", "read"),
     "write": ("data", "create and update"),
     "list": ("metadata", "list"),
+    "read_metadata": ("metadata", "read"),
     "require_cas": ("metadata", "create and update"),
     "delete_metadata": ("metadata", "delete"),
 }
