@@ -728,3 +728,49 @@ def test_an_adoption_replaces_only_an_adoption_still_awaiting_its_rollout():
         problem = in_progress(refused)
         assert problem is not None
         assert "adopt-1" in problem
+
+
+def test_a_request_waiting_behind_a_blocked_back_out_resumes_it_once_not_every_pass():
+    """A rotate-now cannot join a back-out: it waits in the record. Served from the record (the
+    asking process gone), it resumes a blocked back-out once; if that blocks again, later passes
+    rest blocked until an operator's next command, instead of resuming and re-blocking it (Intercom
+    calls and a record write) every pass. An operator's command still resumes it."""
+    from rotator.core.record import Restoring
+
+    backing_out = replace(
+        awaiting(),
+        restoring=Restoring(rotation_id="r-old", by="alice", at=NOW, reason="bad secret"),
+        request=Request(emergency=False, by="bob", at=NOW),
+    )
+    blocked = transitions.blocked(backing_out, "Intercom refused: missing scope")
+    first = machine.step(blocked, in_flight(blocked), NOW)
+    assert first.record.phase is not Phase.BLOCKED  # served from the record: resumed once
+    assert first.record.request is not None  # still waiting behind the back-out
+    again = transitions.blocked(first.record, "Intercom refused: missing scope")
+    rest = machine.step(again, in_flight(again), NOW)
+    assert rest.record.phase is Phase.BLOCKED
+    assert rest.action is None
+    assert rest.record.request == again.request  # not lost: served once the back-out ends
+    asked = machine.step(again, in_flight(again, command=RotateNow()), NOW)
+    assert asked.record.phase is not Phase.BLOCKED
+
+
+def test_a_spent_request_is_kept_in_storage_and_a_new_rotate_now_may_resume_again():
+    """The mark survives Vault (written only when set: other records are stored as before), the
+    quiet daemon sets no wakeup for such a block, and a new rotate-now recorded over a waiting
+    emergency makes a fresh ask that may resume it once more."""
+    from rotator.core.wakeups import next_wakeup
+
+    spent = Request(emergency=True, by="bob", at=NOW, leaked="100", resumed=True)
+    record = transitions.blocked(replace(awaiting(), request=spent), "refused")
+    stored = record.to_storage()
+    assert stored["request"]["resumed"] is True
+    assert Record.from_storage(stored).request == spent
+    fresh = replace(record, request=replace(spent, resumed=False))
+    assert "resumed" not in fresh.to_storage()["request"]
+    wake = next_wakeup(record, POLICY, NOW, due_at=None, window=None, poll=timedelta(minutes=1))
+    assert wake is None  # blocked: an operator's command
+    again = transitions.requested(record, Request(emergency=False, by="carol", at=NOW))
+    assert again.request is not None
+    assert again.request.emergency  # the emergency about the current secret stands...
+    assert not again.request.resumed  # ...as a fresh ask

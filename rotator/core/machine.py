@@ -99,9 +99,10 @@ def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
         return _aborting(record, obs, now)  # an operator's command, served first
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
-        if not asked:
+        unblocked = _unblocked(record, obs) if asked else None
+        if unblocked is None:
             return _settle(_rest(record, record.blocked_reason or "blocked"), obs)
-        record = resumed(record, obs.consumer)
+        record = unblocked
     elif record.retry_at is not None and now < record.retry_at and obs.command is None:
         why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
         return _settle(_rest(record, why), obs)
@@ -121,6 +122,19 @@ def _aborting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _settle(_rest(served, why), obs)  # it waits for what this pass lacks
     decision = _decide(served, obs, now)
     return replace(decision, reason=f"{why}; {decision.reason}")
+
+
+def _unblocked(record: Record, obs: Observation) -> Record | None:
+    """A blocked record resumed by an operator's request, or ``None`` while it waits for one.
+    A request served from the record resumes what it waits behind (a back-out, a sweep: it
+    cannot join them) once; were that to block again, every pass would resume it again."""
+    request = record.request
+    if obs.command is None and request is not None and request.resumed:
+        return None
+    record = resumed(record, obs.consumer)
+    if obs.command is None and request is not None and not joinable(record):
+        record = replace(record, request=replace(request, resumed=True))
+    return record
 
 
 def resumed(record: Record, consumer: ConsumerView) -> Record:

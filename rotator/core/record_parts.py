@@ -52,6 +52,9 @@ class Request:
     #: The secret that was current when the request was recorded: an emergency is about that
     #: one leaked secret, and no longer applies once another is current.
     leaked: str | None = None
+    #: It resumed a blocked back-out or sweep it cannot join, served from the record: once is
+    #: its due. Should that block again, it waits (kept) for an operator's next command.
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

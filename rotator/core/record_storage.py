@@ -46,6 +46,8 @@ def encode(name: str, value: Any) -> Any:
         value = [asdict(h) for h in value]
     elif name in {"lease", "request", "binding", "paused", "abort", "restoring"}:
         value = asdict(value) if value is not None else None
+        if name == "request" and value is not None and not value["resumed"]:
+            del value["resumed"]  # written only when set: records stay as older rotators wrote
     return _jsonable(value)
 
 
@@ -110,6 +112,7 @@ def _request(raw: Any) -> Request | None:
         by=_text(raw["by"]),
         at=at,
         leaked=_optional_text(raw.get("leaked")),
+        resumed=raw.get("resumed") is True,
     )
 
 

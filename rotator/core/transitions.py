@@ -41,7 +41,7 @@ def requested(record: Record, request: Request) -> Record:
         and not request.emergency
         and waiting.leaked == record.current_id
     ):
-        request = waiting
+        request = replace(waiting, resumed=False)  # a new ask: it may resume a block again
     return replace(record, request=request)
 
 
