@@ -269,6 +269,10 @@ class Reconciler:
             covered = waiting is not None and (
                 not command.emergency or (waiting.emergency and waiting.leaked == leaked)
             )
+            if covered and waiting is not None and waiting.resumed:
+                # It already resumed a blocked back-out or sweep once (``machine._unblocked``):
+                # this ask is a fresh one, persisted, lest it die with this process.
+                return replace(record, request=replace(waiting, resumed=False))
             if covered:
                 return None  # a request already waits that covers this one: it is served
             request = Request(
