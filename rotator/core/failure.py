@@ -9,12 +9,13 @@ every process waits it out, not only the one that failed.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from rotator.backoff import exponential
 from rotator.core import transitions as t
 from rotator.core.observation import Decision, Failed
-from rotator.core.record import Record
+from rotator.core.record import Phase, Record
 from rotator.durations import shifted
 
 #: Seconds: the persisted backoff after a failed attempt, doubling up to an hour.
@@ -27,6 +28,10 @@ def failed(record: Record, failure: Failed, now: datetime) -> Decision:
     """The decision after ``failure``: blocked (permanent), or a backoff until a retry time."""
     if failure.permanent:
         blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
+        if record.phase is Phase.BLOCKED and record.request is not None:
+            # Only the list of a pass a waiting request resumes fails on a blocked record: that
+            # was the request's one go (``machine._unblocked``), not a reason to list every poll.
+            blocked = replace(blocked, request=replace(record.request, resumed=True))
         return Decision(blocked, None, failure.message)  # the phase says "blocked" already
     attempts = record.attempts + 1
     wait = exponential(attempts, base=BACKOFF_BASE, cap=BACKOFF_CAP)

@@ -253,10 +253,11 @@ def needs_intercom(
         return True  # a restore writes back only a secret Intercom still lists
     if record.retry_at is not None and now < record.retry_at:
         return False
+    if record.phase is Phase.BLOCKED:
+        # A request that had its go at the block (``Request.resumed``) rests with it.
+        return record.request is not None and not record.request.resumed
     if record.request is not None:
         return True
-    if record.phase is Phase.BLOCKED:
-        return False
     if record.phase is Phase.IDLE:
         return due
     if record.phase is Phase.CREATING:
