@@ -131,3 +131,16 @@ def test_a_request_whose_resume_fails_at_the_list_has_had_its_go():
     again = machine.step(decision.record, replace(in_flight(blocked), intercom=None), NOW)
     assert again.record.phase is Phase.BLOCKED
     assert again.action is None
+
+
+def test_marking_a_request_writes_no_false_request_to_the_audit_trail():
+    """The pass that marks a waiting request (it had its go at the block) is the daemon's:
+    the audit trail (which a SIEM ingests) must not say the requester asked again. Break: the
+    changed request was noted as a new 'rotate_now_requested' by bob."""
+    blocked = _blocked_back_out(Request(emergency=False, by="bob", at=NOW))
+    decision = machine.step(blocked, in_flight(blocked), NOW)
+    assert decision.record.request is not None
+    assert decision.record.request.resumed
+    new = decision.record.audit[len(blocked.audit) :]
+    assert "unblocked" in [e.event for e in new]
+    assert "rotate_now_requested" not in [e.event for e in new]

@@ -27,7 +27,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
-from rotator.core.record import AuditEntry, Phase, Record
+from rotator.core.record import AuditEntry, Phase, Record, Request
 from rotator.redaction import truncate
 
 #: Entries kept in the record: enough for an incident's story; the full trail is in logs.
@@ -122,10 +122,16 @@ def changes(
     return tuple(found)
 
 
+def _unmarked(record: Record) -> Request | None:
+    """The record's request as the operator asked it (without the machine's mark)."""
+    return None if record.request is None else replace(record.request, resumed=False)
+
+
 def _operator(was: Record, after: Record, add: _Add, actor: str) -> None:
     """Requests and holds an operator recorded, with the who and why they carry."""
     request = after.request
-    if request is not None and request != was.request:
+    # Marking a waiting request as having had its go (``Request.resumed``) is no new request.
+    if request is not None and replace(request, resumed=False) != _unmarked(was):
         what = "rotate-now --emergency" if request.emergency else "rotate-now"
         add(
             "emergency_requested" if request.emergency else "rotate_now_requested", request.by, what
