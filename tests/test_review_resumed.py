@@ -144,3 +144,16 @@ def test_marking_a_request_writes_no_false_request_to_the_audit_trail():
     new = decision.record.audit[len(blocked.audit) :]
     assert "unblocked" in [e.event for e in new]
     assert "rotate_now_requested" not in [e.event for e in new]
+
+
+def test_a_request_on_a_blocked_idle_target_starts_its_rotation():
+    """A rotate-now recorded on a target blocked while idle (a foreign secret at the consumers'
+    path, say) is served from the record: it resumes the block once and starts its rotation,
+    which consumes it; no mark is left behind."""
+    from test_machine import idle
+
+    request = Request(emergency=False, by="bob", at=NOW)
+    blocked = transitions.blocked(replace(idle(), request=request), "foreign secret")
+    decision = machine.step(blocked, observe(blocked), NOW)
+    assert isinstance(decision.action, Create)
+    assert decision.record.request is None
