@@ -60,11 +60,12 @@ def state() -> Iterator[Simulation]:
 
 
 def _quiet(state: Simulation) -> QuietDaemon:
-    """What teardown does before it settles: every process dies; then the quiet daemon."""
+    """What teardown does before it settles: every process dies; then the quiet daemon (with
+    the hook consumers the run's plan names)."""
     for process in state.processes.values():
         process.crash()
     daemon, checker, operator = state.processes.values()
-    return QuietDaemon(state.world, state._run, (daemon, checker, operator), ())
+    return QuietDaemon(state.world, state._run, (daemon, checker, operator), state.plan.hooks)
 
 
 @pytest.mark.parametrize("left", sorted(LEFT))

@@ -138,21 +138,28 @@ def test_a_change_log_unreadable_at_start_loses_no_later_change(world):
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
 
 
-def test_a_change_log_deleted_and_begun_again_is_not_taken_for_the_old_one(world):
-    """An operator deletes ``_changes`` with all its versions after a sweep; writers begin it
-    again from version 1 and reach the version the daemon last read: the next sweep still
-    reads the target they wrote."""
+def _log_begun_again(world: World) -> tuple[Quiet, str]:
+    """A quiet daemon of three targets sweeps once after another process's write; then an
+    operator deletes ``_changes`` with all its versions and another process's rotate-now of
+    web-2 writes it again up to the version the daemon last read. The daemon and the key."""
     q = quiet(world, count=3)
     other = other_process(world)
     other.reconcile_target("web", RotateNow())
     _minutes(q, 10)
     key = f"{world.settings.vault.state_path}/_changes"
     seen = world.openbao.read_metadata(key)["current_version"]
-    world.openbao.admin().secrets.kv.v2.delete_metadata_and_all_versions(
-        path=key, mount_point="secret"
-    )
+    admin = world.openbao.admin().secrets.kv.v2
+    admin.delete_metadata_and_all_versions(path=key, mount_point="secret")
     other.reconcile_target("web-2", RotateNow())
     assert world.openbao.read_metadata(key)["current_version"] == seen
+    return q, key
+
+
+def test_a_change_log_deleted_and_begun_again_is_not_taken_for_the_old_one(world):
+    """An operator deletes ``_changes`` with all its versions after a sweep; writers begin it
+    again from version 1 and reach the version the daemon last read: the next sweep still
+    reads the target they wrote."""
+    q, _ = _log_begun_again(world)
     _minutes(q, 10)
     assert q.wakeup("web-2") == _deadline_of(world, "web-2")
 
@@ -330,16 +337,8 @@ def test_a_change_log_begun_again_past_the_pruned_version_last_read_is_not_the_o
     the version the daemon last read is gone, as it would be from the old log's pruning, yet
     the versions the new log wrote before it are gone too. The next sweep still reads the
     target those versions named (web-2), not only the one the latest names (web-3)."""
-    q = quiet(world, count=3)
-    other = other_process(world)
-    other.reconcile_target("web", RotateNow())
-    _minutes(q, 10)
-    key = f"{world.settings.vault.state_path}/_changes"
-    seen = world.openbao.read_metadata(key)["current_version"]
+    q, key = _log_begun_again(world)
     admin = world.openbao.admin().secrets.kv.v2
-    admin.delete_metadata_and_all_versions(path=key, mount_point="secret")
-    other.reconcile_target("web-2", RotateNow())
-    assert world.openbao.read_metadata(key)["current_version"] == seen
     admin.update_metadata(path=key, max_versions=1, mount_point="secret")
     ChangeLog(world.reconciler().vault, world.settings.vault.state_path).note("web-3")
     _minutes(q, 10)

@@ -17,9 +17,9 @@ from datetime import timedelta
 import pytest
 import structlog
 from simulation.actors import Plan
-from simulation.quiet import QuietDaemon
 from simulation.stats import COUNTS
 from simulation.windows import DURATIONS, is_open, next_opening
+from test_quiet_liveness import _quiet
 from test_simulation import DAY, Simulation
 
 from rotator.core import wakeups
@@ -46,14 +46,6 @@ def state() -> Iterator[Simulation]:
     yield simulation
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
-
-
-def _quiet(state: Simulation) -> QuietDaemon:
-    """What teardown does before it settles: every process dies; then the quiet daemon."""
-    for process in state.processes.values():
-        process.crash()
-    daemon, checker, operator = state.processes.values()
-    return QuietDaemon(state.world, state._run, (daemon, checker, operator), state.plan.hooks)
 
 
 def _due_while_closed(state: Simulation) -> float:
