@@ -1,5 +1,5 @@
 """Allow ``python -m rotator``."""
 
-from rotator.cli import main
+from rotator.cli.process import run
 
-raise SystemExit(main())
+raise SystemExit(run())

@@ -12,16 +12,34 @@ from pathlib import Path
 
 import pytest
 
+from rotator.cli import main
 from rotator.emulator.server import INTERCOM_EMULATOR_TOKEN
 
-# Runs the real CLI, then writes sys.modules to $MODULES_OUT as the process exits.
+# Runs the real CLI through its entry point, then writes to $MODULES_OUT as the process exits
+# sys.modules and what the garbage collector did: for each collection once the entry point ran,
+# whether the process was still starting (rotator.cli.process); its state at exit.
 SPY = """\
-import atexit, json, os, sys
+import atexit, gc, json, os, sys
 out = os.environ["MODULES_OUT"]
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+collections = []
+def starting():
+    return sys.modules["rotator.cli.process"]._starting.is_set()
+began = False
+def collected(phase, _):
+    if phase == "start" and began:
+        collections.append(starting())
+gc.callbacks.append(collected)
+def report():
+    global began
+    began = False  # the interpreter's own collections at exit are not the command's
+    facts = {"modules": sorted(sys.modules), "collections": collections,
+             "enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}
+    open(out, "w").write(json.dumps(facts))
+atexit.register(report)
 sys.argv = ["rotator", *sys.argv[1:]]
-from rotator.cli import main
-raise SystemExit(main())
+from rotator.cli.process import run
+began = True
+raise SystemExit(run())
 """
 
 #: What only the daemon (hook, health, metrics, scheduler) or the emulator and demo need.
@@ -83,6 +101,14 @@ def env(tmp_path, openbao, emulator, vault_settings):
 def run(env, *args):
     """``rotator ARGS``: its result, and the top-level names of the modules it imported (with
     rotator's own by their first two parts)."""
+    result, facts = run_spied(env, *args)
+    modules = facts["modules"]
+    names = {m.split(".")[0] for m in modules} | {".".join(m.split(".")[:2]) for m in modules}
+    return result, names
+
+
+def run_spied(env, *args):
+    """``rotator ARGS``: its result, and what the spy saw (``SPY``)."""
     result = subprocess.run(
         [sys.executable, "-c", SPY, *args],
         env=env,
@@ -91,9 +117,7 @@ def run(env, *args):
         timeout=60,
         check=False,
     )
-    modules = json.loads(Path(env["MODULES_OUT"]).read_text())
-    names = {m.split(".")[0] for m in modules} | {".".join(m.split(".")[:2]) for m in modules}
-    return result, names
+    return result, json.loads(Path(env["MODULES_OUT"]).read_text())
 
 
 def test_reconcile_with_nothing_due_makes_no_http_client(env):
@@ -157,3 +181,42 @@ def test_help_and_version_load_no_library(env, args):
     assert result.returncode == 0, result.stderr
     assert "rotator" in result.stdout
     assert not imported & (LIBRARIES | DAEMON_ONLY | HTTP_CLIENT)
+
+
+def test_no_collection_while_starting_and_collections_while_working(env):
+    """The entry point keeps the cyclic garbage collector off while a command imports and
+    reads its configuration (it would walk a few hundred thousand objects that live until the
+    exit, and find nothing), and on for the command's work: a rotation, like a 10,000-target
+    reconcile or the daemon, makes cyclic garbage that must be collected. At exit what is left
+    is frozen (no last walk of it all)."""
+    assert run(env, "reconcile")[0].returncode == 0
+    result, facts = run_spied(env, "rotate-now", "web", "--emergency", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert " complete: " in result.stdout
+    assert facts["collections"], "no collection at all: the collector was never turned back on"
+    assert not any(facts["collections"]), "a collection ran while the command was starting"
+    assert facts["enabled"]
+    assert facts["frozen"] > 10_000  # the modules, classes and functions start-up made
+
+
+@pytest.mark.parametrize("args", [["--version"], ["rotate-now"], ["status", "nosuch"]])
+def test_the_collector_is_back_on_however_a_command_ends(env, args):
+    """``--version``, a usage error and an unknown target end before any verb has its parts:
+    the collector is on again when the process exits, whatever exit code it has."""
+    result, facts = run_spied(env, *args)
+    assert result.returncode in {0, 2}, result.stderr
+    assert "Traceback" not in result.stderr
+    assert facts["enabled"]
+    assert not any(facts["collections"])
+
+
+def test_main_in_process_leaves_the_collector_alone(capsys):
+    """``main`` (what tests and embedders call) never touches the collector: only the entry
+    point does, for a process of its own."""
+    import gc
+
+    frozen = gc.get_freeze_count()
+    assert main(["completion", "bash"]) == 0
+    assert "rotator" in capsys.readouterr().out
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_OK, EXIT_USAGE, UsageError
 from rotator.cli.interrupt import RELEASE_TIMEOUT, Interrupted
+from rotator.cli.process import started
 from rotator.config import Settings, config_path, config_warnings, load_settings
 from rotator.reconciler import (
     IntercomClients,
@@ -105,6 +106,7 @@ class Context:
 
             for warning in warnings:
                 get_logger().warning("config.warning", warning=warning)
+        started()  # start-up is over (rotator.cli.process)
         return settings
 
     def open(

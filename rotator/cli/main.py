@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from rotator.cli.exits import EXIT_NEEDS_OPERATOR, EXIT_USAGE, UsageError
 from rotator.cli.interrupt import Interrupted
 from rotator.cli.parser import LOG_LEVEL_ENV, LOG_LEVELS, build_parser
+from rotator.cli.process import started
 
 if TYPE_CHECKING:
     from rotator.cli.context import Context
@@ -140,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rotator.logs import configure_logging
 
     configure_logging(getattr(args, "log_format", "auto"), level)
-    handler = _VERBS.get(args.verb, _verb)
+    handler = _VERBS.get(args.verb)
+    if handler is None:
+        handler = _verb
+    else:
+        started()  # these verbs make their own parts (rotator.cli.process)
     try:
         return handler(args)
     except Interrupted as e:
