@@ -131,6 +131,7 @@ def test_reconcile_with_nothing_due_makes_no_http_client(env):
     assert {"hvac", "pydantic", "structlog", "rotator.reconciler"} <= imported  # it really ran
     assert not imported & DAEMON_ONLY
     assert not imported & (HTTP_CLIENT | INTERCOM_CALLS)
+    assert "asyncio.base_events" not in imported
 
 
 def test_no_pydantic_plugin_is_ever_loaded(env, tmp_path):
@@ -171,6 +172,7 @@ def test_rotate_now_imports_none_of_the_daemon(env):
     assert " complete: " in result.stdout
     assert {"hvac", "httpx", "httpcore"} <= imported  # it really called both
     assert not imported & DAEMON_ONLY
+    assert "asyncio.base_events" not in imported  # structlog's asyncio was never loaded
 
 
 @pytest.mark.parametrize("args", [["--help"], ["reconcile", "--help"], ["--version"]])
@@ -220,3 +222,47 @@ def test_main_in_process_leaves_the_collector_alone(capsys):
     assert "rotator" in capsys.readouterr().out
     assert gc.isenabled()
     assert gc.get_freeze_count() == frozen
+
+
+#: Defers asyncio as the entry point does, then uses it every way code reaches a module.
+DEFERRED_ASYNCIO = """\
+import sys, threading
+from rotator.cli.process import _defer_asyncio
+_defer_asyncio()
+import structlog  # imports asyncio, as rotator's logs do
+assert "asyncio.base_events" not in sys.modules, "structlog loaded asyncio"
+import asyncio
+from asyncio import iscoroutinefunction  # the daemon's scheduler, at its import
+import asyncio.events  # a submodule
+async def answer():
+    return 42
+results = []
+threads = [threading.Thread(target=lambda: results.append(asyncio.run(answer()))) for _ in range(4)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+assert results == [42] * 4, results
+assert iscoroutinefunction(answer)
+assert type(sys.modules["asyncio"]).__name__ == "module"  # the real one took its place
+assert structlog.stdlib.asyncio.get_event_loop_policy() is not None  # bound before: forwards
+real = sys.modules["asyncio"]
+_defer_asyncio()  # loaded already: nothing to defer
+assert sys.modules["asyncio"] is real
+print("ok")
+"""
+
+
+def test_deferred_asyncio_loads_on_first_use():
+    """The entry point binds asyncio to a stand-in (structlog imports it for methods rotator
+    never calls): nothing loads it until something uses it, and then every way of using it
+    works, from four threads at once, and the real module replaces the stand-in."""
+    result = subprocess.run(
+        [sys.executable, "-c", DEFERRED_ASYNCIO],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
