@@ -60,7 +60,7 @@ from rotator.intercom.models import DeleteOutcome, Platforms
 from rotator.logs import get_logger
 from rotator.reconciler.clients import IntercomClients
 from rotator.reconciler.ports import Prober
-from rotator.reconciler.store import RecordStore
+from rotator.reconciler.store import Loaded, RecordStore
 from rotator.vault import CasConflict
 
 log = get_logger()
@@ -167,11 +167,17 @@ class Pass:
         target: TargetSettings,
         command: Callable[[Record], RotateNow | None] | None,
         stop: threading.Event | None,
+        known: Loaded | None = None,
     ) -> None:
         self.ports = ports
         self.target = target
         self._command = command
         self._stop = stop
+        #: The record as this process has just written it (an operator's request): the first
+        #: gather starts from it rather than reading it back. Every write is check-and-set on
+        #: its version, so a record changed since is found there and the pass starts over from
+        #: a fresh read, exactly as when another process writes between a read and a write.
+        self._known = known
         #: Set once gathered: whether the record was bound to another token than this
         #: process's (``_local_refusal``).
         self._bound_elsewhere = False
@@ -197,7 +203,8 @@ class Pass:
     def _gather(self) -> TargetReport | _Gathered:
         """Read the world into one observation (or settle a resting target from its record)."""
         ports, target = self.ports, self.target
-        loaded = ports.store.load(target.name)
+        loaded = self._known if self._known is not None else ports.store.load(target.name)
+        self._known = None
         stored = loaded.record
         now = ports.clock()
         ports.store.tell_seen(stored, target, None)

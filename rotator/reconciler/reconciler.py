@@ -34,7 +34,7 @@ from rotator.reconciler import controls
 from rotator.reconciler.clients import IntercomClients
 from rotator.reconciler.passes import Pass, Ports, TargetReport, next_rotation_at
 from rotator.reconciler.ports import KV, ClientFactory, Prober, RecordListener
-from rotator.reconciler.store import RecordStore
+from rotator.reconciler.store import Loaded, RecordStore
 
 log = get_logger()
 
@@ -161,9 +161,9 @@ class Reconciler:
     ) -> TargetReport:
         """One pass over one target; a ``command`` (rotate-now) is recorded first."""
         target = self.target(name)  # UnknownTargetError before anything else
-        ask = self._request(target, command) if command is not None else None
+        ask, known = self._request(target, command) if command is not None else (None, None)
         asks = {name: ask} if ask else {}
-        reports = {name: self._guarded(name, ask, self.stopping)}
+        reports = {name: self._guarded(name, ask, self.stopping, known)}
         if wait_for_lease:
             self._retry_held(reports, asks, self.stopping)
         if ask is not None and ask.joined:
@@ -206,7 +206,15 @@ class Reconciler:
             return stop is not None and stop.is_set()
         return (stop or threading.Event()).wait(seconds)
 
-    def _guarded(self, name: str, ask: Ask | None, stop: threading.Event | None) -> TargetReport:
+    def _guarded(
+        self,
+        name: str,
+        ask: Ask | None,
+        stop: threading.Event | None,
+        known: Loaded | None = None,
+    ) -> TargetReport:
+        """One pass over ``name``, its failures reported; ``known``: the record as this process
+        just wrote it, which the pass starts from instead of reading it back (``Pass``)."""
         if stop is not None and stop.is_set():
             return TargetReport(name, "unknown", "skipped: stopping")
         target = self.target(name)
@@ -214,7 +222,7 @@ class Reconciler:
         try:
             with self._target_locks[name]:
                 command = ask.command_for if ask is not None else None
-                report = Pass(self.ports, target, command, stop).run()
+                report = Pass(self.ports, target, command, stop, known).run()
         except LocalError as e:
             log.error("reconcile.refused", error=str(e), note="nothing was written")
             self.refused[name] = str(e)
@@ -240,9 +248,10 @@ class Reconciler:
 
     # --- operator requests -------------------------------------------------------------------
 
-    def _request(self, target: TargetSettings, command: RotateNow) -> Ask:
+    def _request(self, target: TargetSettings, command: RotateNow) -> tuple[Ask, Loaded]:
         """Record a rotate-now in the target's record before anything that can fail. During a
-        rotation it joins it (an emergency is recorded on it instead)."""
+        rotation it joins it (an emergency is recorded on it instead). Also the record as it
+        now stands, for the pass that follows."""
         mine = self.clients.binding(target)  # LocalError before anything is written
         outcome: list[Ask] = []
 
@@ -283,13 +292,15 @@ class Reconciler:
             )
             return transitions.requested(record, request)
 
-        self.store.update(target, change, reason="rotate-now requested", by=command.by)
+        _, _, known = self.store.updated(
+            target, change, reason="rotate-now requested", by=command.by
+        )
         log.info(
             "rotation.requested",
             emergency=command.emergency,
             joined=outcome[0].joined if outcome else False,
         )
-        return outcome[0]
+        return outcome[0], known
 
     def check_binding(self, target: TargetSettings, record: Record, mine: Binding) -> None:
         """A record bound to another workspace takes a request only with evidence."""

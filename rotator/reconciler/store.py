@@ -161,19 +161,32 @@ class RecordStore:
         nothing), check-and-set; on a conflict ``change`` sees the fresh record. Returns
         ``(before, after)``, ``after`` with the audit entries of the change made ``by`` (an
         operator, the hook). ``change`` may raise to refuse."""
+        before, after, _ = self.updated(target, change, reason=reason, by=by)
+        return before, after
+
+    def updated(
+        self,
+        target: TargetSettings,
+        change: Callable[[Record | None], Record | None],
+        *,
+        reason: str,
+        by: str | None = None,
+    ) -> tuple[Record | None, Record | None, Loaded]:
+        """``update``, and the record as it now stands in Vault with its version (as written,
+        or as read when ``change`` wrote nothing)."""
         for _ in range(UPDATE_ATTEMPTS):
             loaded = self.load(target.name)
             after = change(loaded.record)
             if after is None:
-                return loaded.record, None
+                return loaded.record, None, loaded
             after = audit.noted(
                 loaded.record, after, at=self.clock(), why=reason, via=self.me, by=by
             )
             try:
-                self.write(target, loaded.record, after, loaded.version, reason=reason)
+                version = self.write(target, loaded.record, after, loaded.version, reason=reason)
             except CasConflict:
                 continue
-            return loaded.record, after
+            return loaded.record, after, Loaded(after, version)
         raise TemporaryError(f"target {target.name}: its record kept changing; try again")
 
     def tell(
