@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_rotation import World, bootstrap
+import pytest
+from test_rotation import World, bootstrap, state_version
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
 
 from rotator.config import TargetSettings
 from rotator.core.observation import RotateNow
 from rotator.core.record import Record
+from rotator.reconciler import TargetPaused
 
 
 def _count_reads(world: World, reconciler: Any) -> list[str]:
@@ -76,3 +78,29 @@ def test_a_write_between_the_request_and_its_pass_is_honoured(world):
     assert record is not None
     assert record.paused is not None
     assert record.request is not None  # the operator's ask is kept, served once resumed
+
+
+def test_a_request_starts_from_the_record_its_caller_read(world):
+    """``rotate-now`` reads the record first (to refuse an actor quoting secret material); the
+    request starts from that read: the record is not read again for the whole command."""
+    bootstrap(world)
+    reconciler = world.reconciler()
+    read, _ = reconciler.read("web")
+    reads = _count_reads(world, reconciler)
+    report = reconciler.reconcile_target("web", RotateNow(emergency=True), read=read)
+    assert report.phase == "idle", report
+    assert f"{world.settings.vault.state_path}/web" not in reads
+
+
+def test_a_stale_read_given_to_a_request_is_found_stale(world):
+    """Another process paused the target after the caller read the record: the request's
+    check-and-set write fails, the fresh read finds the pause, and the rotate-now is refused
+    with nothing written."""
+    bootstrap(world)
+    reconciler = world.reconciler()
+    read, _ = reconciler.read("web")
+    world.reconciler(me="other").pause("web", by="bob", reason="freeze")
+    version = state_version(world)
+    with pytest.raises(TargetPaused, match="paused by bob"):
+        reconciler.reconcile_target("web", RotateNow(by="alice"), read=read)
+    assert state_version(world) == version

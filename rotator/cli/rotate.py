@@ -29,6 +29,7 @@ from rotator.core.observation import RotateNow
 from rotator.core.record import Record
 from rotator.errors import RotatorError
 from rotator.reconciler import AbortRefused, TargetPaused, TargetReport
+from rotator.reconciler.store import Loaded
 from rotator.redaction import redact_text
 
 
@@ -54,12 +55,13 @@ def rotate_now(
         if emergency and not yes and not _confirmed_emergency(target):
             print("aborted; nothing changed")
             return EXIT_USAGE
-        _unquoted(parts, target, who)
+        read = _unquoted(parts, target, who)
         try:
             report = parts.reconciler.reconcile_target(
                 target,
                 RotateNow(emergency=emergency, by=who),
                 wait_for_lease=True,
+                read=read,  # the request starts from it: no second read of the record
             )
         except TargetPaused as e:
             raise UsageError(str(e)) from None
@@ -176,18 +178,20 @@ def _plain(actor: str, reason: str = "") -> None:
         )
 
 
-def _unquoted(parts: Parts, target: str, *said: str) -> None:
+def _unquoted(parts: Parts, target: str, *said: str) -> Loaded | None:
     """Refuse words that quote the target's secret material (a wrong paste): read first, so
     the material of the record and the consumers' path is known to redaction, and nothing is
-    written or printed with it."""
+    written or printed with it. The record as read, if it could be."""
+    read = None
     with contextlib.suppress(RotatorError):  # a record that does not read: said elsewhere
-        parts.reconciler.record(target)
+        read, _ = parts.reconciler.read(target)
     text = "\n".join(said)
     if redact_text(text) != text:
         raise UsageError(
             f"cannot act on {target}: the reason or actor holds secret material or a token; "
             "nothing was written"
         )
+    return read
 
 
 def resume(ctx: Context, target: str, *, actor: str | None = None) -> int:

@@ -157,11 +157,17 @@ class Reconciler:
         return [reports[name] for name in names]
 
     def reconcile_target(
-        self, name: str, command: RotateNow | None = None, *, wait_for_lease: bool = False
+        self,
+        name: str,
+        command: RotateNow | None = None,
+        *,
+        wait_for_lease: bool = False,
+        read: Loaded | None = None,
     ) -> TargetReport:
-        """One pass over one target; a ``command`` (rotate-now) is recorded first."""
+        """One pass over one target; a ``command`` (rotate-now) is recorded first, starting
+        from ``read`` when the caller has just read the record (``Reconciler.read``)."""
         target = self.target(name)  # UnknownTargetError before anything else
-        ask, known = self._request(target, command) if command is not None else (None, None)
+        ask, known = self._request(target, command, read) if command is not None else (None, None)
         asks = {name: ask} if ask else {}
         reports = {name: self._guarded(name, ask, self.stopping, known)}
         if wait_for_lease:
@@ -248,7 +254,9 @@ class Reconciler:
 
     # --- operator requests -------------------------------------------------------------------
 
-    def _request(self, target: TargetSettings, command: RotateNow) -> tuple[Ask, Loaded]:
+    def _request(
+        self, target: TargetSettings, command: RotateNow, read: Loaded | None = None
+    ) -> tuple[Ask, Loaded]:
         """Record a rotate-now in the target's record before anything that can fail. During a
         rotation it joins it (an emergency is recorded on it instead). Also the record as it
         now stands, for the pass that follows."""
@@ -293,7 +301,7 @@ class Reconciler:
             return transitions.requested(record, request)
 
         _, _, known = self.store.updated(
-            target, change, reason="rotate-now requested", by=command.by
+            target, change, reason="rotate-now requested", by=command.by, start=read
         )
         log.info(
             "rotation.requested",
@@ -396,8 +404,13 @@ class Reconciler:
 
     def record(self, name: str) -> tuple[Record | None, ConsumerView]:
         """The stored record (``None`` before the first pass) and the consumers' view."""
+        loaded, consumer = self.read(name)
+        return loaded.record, consumer
+
+    def read(self, name: str) -> tuple[Loaded, ConsumerView]:
+        """``record``, with the record's version."""
         target = self.target(name)
-        return self.store.load(name).record, self.store.consumer(target)
+        return self.store.load(name), self.store.consumer(target)
 
     def policy(self, target: TargetSettings) -> Policy:
         return self.ports.policy(target)

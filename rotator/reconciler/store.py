@@ -171,11 +171,14 @@ class RecordStore:
         *,
         reason: str,
         by: str | None = None,
+        start: Loaded | None = None,
     ) -> tuple[Record | None, Record | None, Loaded]:
         """``update``, and the record as it now stands in Vault with its version (as written,
-        or as read when ``change`` wrote nothing)."""
+        or as read when ``change`` wrote nothing). ``start``: the record as this process has
+        just read it, for the first attempt (its write is check-and-set on that version)."""
         for _ in range(UPDATE_ATTEMPTS):
-            loaded = self.load(target.name)
+            loaded = start if start is not None else self.load(target.name)
+            start = None
             after = change(loaded.record)
             if after is None:
                 return loaded.record, None, loaded
