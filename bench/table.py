@@ -194,58 +194,64 @@ def render(r: dict[str, Any], *, repeats: int) -> str:
 NOTES = """\
 ## What bounds the goals it misses
 
-- **A one-shot rotate-now against the script (goal 0.8x; about 0.9x at +0 ms, 0.95x at +20
-  ms). Not met, by decision.** Start-up (the interpreter and the imports) is about 240 ms of
-  its 290 (row "start-up alone"). Each library measured against the others (`python -c`,
-  medians of 15): hvac with requests and urllib3 44 ms, structlog (which imports asyncio) 16 ms,
-  httpx 14 ms, tenacity 9 ms, pydantic 18 ms plus about 28 ms for its model machinery (BaseModel
-  and a first model): about 180 ms before any rotator module; rotator's own add about 40 ms (the
-  configuration's 13 models, and some 60 frozen dataclasses of the core at about 0.3 ms each).
-  Cut in issue 15: no Intercom HTTP client or CA bundle before the first request (and the CA
-  bundle only for https), no client at all for a preflight (it read the token through one), no
-  pydantic plugin scan, the parser no longer imports the emulator's fault injector, one Vault
-  call less per process for the change log. What is left to reach 0.8x is about 60 ms at +20 ms
-  (the script makes 2 Intercom calls, rotator 3: the list before a create finds the orphans of
-  a create whose answer was lost, PRODUCT.md rule 3). The one cut that size is taking the
-  configuration off pydantic: measured, msgspec with 16 equivalent models costs 7 ms against
-  pydantic's 70, which would put rotate-now near 0.73x at +0 ms and 0.80x at +20 ms. We keep
-  pydantic: PRODUCT.md has the configuration "validated at start with every error at once",
-  each error with its TOML location, and msgspec stops at the first; pydantic also checks
-  settings built in code and writes `rotator config-schema`. hvac (with requests) and structlog
-  are the stack rotator is built on. 60 ms is not felt by a CronJob or an operator; a
-  configuration that shows one mistake per run is.
-- **A reconcile with nothing due (goal 250 ms): met or not by the VM's speed that minute.**
-  Three runs of rows a-c on 2026-11-30 measured 216, 248 and 259 ms (the same start-up code;
-  medians of 7, 11 and 11; the five libraries alone, `python -c "import structlog, hvac,
-  pydantic, httpx, tenacity"`, took 151 ms around the first and 174 ms around the last). It is start-up and two Vault reads (the mount check,
-  the record). Cut in issue 15: no HTTP client or httpx for a pass that does not call Intercom
-  (the preflight made one per target only to read its token: about 10 ms), the fault injector
-  out of the parser (about 1 ms). What is left of rotator's own is about 30 ms: the
-  configuration's models and the core's frozen dataclasses (a frozen dataclass costs twice a
-  plain one to define: it compiles `__setattr__` and `__delattr__` too), which the pass needs.
-- **Vault calls per rotation (17 against a minimum of 3).** The script reads the old id, writes
+- **A one-shot rotate-now against the script (goal 0.8x): about 0.7x at +0 ms; at +20 ms on
+  the line (0.80x to 0.81x in the runs of 2026-12-01).** What each cut of issue 15 bought,
+  measured on this VM (+20 ms unless said; "A/B": the two builds alternating, medians of 25):
+  the garbage collector off while a command starts and frozen at exit (`rotator/cli/process.py`):
+  about 60 ms (297 against 355 ms for the script, from 354 against 355; 221 ms from 278 at +0;
+  the reconcile below 176 ms from 228): it walked the few hundred thousand objects start-up
+  makes about 17 ms' worth while they were made, and all of them once more at exit (45 ms),
+  finding nothing. asyncio loaded on first use instead of with structlog, which imports it for
+  methods rotator never calls: 8 ms (A/B 303 to 296 ms). Two reads of the record fewer (the
+  request starts from the record the actor check read, the pass from the record the request
+  wrote; every write is check-and-set on that version): 17 Vault requests to 15, 2 to 3 ms.
+  Earlier in the issue: no Intercom HTTP client or CA bundle before the first request, no
+  pydantic plugin scan, the fault injector out of the parser, one change-log call less. Tried
+  and dropped, no gain measured: listing Intercom in a thread while the request is written
+  (A/B 306.4 against 306.8 ms: the GIL), importing the Intercom client while the collector is
+  off (302.3 against 302.4), skipping the interpreter's teardown with `os._exit` (2 ms, and it
+  would skip the flush of whatever is not closed yet). What is left is start-up, about 190 of
+  the 295 ms (row "start-up alone"): pydantic and the configuration's 13 models about 45 ms,
+  hvac with requests and urllib3 33 ms, the core's frozen dataclasses about 18 ms (Python 3.11
+  compiles six methods for each of some 100 classes), structlog 15 ms, the parser 10 ms
+  (argparse looks its messages up in the locale directories 55 times while it is built), httpx
+  and httpcore 12 ms at the first Intercom call. The one cut that would put rotate-now clearly
+  under 0.8x is the configuration off pydantic (measured: msgspec with 16 equivalent models
+  costs 7 ms against about 45); we keep pydantic, as PRODUCT.md has the configuration
+  "validated at start with every error at once", each error with its TOML location, and
+  msgspec stops at the first. The script makes 2 Intercom calls to rotator's 3 (the list
+  before a create finds the orphans of a create whose answer was lost, PRODUCT.md rule 3):
+  20 ms of the gap at +20 ms.
+- **A reconcile with nothing due (goal 250 ms): met**, 176 to 188 ms in the runs of
+  2026-12-01 (216 to 259 ms before the collector's change). It is start-up and two Vault reads
+  (the mount check, the record); no HTTP client or httpx for a pass that does not call
+  Intercom.
+- **Vault calls per rotation (15 against a minimum of 3).** The script reads the old id, writes
   the new secret and reads it back. rotator writes its state record five times: the operator's
   request (PRODUCT.md rule 3: a request survives a transient failure), the lease with the
   rotation's start and the name it will create (the intent before the POST), the material right
   after the POST, the store done with the intent before the DELETE, the completion: every
   transition persisted before the side effect that follows it, each with check-and-set (rule 4).
-  It reads the record three times (before the request, so that an `--actor` quoting the target's
-  secret material is refused before anything is written; to write the request; the pass's own
-  gather) and the consumers' path three times (the same first and last reasons, and reading the
-  store back). The change log (issue 15 item 2) costs a read and three writes (the request,
-  taking and releasing the lease): that is how an idle daemon sees a CLI's rotation within one
-  sweep without reading every record. One more call per process checks that the mount is KV v2.
-  Against the script as written (the bao CLI asks for the mount's KV version before each
-  command) it is 2.8x.
-- **CPU beyond start-up in the CLI (about 35 ms against 20 ms).** That figure is everything the
+  It reads the record once (before the request, so that an `--actor` quoting the target's
+  secret material is refused before anything is written; the request and the pass start from
+  that read and from the request's write) and the consumers' path three times (the same first
+  reason, the pass's own gather, and reading the store back). The change log (issue 15
+  item 2) costs a read and three writes (the request, taking and releasing the lease): that is
+  how an idle daemon sees a CLI's rotation within one sweep without reading every record. One
+  more call per process checks that the mount is KV v2. Against the script as written (the bao
+  CLI asks for the mount's KV version before each command) it is 2.5x.
+- **CPU beyond start-up in the CLI (about 27 ms against 20 ms).** That figure is everything the
   CLI process does after its imports: load and validate the config, configure logging, make
-  the Vault session and the Intercom client (httpcore's import, and with https the CA bundle),
-  and the rotation itself with its 17 Vault requests. The rotation's own CPU, measured in a warm
-  process (where the daemon lives), is under 20 ms including the in-process emulator's share.
+  the Vault session and the Intercom client (httpx and httpcore are imported at the first
+  Intercom call, about 12 ms), and the rotation itself with its 15 Vault requests. The
+  rotation's own CPU, measured in a warm process (where the daemon lives), is under 20 ms
+  including the in-process emulator's share.
 - Figures move by 10 % and more from run to run on this 2-core VM shared with other work (the
-  load average is in the header); each figure here is a median of 11. rotator's start-up is CPU
-  while the script's is mostly process starts and waits, so a busy machine widens the gap: the
-  same rows measured while another process compiled and tested were 1.12x and 1.08x.
+  load average is in the header); each figure here is a median of 11, and rotate-now and the
+  script alternate within each repeat so that their ratio compares the same seconds. rotator's
+  start-up is CPU while the script's is mostly process starts and waits, so a busy machine
+  widens the gap: the same rows measured while another process compiled and tested were 1.12x
+  and 1.08x.
 """
 
 
