@@ -63,9 +63,11 @@ MUTANTS: dict[str, list[Edit]] = {
     "2-request-not-recorded": [
         (
             "reconciler/reconciler.py",
-            """        self.store.update(target, change, reason="rotate-now requested", by=command.by)""",
-            """        loaded = self.store.load(target.name)
-        outcome[:] = [Ask(command, loaded.record.generation if loaded.record else 0)]""",
+            """        _, _, known = self.store.updated(
+            target, change, reason="rotate-now requested", by=command.by, start=read
+        )""",
+            """        known = self.store.load(target.name)
+        outcome[:] = [Ask(command, known.record.generation if known.record else 0)]""",
         ),
     ],
     # Finding 3: a confirmation was accepted while the new secret was only committed (not at the
