@@ -53,7 +53,7 @@ def test_an_abort_after_a_store_again_never_deletes_the_secret_consumers_saw():
     consumers' path for a while: a consumer may sign with it. An abort must not delete it at once
     as if it "never reached consumers"; it may go only after the rollout of the restore."""
     stored = awaiting()
-    again = transitions.store_again(stored)  # what ``machine.resumed`` does on rotate-now
+    again = transitions.store_again(stored)  # what ``operator_requests.resumed`` does on rotate-now
     assert again.phase is Phase.CREATING
     assert again.stored_version == 4
     rec = asked(again)

@@ -90,7 +90,7 @@ def test_an_emergency_during_an_aborts_cleanup_is_recorded_not_lost():
     record that deletes the abandoned secret (no new secret under way); an emergency rotate-now
     then joined it by flagging the record, its own pass failed, and the cleanup ended idle with
     the leaked secret 100 live (I9). The request is now recorded and starts its rotation once
-    the cleanup ends (``machine.joinable``)."""
+    the cleanup ends (``operator_requests.joinable``)."""
     state = Simulation()
     plan = Plan(policy="hook-or-grace", named=True, stable_probes=(1, 1), spacing=0.0)
     state.setup(

@@ -30,7 +30,8 @@ def failed(record: Record, failure: Failed, now: datetime) -> Decision:
         blocked = t.blocked(record, failure.message, missing_scope=failure.missing_scope)
         if record.phase is Phase.BLOCKED and record.request is not None:
             # Only the list of a pass a waiting request resumes fails on a blocked record: that
-            # was the request's one go (``machine._unblocked``), not a reason to list every poll.
+            # was the request's one go (``operator_requests.unblocked``), not a reason to list
+            # every poll.
             blocked = replace(blocked, request=replace(record.request, resumed=True))
         return Decision(blocked, None, failure.message)  # the phase says "blocked" already
     attempts = record.attempts + 1

@@ -40,12 +40,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from rotator.core import abort, adoption, audit, pause, rollout, windows
+from rotator.core import operator_requests as requests
 from rotator.core import transitions as t
 from rotator.core.absence import unlisted_since_long_stored, watch_consumer, watch_pending
 from rotator.core.failure import failed
 from rotator.core.observation import (
     LIST_LAG_TOLERANCE,
-    ConsumerView,
     Create,
     Created,
     CreateUnknown,
@@ -59,6 +59,7 @@ from rotator.core.observation import (
 )
 from rotator.core.record import Lease, Phase, Record
 from rotator.core.safety import (
+    as_stored,
     holds_pending,
     live_ids,
     orphans,
@@ -99,7 +100,7 @@ def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
         return _aborting(record, obs, now)  # an operator's command, served first
     asked = obs.command is not None or record.request is not None
     if record.phase is Phase.BLOCKED:
-        unblocked = _unblocked(record, obs) if asked else None
+        unblocked = requests.unblocked(record, obs) if asked else None
         if unblocked is None:
             return _settle(_rest(record, record.blocked_reason or "blocked"), obs)
         record = unblocked
@@ -107,7 +108,7 @@ def _decide(record: Record, obs: Observation, now: datetime) -> Decision:
         why = f"backing off until {record.retry_at.isoformat()}: {record.last_error}"
         return _settle(_rest(record, why), obs)
     if record.rotating:
-        record = _joined(record, obs)
+        record = requests.joined(record, obs)
     decision = _HANDLERS[record.phase](record, obs, now)
     if decision.action is None and decision.record.phase is not Phase.BLOCKED:
         # A whole pass without a failure: whatever failed before no longer stands in the way.
@@ -122,66 +123,6 @@ def _aborting(record: Record, obs: Observation, now: datetime) -> Decision:
         return _settle(_rest(served, why), obs)  # it waits for what this pass lacks
     decision = _decide(served, obs, now)
     return replace(decision, reason=f"{why}; {decision.reason}")
-
-
-def _unblocked(record: Record, obs: Observation) -> Record | None:
-    """A blocked record resumed by an operator's request, or ``None`` while it waits for one.
-    A request served from the record resumes what it waits behind (a back-out, a sweep: it
-    cannot join them) once; were that to block again, every pass would resume it again."""
-    request = record.request
-    if obs.command is None and request is not None and request.resumed:
-        return None
-    record = resumed(record, obs.consumer)
-    if obs.command is None and request is not None and not joinable(record):
-        record = replace(record, request=replace(request, resumed=True))
-    return record
-
-
-def resumed(record: Record, consumer: ConsumerView) -> Record:
-    """blocked -> the phase it was blocked in, by an operator's request (``rotate-now``) or
-    ``rotator resume`` (which starts no rotation): a rotation whose new secret is no longer at
-    the consumers' path as it was stored stores it again; an adoption (no material to store)
-    is dropped by ``_awaiting``."""
-    record = t.unblocked(record)
-    if record.rotating and not _as_stored(record, consumer):
-        if record.adoption:
-            record = replace(record, phase=Phase.AWAITING_ROLLOUT)
-        elif record.pending_secret is not None:
-            record = t.store_again(record)
-    return record
-
-
-def _joined(record: Record, obs: Observation) -> Record:
-    """A rotate-now during a rotation joins it: an emergency makes it retire at once. (An
-    adoption whose secret consumers no longer hold keeps the request: ``_awaiting`` drops the
-    adoption and the request starts a rotation.)"""
-    if record.adoption and not holds_pending(record, obs.consumer):
-        return record
-    if not joinable(record):
-        return record
-    emergency = record.emergency or (obs.command is not None and obs.command.emergency)
-    emergency = emergency or _leaked(record)
-    if emergency == record.emergency and record.request is None:
-        return record
-    return replace(record, emergency=emergency, request=None)
-
-
-def joinable(record: Record) -> bool:
-    """Whether an operator's rotate-now joins what is under way: a rotation does; a sweep of
-    orphans or a back-out does not (joining would serve the request with nothing: the sweep's
-    end rests idle, a back-out restores the secret an emergency is about). Their request waits
-    in the record and starts its rotation once they end."""
-    if not record.rotating or record.restoring is not None:
-        return False
-    phase = record.resume_phase if record.phase is Phase.BLOCKED else record.phase
-    return not (phase is Phase.RETIRING and record.pending_id is None)
-
-
-def _leaked(record: Record) -> bool:
-    """A recorded emergency request about the secret that is current now (one made about a
-    secret since replaced is an ordinary request: the leak is no longer what consumers hold)."""
-    request = record.request
-    return request is not None and request.emergency and request.leaked == record.current_id
 
 
 def _settle(decision: Decision, obs: Observation) -> Decision:
@@ -229,7 +170,7 @@ def _idle(record: Record, obs: Observation, now: datetime) -> Decision:
     held = windows.holds_start(obs.window, scheduled=scheduled)
     if held:
         return _rest(record, held)
-    emergency = (obs.command is not None and obs.command.emergency) or _leaked(record)
+    emergency = (obs.command is not None and obs.command.emergency) or requests.leaked(record)
     rotation_id = f"r{obs.fresh[:12]}"
     held_now = obs.consumer.fingerprint if obs.consumer.intercom_id == record.current_id else None
     started = t.start_rotation(
@@ -272,12 +213,6 @@ def _creating(record: Record, obs: Observation, now: datetime) -> Decision:
     return Decision(record, Store(cas=obs.consumer.version), why)
 
 
-def _as_stored(record: Record, consumer: ConsumerView) -> bool:
-    """The consumers' path holds the new secret, untouched since it was stored (a path
-    rewritten since, even with the same secret, may have handed consumers another value)."""
-    return holds_pending(record, consumer) and record.stored_version == consumer.version
-
-
 def _stored(record: Record, obs: Observation, now: datetime) -> Decision:
     # ``now`` is Vault's time, and never earlier than the store: the store's own answer (and
     # the read-back's) told the clock the version's created_time.
@@ -302,7 +237,7 @@ def _awaiting(record: Record, obs: Observation, now: datetime) -> Decision:
             "someone changed it during the rotation. Check it, then run rotate-now to store "
             "the new secret again.",
         )
-    if not _as_stored(record, obs.consumer):
+    if not as_stored(record, obs.consumer):
         # Someone wrote the same secret there again: a new store, whose rollout starts now.
         return _stored(record, obs, now)
     record, missing = watch_pending(record, obs, now)
@@ -363,7 +298,7 @@ def _retire(record: Record, obs: Observation, now: datetime, reason: str) -> Dec
 
 def _retiring(record: Record, obs: Observation, now: datetime, reason: str = "") -> Decision:
     pending = record.pending_id is not None and holds_pending(record, obs.consumer)
-    if pending and not _as_stored(record, obs.consumer):
+    if pending and not as_stored(record, obs.consumer):
         # Rewritten since the rollout was judged done: consumers may have seen something else
         # in between. The rollout of this store starts again.
         return _stored(record, obs, now)

@@ -33,6 +33,12 @@ def holds_pending(record: Record, consumer: ConsumerView) -> bool:
     )
 
 
+def as_stored(record: Record, consumer: ConsumerView) -> bool:
+    """The consumers' path holds the new secret, untouched since it was stored (a path
+    rewritten since, even with the same secret, may have handed consumers another value)."""
+    return holds_pending(record, consumer) and record.stored_version == consumer.version
+
+
 def retired(record: Record) -> set[str]:
     """Secrets Intercom told this target are gone (its DELETE answered 204 or 404)."""
     gone = set(record.retired_ids)

@@ -100,9 +100,10 @@ def _wakeup(
 
 
 def _waits(record: Record) -> bool:
-    """A request that waits for a back-out to end (``machine.joinable``: it joins no back-out):
-    the back-out's own times say when it can (its retirement may wait for a window). One that
-    resumed a blocked back-out or sweep once already waits for an operator, as the block does."""
+    """A request that waits for a back-out to end (``operator_requests.joinable``: it joins no
+    back-out): the back-out's own times say when it can (its retirement may wait for a window).
+    One that resumed a blocked back-out or sweep once already waits for an operator, as the
+    block does."""
     if record.phase is Phase.BLOCKED:
         return record.request is not None and record.request.resumed
     return record.restoring is not None and record.phase is Phase.AWAITING_ROLLOUT

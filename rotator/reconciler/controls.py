@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from rotator.core import abort as aborting
 from rotator.core import pause as pausing
 from rotator.core import transitions
-from rotator.core.machine import resumed
 from rotator.core.observation import initial_record, needs_history
+from rotator.core.operator_requests import resumed
 from rotator.core.record import Abort, Pause, Phase, Record
 from rotator.errors import PermanentError
 from rotator.logs import get_logger

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rotator.config import Settings, TargetSettings
-from rotator.core import confirmation, machine, transitions
+from rotator.core import confirmation, operator_requests, transitions
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
 from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
@@ -271,11 +271,11 @@ class Reconciler:
             self.check_binding(target, record, mine)
             controls.refuse_if_paused(target.name, record)
             # During a sweep of orphans or a back-out the request waits for its end
-            # (``machine.joinable``); an emergency during a back-out is about the secret being
-            # restored, which consumers move back to.
+            # (``operator_requests.joinable``); an emergency during a back-out is about the
+            # secret being restored, which consumers move back to.
             back = record.restoring is not None
             leaked = record.pending_id if back else record.current_id
-            joined = machine.joinable(record)
+            joined = operator_requests.joinable(record)
             outcome[:] = [Ask(command, record.generation, joined=joined, leaked=leaked)]
             if joined and record.phase is not Phase.BLOCKED:
                 if not command.emergency or record.emergency:
@@ -287,8 +287,9 @@ class Reconciler:
                 not command.emergency or (waiting.emergency and waiting.leaked == leaked)
             )
             if covered and waiting is not None and waiting.resumed:
-                # It already resumed a blocked back-out or sweep once (``machine._unblocked``):
-                # this ask is a fresh one, persisted, lest it die with this process.
+                # It already resumed a blocked back-out or sweep once
+                # (``operator_requests.unblocked``): this ask is a fresh one, persisted, lest it
+                # die with this process.
                 return replace(record, request=replace(waiting, resumed=False))
             if covered:
                 return None  # a request already waits that covers this one: it is served

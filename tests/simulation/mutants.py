@@ -119,7 +119,7 @@ MUTANTS: dict[str, list[Edit]] = {
     )""",
         ),
         (
-            "core/machine.py",
+            "core/safety.py",
             "    return holds_pending(record, consumer) and record.stored_version == consumer.version",
             "    return holds_pending(record, consumer)",
         ),
