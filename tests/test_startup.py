@@ -212,9 +212,10 @@ def test_the_collector_is_back_on_however_a_command_ends(env, args):
     assert not any(facts["collections"])
 
 
-def test_main_in_process_leaves_the_collector_alone(capsys):
+def test_main_in_process_leaves_the_collector_alone(capsys, log_output):
     """``main`` (what tests and embedders call) never touches the collector: only the entry
-    point does, for a process of its own."""
+    point does, for a process of its own. (``log_output`` puts back the logging ``main``
+    configures.)"""
     import gc
 
     frozen = gc.get_freeze_count()
