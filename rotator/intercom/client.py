@@ -19,14 +19,13 @@ httpx exceptions never leave this module; see ``rotator.intercom.errors`` for th
 
 from __future__ import annotations
 
-import json
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Self
 from urllib.parse import quote
 
 import httpx
@@ -37,10 +36,15 @@ from rotator.core.endpoints import resolve_base_url
 from rotator.errors import LocalError, RotatorError, transport_cause
 from rotator.intercom.errors import (
     CreateOutcomeUnknown,
-    IntercomProtocolError,
     IntercomRequestError,
     IntercomUnavailable,
+    Operation,
+    error_code,
+    error_detail,
     error_for_status,
+    json_or_none,
+    protocol_error,
+    request_id,
 )
 from rotator.intercom.models import (
     CreatedSecret,
@@ -59,7 +63,6 @@ DEFAULT_VERSION: Final = "Preview"
 DEFAULT_TIMEOUT: Final = httpx.Timeout(connect=5.0, read=30.0, write=10.0, pool=5.0)
 SECRETS_PATH: Final = "/secure_mode_secrets"
 
-Operation = Literal["list", "create", "delete"]
 #: ``(operation, status, seconds)`` for one HTTP attempt; status is the HTTP status as text, or
 #: "error" when no answer came back.
 Observe = Callable[[str, str, float], None]
@@ -210,7 +213,7 @@ class IntercomClient:
         try:
             return parse_secret_list(response.json())
         except ValueError as e:
-            raise self._protocol_error("list", response, e) from e
+            raise protocol_error("list", response, e) from e
 
     def create_secret(self, name: str, platforms: Platforms) -> CreatedSecret:
         """Create a secret named ``name``; its material is in the result, and nowhere else.
@@ -227,7 +230,7 @@ class IntercomClient:
             raise CreateOutcomeUnknown(
                 f"Intercom created a secret but its answer could not be read ({e}); "
                 "list the secrets to find it by name.",
-                request_id=_request_id(response, None),
+                request_id=request_id(response, None),
                 status=response.status_code,
                 operation="create",
             ) from e
@@ -293,20 +296,19 @@ class IntercomClient:
             raise self._transport_failure(operation, e) from e
         self._observed(operation, str(response.status_code), started)
         self._paced(response)
-        request_id = _request_id(response, None)
         log.debug(
             "intercom.request",
             operation=operation,
             method=method,
             path=path,
             status=response.status_code,
-            request_id=request_id,
+            request_id=request_id(response, None),
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         status = response.status_code
         if 200 <= status < 300:
             return response
-        if status == 404 and allow_404 and _error_code(response) in _DELETE_NOT_FOUND_CODES:
+        if status == 404 and allow_404 and error_code(response) in _DELETE_NOT_FOUND_CODES:
             return response
         error = self._status_error(operation, response)
         if status == 429:
@@ -376,24 +378,14 @@ class IntercomClient:
         return _Retryable(unavailable, None)
 
     def _status_error(self, operation: Operation, response: httpx.Response) -> RotatorError:
-        code, detail = _error_detail(response)
+        code, detail = error_detail(response)
         return error_for_status(
             response.status_code,
             operation,
             code=code,
             detail=detail,
-            request_id=_request_id(response, _json_or_none(response)),
+            request_id=request_id(response, json_or_none(response)),
             delay=self._server_delay(response),
-        )
-
-    def _protocol_error(
-        self, operation: Operation, response: httpx.Response, e: Exception
-    ) -> IntercomProtocolError:
-        return IntercomProtocolError(
-            f"Intercom's answer to {operation} does not follow the contract ({scrub(str(e))}).",
-            request_id=_request_id(response, None),
-            status=response.status_code,
-            operation=operation,
         )
 
     def _server_delay(self, response: httpx.Response) -> float | None:
@@ -420,37 +412,3 @@ class IntercomClient:
             wait_s=round(state.upcoming_sleep, 3),
             reason=str(error.error) if isinstance(error, _Retryable) else repr(error),
         )
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    return _error_detail(response)[0]
-
-
-def _error_detail(response: httpx.Response) -> tuple[str | None, str]:
-    """``(code, message)`` from an ``error.list`` body, else a scrubbed excerpt of the body."""
-    body = _json_or_none(response)
-    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
-        first = body["errors"][0]
-        if isinstance(first, dict):
-            code = first.get("code")
-            message = first.get("message")
-            return (
-                scrub(str(code), 80) if code is not None else None,
-                scrub(str(message)) if message else response.reason_phrase,
-            )
-    text = response.text.strip()
-    return None, scrub(text, 200) if text else response.reason_phrase
-
-
-def _request_id(response: httpx.Response, body: Any) -> str | None:
-    if isinstance(body, dict) and isinstance(body.get("request_id"), str):
-        return scrub(body["request_id"], 80)
-    header = response.headers.get("X-Request-Id")
-    return scrub(header, 80) if header else None

@@ -23,11 +23,18 @@ Quoted messages are truncated and redacted first (``rotator.redaction.scrub``).
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any, Literal
 
 from rotator.errors import OutcomeUnknownError, PermanentError, RotatorError, TemporaryError
 from rotator.intercom.models import READ_SCOPE, WRITE_SCOPE
+from rotator.redaction import scrub
 
+if TYPE_CHECKING:
+    import httpx
+
+#: What rotator asks of Intercom.
+Operation = Literal["list", "create", "delete"]
 #: The scope each operation needs, named in permission errors.
 SCOPE_FOR_OPERATION = {"list": READ_SCOPE, "create": WRITE_SCOPE, "delete": WRITE_SCOPE}
 
@@ -115,3 +122,55 @@ def error_for_status(
     return IntercomRequestError(
         f"Intercom answered {operation} with {what}. Check base_url/region.", **where
     )
+
+
+# --- reading an error answer ---------------------------------------------------------------
+
+
+def protocol_error(
+    operation: Operation, response: httpx.Response, e: Exception
+) -> IntercomProtocolError:
+    """An answer that does not follow the contract (a body of the wrong shape)."""
+    return IntercomProtocolError(
+        f"Intercom's answer to {operation} does not follow the contract ({scrub(str(e))}).",
+        request_id=request_id(response, None),
+        status=response.status_code,
+        operation=operation,
+    )
+
+
+def json_or_none(response: httpx.Response) -> Any:
+    """The answer's JSON body, or None when it has none."""
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def error_code(response: httpx.Response) -> str | None:
+    """The ``code`` of an ``error.list`` body (``identity_verification_secret_not_found``)."""
+    return error_detail(response)[0]
+
+
+def error_detail(response: httpx.Response) -> tuple[str | None, str]:
+    """``(code, message)`` from an ``error.list`` body, else a scrubbed excerpt of the body."""
+    body = json_or_none(response)
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        first = body["errors"][0]
+        if isinstance(first, dict):
+            code = first.get("code")
+            message = first.get("message")
+            return (
+                scrub(str(code), 80) if code is not None else None,
+                scrub(str(message)) if message else response.reason_phrase,
+            )
+    text = response.text.strip()
+    return None, scrub(text, 200) if text else response.reason_phrase
+
+
+def request_id(response: httpx.Response, body: Any) -> str | None:
+    """Intercom's ``request_id`` for a support ticket: the body's, else the header's."""
+    if isinstance(body, dict) and isinstance(body.get("request_id"), str):
+        return scrub(body["request_id"], 80)
+    header = response.headers.get("X-Request-Id")
+    return scrub(header, 80) if header else None
