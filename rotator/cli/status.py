@@ -25,6 +25,7 @@ from rotator.config.consumers import consumer_rules
 from rotator.config.windows import window_state
 from rotator.core import rollout
 from rotator.core.observation import ConsumerView
+from rotator.core.operator_requests import joinable
 from rotator.core.record import NewerRecordError, Phase, Record, RecordError
 from rotator.core.windows import WindowState
 from rotator.durations import format_duration
@@ -72,6 +73,9 @@ class TargetStatus:
     audit: list[dict[str, Any]] = field(default_factory=list)
     #: An abort waiting to be served, or the back-out under way: who, why, of which rotation.
     aborting: dict[str, Any] | None = None
+    #: An operator's rotate-now recorded and not yet served: by, at, emergency, and what it
+    #: waits for (``rotator.core.operator_requests``).
+    requested: dict[str, Any] | None = None
 
 
 def status(ctx: Context, target: str | None, *, as_json: bool, history: bool) -> int:
@@ -194,6 +198,7 @@ def target_status(
         history=[_history_row(asdict(h)) for h in rec.history] if history else [],
         audit=[_dated(asdict(a)) for a in rec.audit] if history else [],
         aborting=_aborting(rec),
+        requested=_requested(rec),
         consumers=[
             {k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(c).items()}
             for c in rollout.states(rec, consumer_rules(target.consumers), target.confirmation)
@@ -264,6 +269,11 @@ def render_table(statuses: list[TargetStatus]) -> str:
                 f"confirm {s.name} --consumer NAME (or rotate-now --emergency)"
             )
         lines += [f"{s.name}:   {_consumer_line(c)}" for c in s.consumers]
+        if s.requested is not None:
+            r = s.requested
+            lines.append(
+                f"{s.name}: {r['kind'].upper()} requested by {r['by']} at {r['at']}: {r['waits']}"
+            )
         if s.aborting is not None:
             a = s.aborting
             lines.append(
@@ -329,6 +339,31 @@ def _public(status: TargetStatus, *, history: bool) -> dict[str, Any]:
 
 def _dated(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: _iso(v) if isinstance(v, datetime) else v for k, v in entry.items()}
+
+
+def _requested(rec: Record) -> dict[str, Any] | None:
+    """A recorded rotate-now not yet served, and what it waits for, for status."""
+    request = rec.request
+    if request is None:
+        return None
+    # A request joins no back-out or sweep of orphans: it starts its rotation once they end.
+    behind = rec.rotating and not joinable(rec)
+    then = "; its rotation starts once the back-out or sweep under way ends" if behind else ""
+    if rec.paused is not None:
+        waits = f"the pause holds it; 'rotator resume {rec.target}' lets the next pass serve it"
+    elif rec.phase is Phase.BLOCKED and request.resumed:
+        waits = (
+            f"it resumed the block once and it blocked again; 'rotator resume {rec.target}' "
+            "(or a new rotate-now) tries again"
+        )
+    elif rec.phase is Phase.BLOCKED:
+        waits = f"the next pass resumes the block{then}"
+    elif behind:
+        waits = "its rotation starts once the back-out or sweep under way ends"
+    else:
+        waits = "the next pass serves it"
+    kind = "emergency rotate-now" if request.emergency else "rotate-now"
+    return {"kind": kind, "by": request.by, "at": _iso(request.at), "waits": waits}
 
 
 def _aborting(rec: Record) -> dict[str, Any] | None:
