@@ -52,7 +52,8 @@ def test_a_waiting_request_read_stale_is_not_taken_as_still_waiting(world: World
         reason="rotate-now requested",
     )
     read, _ = reconciler.read("web")
-    assert read.record is not None and read.record.request is not None
+    assert read.record is not None
+    assert read.record.request is not None
     other.pause("web", by="bob", reason="freeze")
     with pytest.raises(TargetPaused, match="paused by bob"):
         reconciler.reconcile_target("web", RotateNow(by="carol"), read=read)
@@ -80,3 +81,49 @@ def test_an_actor_quoting_the_secret_is_refused_with_nothing_written(world: Worl
     assert "Traceback" not in result.stderr
     assert state_version(world) == version
     assert len(world.emulator.store.all()) == created
+
+
+# --- the deferred asyncio --------------------------------------------------------------------------
+
+#: The entry point's start-up (stand-in bound, structlog imported, ``started``), then what a
+#: verb's work, the daemon's threads or a library may do with asyncio.
+AFTER_START_UP = """\
+import sys, threading
+from rotator.cli import process
+process._defer_asyncio()
+import structlog  # binds the stand-in, as rotator's logs do
+process._starting.set()  # as run() does
+process.started()
+assert "asyncio.base_events" not in sys.modules, "start-up loaded asyncio"
+process._loading.acquire()  # another thread is in the stand-in's first use
+def submodule_first():
+    import asyncio.subprocess  # a library importing a submodule before any attribute
+worker = threading.Thread(target=submodule_first, daemon=True)
+worker.start()
+worker.join(10)
+process._loading.release()
+assert not worker.is_alive(), "a submodule import waited on the stand-in's first use"
+import asyncio
+assert asyncio.create_subprocess_exec is asyncio.subprocess.create_subprocess_exec, (
+    "asyncio.subprocess ran twice"
+)
+asyncio.configured_by_a_library = True
+assert structlog.stdlib.asyncio.configured_by_a_library  # the stand-in forwards to the real one
+print("ok")
+"""
+
+
+def test_asyncio_after_start_up_is_the_real_module_every_way():
+    """Once start-up is over, asyncio is imported the usual way: a submodule imported first
+    runs once (one ``Process`` class, not two), even from a thread while another thread is in
+    the stand-in's first use (it waited for ever before), and an attribute a library sets is
+    on the module everyone uses; structlog's stand-in forwards to it."""
+    result = subprocess.run(
+        [sys.executable, "-c", AFTER_START_UP],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
