@@ -58,6 +58,7 @@ def started() -> None:
         _starting.clear()
         gc.freeze()
         gc.enable()
+        _undefer_asyncio()
 
 
 def _defer_asyncio() -> None:
@@ -79,15 +80,29 @@ def _defer_asyncio() -> None:
     sys.modules[spec.name] = stand_in
 
 
+def _undefer_asyncio() -> None:
+    """Start-up is over: take the stand-in out of ``sys.modules`` (unloaded), so that whatever
+    imports asyncio from now on gets the real module the usual way. The stand-in is not a
+    package to the import system: ``import asyncio.subprocess`` through it runs that submodule
+    twice (two ``Process`` classes), an attribute set on it is lost, and a thread importing a
+    submodule while another first uses it would wait on each other for ever. Start-up's own
+    imports are single-threaded and known (tests/test_startup.py); a verb's work, the daemon's
+    threads and the libraries they load are not. Modules that bound the stand-in (structlog)
+    keep it: it forwards to the real asyncio, loaded when first used."""
+    with _loading:
+        stand_in = sys.modules.get("asyncio")
+        if isinstance(stand_in, _OnFirstUse):
+            del sys.modules["asyncio"]
+
+
 class _OnFirstUse(types.ModuleType):
     """A module that imports the real one, in its place, when an attribute is first read."""
 
     def __getattr__(self, name: str) -> Any:
-        with _loading:
+        with _loading:  # only the swap: the import system locks the import itself
             if sys.modules.get(self.__name__) is self:
                 del sys.modules[self.__name__]
-            real = importlib.import_module(self.__name__)
-        return getattr(real, name)
+        return getattr(importlib.import_module(self.__name__), name)
 
 
-_loading = threading.RLock()
+_loading = threading.Lock()

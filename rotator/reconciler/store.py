@@ -175,11 +175,16 @@ class RecordStore:
     ) -> tuple[Record | None, Record | None, Loaded]:
         """``update``, and the record as it now stands in Vault with its version (as written,
         or as read when ``change`` wrote nothing). ``start``: the record as this process has
-        just read it, for the first attempt (its write is check-and-set on that version)."""
+        just read it, for the first attempt (its write is check-and-set on that version).
+        A ``change`` that writes nothing on ``start`` is decided again on a fresh read: no
+        check-and-set ever vouched for ``start``, and a decision that writes nothing (a join,
+        a request already waiting) must not rest on a record another process moved since."""
         for _ in range(UPDATE_ATTEMPTS):
-            loaded = start if start is not None else self.load(target.name)
-            start = None
+            given, start = start, None
+            loaded = given if given is not None else self.load(target.name)
             after = change(loaded.record)
+            if after is None and given is not None:
+                continue
             if after is None:
                 return loaded.record, None, loaded
             after = audit.noted(
