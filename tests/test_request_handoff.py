@@ -5,6 +5,7 @@ check-and-set on the version it started from."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -104,3 +105,19 @@ def test_a_stale_read_given_to_a_request_is_found_stale(world):
     with pytest.raises(TargetPaused, match="paused by bob"):
         reconciler.reconcile_target("web", RotateNow(by="alice"), read=read)
     assert state_version(world) == version
+
+
+def test_another_targets_read_is_no_starting_point(world):
+    """A caller that hands over the record of another target (a slip of a future caller):
+    the request reads its own target's record, and nothing of the other is written over it."""
+    bootstrap(world)
+    reconciler = world.reconciler()
+    read, _ = reconciler.read("web")
+    assert read.record is not None
+    other = replace(read, record=replace(read.record, target="api", current_id="elsewhere"))
+    report = reconciler.reconcile_target("web", RotateNow(emergency=True), read=other)
+    assert report.phase == "idle", report
+    record = world.record()
+    assert record is not None
+    assert record.target == "web"
+    assert record.current_id != "elsewhere"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rotator.cli.context import EXIT_OK, EXIT_USAGE, Context, Parts
+from rotator.cli.process import started
 from rotator.config import (
     ConfigError,
     Settings,
@@ -34,6 +35,7 @@ from rotator.redaction import hide_userinfo
 def check_config(ctx: Context) -> int:
     path = config_path(ctx.config, dict(ctx.environ))
     settings = load_settings(path)
+    started()  # start-up is over (rotator.cli.process): the checks below run collected
     problems = missing_environment(settings, ctx.environ)
     print(f"{path}: {len(settings.targets)} target(s)")
     for t in settings.targets:

@@ -167,6 +167,8 @@ class Reconciler:
         """One pass over one target; a ``command`` (rotate-now) is recorded first, starting
         from ``read`` when the caller has just read the record (``Reconciler.read``)."""
         target = self.target(name)  # UnknownTargetError before anything else
+        if read is not None and read.record is not None and read.record.target != name:
+            read = None  # another target's record is no starting point for this one
         ask, known = self._request(target, command, read) if command is not None else (None, None)
         asks = {name: ask} if ask else {}
         reports = {name: self._guarded(name, ask, self.stopping, known)}
