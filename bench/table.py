@@ -195,7 +195,8 @@ NOTES = """\
 ## What bounds the goals it misses
 
 - **A one-shot rotate-now against the script (goal 0.8x): about 0.7x at +0 ms; at +20 ms on
-  the line (0.80x to 0.81x in the runs of 2026-12-01).** What each cut of issue 15 bought,
+  the line: 0.78x to 0.81x in five runs of 2026-12-01 with the same code (0.79x in the table),
+  so met or missed by the VM's minute.** What each cut of issue 15 bought,
   measured on this VM (+20 ms unless said; "A/B": the two builds alternating, medians of 25):
   the garbage collector off while a command starts and frozen at exit (`rotator/cli/process.py`):
   about 60 ms (297 against 355 ms for the script, from 354 against 355; 221 ms from 278 at +0;
