@@ -1,5 +1,10 @@
-"""The operator's controls that write a target's record: ``rotator pause``, ``resume`` and
-``abort``.
+"""The operator's controls that write a target's record: ``rotator rotate-now``'s request,
+``pause``, ``resume`` and ``abort``.
+
+A ``rotate-now`` is recorded before anything that can fail (PRODUCT.md rule 3): whichever
+process passes next serves it, and an ``Ask`` carries it across the re-reads of the invocation
+that recorded it. During a rotation it joins it; behind a back-out or a sweep of orphans it waits
+(``rotator.core.operator_requests``).
 
 A pause is written into the target's record with check-and-set, like every write, so every
 process honours it at its next step (``rotator.core.pause``): the daemon, a CronJob pass, a
@@ -15,20 +20,24 @@ the secret to restore. Anything refused raises ``AbortRefused`` with nothing wri
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from rotator.config import TargetSettings
 from rotator.core import abort as aborting
+from rotator.core import operator_requests, transitions
 from rotator.core import pause as pausing
-from rotator.core import transitions
-from rotator.core.observation import initial_record, needs_history
+from rotator.core.observation import RotateNow, initial_record, needs_history
 from rotator.core.operator_requests import resumed
-from rotator.core.record import Abort, Pause, Phase, Record
+from rotator.core.record import Abort, Binding, Pause, Phase, Record, Request
 from rotator.errors import PermanentError
 from rotator.logs import get_logger
 from rotator.redaction import redact_text
 
 if TYPE_CHECKING:
     from rotator.reconciler.reconciler import Reconciler
+    from rotator.reconciler.store import Loaded
 
 log = get_logger()
 
@@ -42,6 +51,31 @@ class AbortRefused(PermanentError):
     restore...): nothing written."""
 
 
+@dataclass(slots=True)
+class Ask:
+    """An operator's rotate-now, across the re-reads of one invocation.
+
+    If the target's generation moves on after the request was recorded, a rotation served it:
+    the command is dropped, so two rotate-nows never make two rotations. An emergency is about
+    ``leaked``, the secret current when it was recorded: once another is current, it is an
+    ordinary request.
+    """
+
+    command: RotateNow
+    generation: int
+    joined: bool = False
+    leaked: str | None = None
+
+    def command_for(self, record: Record) -> RotateNow | None:
+        command = self.command
+        if command.emergency and record.current_id != self.leaked:
+            command = RotateNow(emergency=False)
+        if record.generation != self.generation:
+            # A leak still wants the rotation under way to retire the old secret at once.
+            return command if command.emergency and record.rotating else None
+        return command
+
+
 def refuse_if_paused(name: str, record: Record) -> None:
     """Raise ``TargetPaused`` naming who paused the target, why, and how to resume it."""
     if record.paused is not None:
@@ -49,6 +83,76 @@ def refuse_if_paused(name: str, record: Record) -> None:
             f"target {name} is {pausing.reason(record.paused)}; nothing was written. Run "
             f"'rotator resume {name}' first to let it act again."
         )
+
+
+def request(
+    reconciler: Reconciler, target: TargetSettings, command: RotateNow, read: Loaded | None = None
+) -> tuple[Ask, Loaded]:
+    """Record a rotate-now in the target's record before anything that can fail. During a
+    rotation it joins it (an emergency is recorded on it instead). Also the record as it
+    now stands, for the pass that follows."""
+    mine = reconciler.clients.binding(target)  # LocalError before anything is written
+    outcome: list[Ask] = []
+
+    def change(record: Record | None) -> Record | None:
+        now = reconciler.clock()
+        record = _bound(reconciler, target, record, mine, now)
+        refuse_if_paused(target.name, record)
+        # During a sweep of orphans or a back-out the request waits for its end
+        # (``operator_requests.joinable``); an emergency during a back-out is about the
+        # secret being restored, which consumers move back to.
+        back = record.restoring is not None
+        leaked = record.pending_id if back else record.current_id
+        joined = operator_requests.joinable(record)
+        outcome[:] = [Ask(command, record.generation, joined=joined, leaked=leaked)]
+        if joined and record.phase is not Phase.BLOCKED:
+            if not command.emergency or record.emergency:
+                return None
+            return replace(record, emergency=True)
+        # Idle, or blocked (the request is also what resumes it): recorded for every process.
+        waiting = record.request
+        covered = waiting is not None and (
+            not command.emergency or (waiting.emergency and waiting.leaked == leaked)
+        )
+        if covered and waiting is not None and waiting.resumed:
+            # It already resumed a blocked back-out or sweep once
+            # (``operator_requests.unblocked``): this ask is a fresh one, persisted, lest it
+            # die with this process.
+            return replace(record, request=replace(waiting, resumed=False))
+        if covered:
+            return None  # a request already waits that covers this one: it is served
+        asked = Request(
+            emergency=command.emergency,
+            by=command.by or reconciler.me,
+            at=now,
+            leaked=leaked,
+        )
+        return transitions.requested(record, asked)
+
+    _, _, known = reconciler.store.updated(
+        target, change, reason="rotate-now requested", by=command.by, start=read
+    )
+    log.info(
+        "rotation.requested",
+        emergency=command.emergency,
+        joined=outcome[0].joined if outcome else False,
+    )
+    return outcome[0], known
+
+
+def _bound(
+    reconciler: Reconciler,
+    target: TargetSettings,
+    record: Record | None,
+    mine: Binding,
+    now: datetime,
+) -> Record:
+    """The record an operator's command changes (a target never passed over gets its first),
+    refused (``LocalError``) when it belongs to another workspace than this process's."""
+    if record is None:
+        record = initial_record(reconciler.policy(target), reconciler.store.consumer(target), now)
+    reconciler.check_binding(target, record, mine)
+    return record
 
 
 def pause(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
@@ -62,10 +166,7 @@ def pause(reconciler: Reconciler, name: str, *, by: str, reason: str) -> str:
 
     def change(record: Record | None) -> Record | None:
         now = reconciler.clock()
-        if record is None:
-            consumer = reconciler.store.consumer(target)
-            record = initial_record(reconciler.policy(target), consumer, now)
-        reconciler.check_binding(target, record, mine)
+        record = _bound(reconciler, target, record, mine, now)
         if record.paused is not None:
             already[:] = [record.paused]
             return None  # the first pause stands: who paused and why are not overwritten

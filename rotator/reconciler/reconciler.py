@@ -22,46 +22,22 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from rotator.config import Settings, TargetSettings
-from rotator.core import confirmation, operator_requests, transitions
+from rotator.core import confirmation
 from rotator.core.binding import binding_problem, needs_evidence
 from rotator.core.lease import LeaseWatch
-from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow, initial_record
-from rotator.core.record import Binding, Phase, Record, Request
+from rotator.core.observation import ConsumerView, LiveSecret, Policy, RotateNow
+from rotator.core.record import Binding, Record
 from rotator.errors import LocalError, RotatorError
 from rotator.failpoints import FailpointError, failpoint
 from rotator.logs import bind_context, clear_context, get_logger
 from rotator.reconciler import controls
 from rotator.reconciler.clients import IntercomClients
+from rotator.reconciler.controls import Ask
 from rotator.reconciler.passes import Pass, Ports, TargetReport, next_rotation_at
 from rotator.reconciler.ports import KV, ClientFactory, Prober, RecordListener
 from rotator.reconciler.store import Loaded, RecordStore
 
 log = get_logger()
-
-
-@dataclass(slots=True)
-class Ask:
-    """An operator's rotate-now, across the re-reads of one invocation.
-
-    If the target's generation moves on after the request was recorded, a rotation served it:
-    the command is dropped, so two rotate-nows never make two rotations. An emergency is about
-    ``leaked``, the secret current when it was recorded: once another is current, it is an
-    ordinary request.
-    """
-
-    command: RotateNow
-    generation: int
-    joined: bool = False
-    leaked: str | None = None
-
-    def command_for(self, record: Record) -> RotateNow | None:
-        command = self.command
-        if command.emergency and record.current_id != self.leaked:
-            command = RotateNow(emergency=False)
-        if record.generation != self.generation:
-            # A leak still wants the rotation under way to retire the old secret at once.
-            return command if command.emergency and record.rotating else None
-        return command
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,59 +235,8 @@ class Reconciler:
     def _request(
         self, target: TargetSettings, command: RotateNow, read: Loaded | None = None
     ) -> tuple[Ask, Loaded]:
-        """Record a rotate-now in the target's record before anything that can fail. During a
-        rotation it joins it (an emergency is recorded on it instead). Also the record as it
-        now stands, for the pass that follows."""
-        mine = self.clients.binding(target)  # LocalError before anything is written
-        outcome: list[Ask] = []
-
-        def change(record: Record | None) -> Record | None:
-            now = self.clock()
-            if record is None:
-                consumer = self.store.consumer(target)
-                record = initial_record(self.ports.policy(target), consumer, now)
-            self.check_binding(target, record, mine)
-            controls.refuse_if_paused(target.name, record)
-            # During a sweep of orphans or a back-out the request waits for its end
-            # (``operator_requests.joinable``); an emergency during a back-out is about the
-            # secret being restored, which consumers move back to.
-            back = record.restoring is not None
-            leaked = record.pending_id if back else record.current_id
-            joined = operator_requests.joinable(record)
-            outcome[:] = [Ask(command, record.generation, joined=joined, leaked=leaked)]
-            if joined and record.phase is not Phase.BLOCKED:
-                if not command.emergency or record.emergency:
-                    return None
-                return replace(record, emergency=True)
-            # Idle, or blocked (the request is also what resumes it): recorded for every process.
-            waiting = record.request
-            covered = waiting is not None and (
-                not command.emergency or (waiting.emergency and waiting.leaked == leaked)
-            )
-            if covered and waiting is not None and waiting.resumed:
-                # It already resumed a blocked back-out or sweep once
-                # (``operator_requests.unblocked``): this ask is a fresh one, persisted, lest it
-                # die with this process.
-                return replace(record, request=replace(waiting, resumed=False))
-            if covered:
-                return None  # a request already waits that covers this one: it is served
-            request = Request(
-                emergency=command.emergency,
-                by=command.by or self.me,
-                at=now,
-                leaked=leaked,
-            )
-            return transitions.requested(record, request)
-
-        _, _, known = self.store.updated(
-            target, change, reason="rotate-now requested", by=command.by, start=read
-        )
-        log.info(
-            "rotation.requested",
-            emergency=command.emergency,
-            joined=outcome[0].joined if outcome else False,
-        )
-        return outcome[0], known
+        """Record a rotate-now (``rotator.reconciler.controls.request``)."""
+        return controls.request(self, target, command, read)
 
     def check_binding(self, target: TargetSettings, record: Record, mine: Binding) -> None:
         """A record bound to another workspace takes a request only with evidence."""

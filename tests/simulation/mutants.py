@@ -62,12 +62,12 @@ MUTANTS: dict[str, list[Edit]] = {
     # Finding 2: rotate-now was not recorded before its first call that could fail.
     "2-request-not-recorded": [
         (
-            "reconciler/reconciler.py",
-            """        _, _, known = self.store.updated(
-            target, change, reason="rotate-now requested", by=command.by, start=read
-        )""",
-            """        known = self.store.load(target.name)
-        outcome[:] = [Ask(command, known.record.generation if known.record else 0)]""",
+            "reconciler/controls.py",
+            """    _, _, known = reconciler.store.updated(
+        target, change, reason="rotate-now requested", by=command.by, start=read
+    )""",
+            """    known = reconciler.store.load(target.name)
+    outcome[:] = [Ask(command, known.record.generation if known.record else 0)]""",
         ),
     ],
     # Finding 3: a confirmation was accepted while the new secret was only committed (not at the
