@@ -10,13 +10,15 @@ Vault does not audit, and judges the token by what this process knows (its TTL, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import hvac
 
 from rotator.config import VaultSettings
 from rotator.errors import RotatorError
 from rotator.vault.auth import TokenKeeper, json_object
+
+T = TypeVar("T")
 
 
 class Health:
@@ -25,7 +27,18 @@ class Health:
     settings: VaultSettings
     _client: hvac.Client
     _token: TokenKeeper
-    _call: Callable[..., Any]
+
+    if TYPE_CHECKING:  # ``Vault._call``: the request run with its token, retries and re-login
+
+        def _call(
+            self,
+            operation: str,
+            path: str,
+            request: Callable[[], T],
+            *,
+            retry: bool = True,
+            authenticated: bool = True,
+        ) -> T: ...
 
     def healthy(self) -> tuple[bool, str]:
         """``(True, "ok")`` when Vault is reachable, unsealed and our token valid; never raises.
@@ -66,3 +79,24 @@ class Health:
         a quiet daemon makes no other request for long stretches, and a token renewed only
         before the next one could expire in between."""
         self._token.fresh()
+
+    def capabilities(self, paths: list[str]) -> dict[str, list[str]]:
+        """Our token's capabilities on each API path (``<mount>/data/<path>``, from the Vault
+        root), asked of ``sys/capabilities-self``: write access checked without writing."""
+        wanted = [p.strip("/") for p in paths]
+
+        def ask() -> dict[str, list[str]]:
+            answer = json_object(
+                self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": wanted})
+            )
+            inner = answer.get("data")
+            data = inner if isinstance(inner, dict) else answer
+            found = {}
+            for path in wanted:
+                caps = data.get(path, data.get("capabilities") if len(wanted) == 1 else None)
+                if not isinstance(caps, list):
+                    raise ValueError("no capabilities for a path asked about")
+                found[path] = sorted(str(c) for c in caps)
+            return found
+
+        return self._call("capabilities", "", ask)

@@ -30,13 +30,11 @@ exceptions never leave it (``rotator.vault.translate`` turns each into one of
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Final, TypeVar, cast
 
 import hvac
@@ -62,6 +60,7 @@ from rotator.vault.errors import (
     VaultUnavailable,
 )
 from rotator.vault.health import Health
+from rotator.vault.metadata import Metadata
 from rotator.vault.translate import (
     NEEDS,
     JSONAdapter,
@@ -71,6 +70,7 @@ from rotator.vault.translate import (
     entry_of,
     http_date,
     no_route,
+    relative,
     vault_time,
 )
 
@@ -83,7 +83,7 @@ MAX_BACKOFF: Final = 10.0
 log = get_logger()
 
 
-class Vault(Health):
+class Vault(Health, Metadata):
     """One KV v2 mount of one Vault, with login, renewal and retries; threads may share it."""
 
     def __init__(
@@ -163,7 +163,7 @@ class Vault(Health):
 
     def read(self, path: str, version: int | None = None) -> KVEntry:
         """The latest version of ``path`` (relative to the mount), or the one named."""
-        path = _relative(path)
+        path = relative(path)
 
         def read() -> KVEntry:
             try:
@@ -192,7 +192,7 @@ class Vault(Health):
 
         Returns the new version; raises ``CasConflict`` when another writer was first.
         """
-        path = _relative(path)
+        path = relative(path)
         if cas < 0:
             raise ValueError("cas is 0 (must not exist yet) or the version that was read")
         # What Vault will hand back, so the read-back comparison compares like with like.
@@ -225,17 +225,6 @@ class Vault(Health):
             operation="write",
         )
 
-    def require_cas(self, path: str) -> None:
-        """Make every write to ``path`` require check-and-set (idempotent)."""
-        path = _relative(path)
-        self._call(
-            "require_cas",
-            path,
-            lambda: self._client.secrets.kv.v2.update_metadata(
-                path=path, cas_required=True, mount_point=self._mount
-            ),
-        )
-
     def read_value(self, path: str, key: str) -> SecretValue:
         """One key of a KV v2 secret, such as an Intercom token kept in Vault."""
         entry = self.read(path)
@@ -254,71 +243,6 @@ class Vault(Health):
                 f"{where} {problem} {key!r} (its keys: {keys}).", operation="read"
             )
         return SecretValue(value)
-
-    def list(self, path: str) -> builtins.list[str]:
-        """The keys under ``path`` (sub-folders end with ``/``); [] when there are none."""
-        path = path.strip("/")
-
-        def keys() -> builtins.list[str]:
-            try:
-                answer = self._client.secrets.kv.v2.list_secrets(path=path, mount_point=self._mount)
-            except hvac_errors.InvalidPath as e:
-                if no_route(e):
-                    raise
-                return []
-            return [str(key) for key in json_object(answer)["data"]["keys"]]
-
-        return self._call("list", path, keys)
-
-    def begun(self, path: str) -> datetime | None:
-        """When ``path`` was first written (its metadata's ``created_time``: deleted with every
-        version and written again, it is younger than the old versions); None if it is not."""
-        path = _relative(path)
-
-        def ask() -> datetime | None:
-            try:
-                answer = self._client.secrets.kv.v2.read_secret_metadata(
-                    path=path, mount_point=self._mount
-                )
-            except hvac_errors.InvalidPath as e:
-                if no_route(e):
-                    raise
-                return None
-            return vault_time(json_object(answer)["data"].get("created_time"))
-
-        return self._call("read_metadata", path, ask)
-
-    def delete_metadata(self, path: str) -> None:
-        """Remove ``path`` with every version and its metadata."""
-        path = _relative(path)
-        self._call(
-            "delete_metadata",
-            path,
-            lambda: self._client.secrets.kv.v2.delete_metadata_and_all_versions(
-                path=path, mount_point=self._mount
-            ),
-        )
-
-    def capabilities(self, paths: builtins.list[str]) -> dict[str, builtins.list[str]]:
-        """Our token's capabilities on each API path (``<mount>/data/<path>``, from the Vault
-        root), asked of ``sys/capabilities-self``: write access checked without writing."""
-        wanted = [p.strip("/") for p in paths]
-
-        def ask() -> dict[str, builtins.list[str]]:
-            answer = json_object(
-                self._client.adapter.post("/v1/sys/capabilities-self", json={"paths": wanted})
-            )
-            inner = answer.get("data")
-            data = inner if isinstance(inner, dict) else answer
-            found = {}
-            for path in wanted:
-                caps = data.get(path, data.get("capabilities") if len(wanted) == 1 else None)
-                if not isinstance(caps, builtins.list):
-                    raise ValueError("no capabilities for a path asked about")
-                found[path] = sorted(str(c) for c in caps)
-            return found
-
-        return self._call("capabilities", "", ask)
 
     def close(self) -> None:
         self._session.close()
@@ -435,10 +359,3 @@ class Vault(Health):
                 "[vault] mount.",
                 operation="check",
             )
-
-
-def _relative(path: str) -> str:
-    path = path.strip("/")
-    if not path:
-        raise ValueError("a path under the mount is required")
-    return path

@@ -313,3 +313,11 @@ def http_date(value: str | None) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def relative(path: str) -> str:
+    """A path under the mount, without its slashes; empty is refused."""
+    path = path.strip("/")
+    if not path:
+        raise ValueError("a path under the mount is required")
+    return path
