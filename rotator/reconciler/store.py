@@ -20,10 +20,11 @@ from rotator.config import TargetSettings
 from rotator.core import audit
 from rotator.core.names import valid_secret_id
 from rotator.core.observation import ConsumerView, KVHistory, PreviousSecret
-from rotator.core.record import AuditEntry, Phase, Record, RecordError
+from rotator.core.record import AuditEntry, Record, RecordError
 from rotator.errors import TemporaryError
 from rotator.failpoints import failpoint
 from rotator.logs import get_logger
+from rotator.reconciler import record_log
 from rotator.reconciler.ports import KV, RecordListener
 from rotator.redaction import SecretValue
 from rotator.signing import probe_fingerprint
@@ -89,7 +90,7 @@ class RecordStore:
             return
         for entry in audit.since(record.audit, *seen):
             if entry.via != self.me:
-                _log_audit(name, entry, relayed=True)
+                record_log.audit_line(name, entry, relayed=True)
 
     def last_good_version(self, name: str, below: int, *, looked: int = 20) -> int | None:
         """The newest version of ``name``'s record under ``below`` that reads as a record (a
@@ -130,20 +131,7 @@ class RecordStore:
         if after.lease is None:
             self.leased.discard(target.name)
         failpoint("state.after_write")
-        if before is None or before.phase is not after.phase:
-            log.info(
-                "rotation.transition",
-                rotation_id=after.rotation_id,
-                **{"from": before.phase.value if before else None, "to": after.phase.value},
-                reason=reason,
-                generation=after.generation,
-            )
-        else:
-            log.debug("rotation.step", rotation_id=after.rotation_id, reason=reason)
-        _log_trouble(before, after)
-        for entry in audit.new_entries(before, after):
-            # The full trail, one JSON line an entry, for a SIEM (the record keeps the last few).
-            _log_audit(target.name, entry, relayed=False)
+        record_log.written(target.name, before, after, reason)
         if after.audit:
             self._relayed[target.name] = _mark(after.audit[-1])
         self.tell(before, after, reason, target)
@@ -358,65 +346,3 @@ def _mark(entry: AuditEntry) -> tuple[int, datetime]:
     """What ``_relay`` keeps of the newest entry seen (``audit.since``): its identity, and its
     time for a trail that no longer holds it."""
     return hash(entry), entry.at
-
-
-def _log_audit(target: str, entry: AuditEntry, *, relayed: bool) -> None:
-    """One audit entry as one JSON line, its event in the name (``audit.paused``): what a SIEM
-    filters on. ``relayed``: written by another process, logged here because this one ships."""
-    log.info(
-        f"audit.{entry.event}",  # noqa: G004 - the event name is the key a SIEM filters on
-        target=target,
-        by=entry.by,
-        why=entry.why,
-        rotation_id=entry.rotation_id,
-        secret_id=entry.secret_id,
-        via=entry.via,
-        at=entry.at.isoformat(),
-        relayed=relayed,
-    )
-
-
-def _log_rollout(before: Record | None, after: Record, rotation_id: str | None) -> None:
-    """Named consumers confirming, falling back (a probe saw an instance leave the new secret),
-    and a rollout stalling past its grace: each once, when the record changes."""
-    was = {p.name: p for p in before.rollout} if before is not None else {}
-    for entry in after.rollout:
-        old = was.get(entry.name)
-        if entry.confirmed_at is not None and (old is None or old.confirmed_at is None):
-            log.info(
-                "rollout.consumer_confirmed",
-                rotation_id=rotation_id,
-                consumer=entry.name,
-                by=entry.confirmed_by,
-            )
-        elif entry.confirmed_at is None and old is not None and old.confirmed_at is not None:
-            log.info("rollout.consumer_regressed", rotation_id=rotation_id, consumer=entry.name)
-    if after.stalled_at is not None and (before is None or before.stalled_at is None):
-        behind = [
-            p.name if p.since is None else f"{p.name} {p.switched}/{p.found}"  # no round yet
-            for p in after.rollout
-            if p.confirmed_at is None
-        ]
-        log.warning("rollout.stalled", rotation_id=rotation_id, behind=behind)
-
-
-def _log_trouble(before: Record | None, after: Record) -> None:
-    """A target newly blocked is an error (an operator must act), a failed attempt a warning
-    (it retries by itself): alerting on log levels sees both. An idle record still carries
-    the id of its last rotation, which is over: it is not named."""
-    rotation_id = after.rotation_id if after.rotating else None
-    _log_rollout(before, after, rotation_id)
-    if after.phase is Phase.BLOCKED and (before is None or before.phase is not Phase.BLOCKED):
-        log.error(
-            "rotation.blocked",
-            rotation_id=rotation_id,
-            reason=after.blocked_reason,
-        )
-    elif after.attempts > (before.attempts if before is not None else 0):
-        log.warning(
-            "rotation.attempt_failed",
-            rotation_id=rotation_id,
-            attempt=after.attempts,
-            retry_at=after.retry_at.isoformat() if after.retry_at else None,
-            error=after.last_error,
-        )
