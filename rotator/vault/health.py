@@ -9,36 +9,17 @@ Vault does not audit, and judges the token by what this process knows (its TTL, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
-
-import hvac
-
 from rotator.config import VaultSettings
 from rotator.errors import RotatorError
 from rotator.vault.auth import TokenKeeper, json_object
+from rotator.vault.translate import Mixed
 
-T = TypeVar("T")
 
-
-class Health:
-    """Needs the ``Vault`` it is mixed into: its settings, client, token and ``_call``."""
+class Health(Mixed):
+    """Mixed into ``Vault`` (``Mixed``), with its settings and token too."""
 
     settings: VaultSettings
-    _client: hvac.Client
     _token: TokenKeeper
-
-    if TYPE_CHECKING:  # ``Vault._call``: the request run with its token, retries and re-login
-
-        def _call(
-            self,
-            operation: str,
-            path: str,
-            request: Callable[[], T],
-            *,
-            retry: bool = True,
-            authenticated: bool = True,
-        ) -> T: ...
 
     def healthy(self) -> tuple[bool, str]:
         """``(True, "ok")`` when Vault is reachable, unsealed and our token valid; never raises.

@@ -9,36 +9,16 @@ deleted and begun again by when it was first written (``begun``).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
 
-import hvac
 import hvac.exceptions as hvac_errors
 
 from rotator.vault.auth import json_object
-from rotator.vault.translate import no_route, relative, vault_time
-
-T = TypeVar("T")
+from rotator.vault.translate import Mixed, no_route, relative, vault_time
 
 
-class Metadata:
-    """Needs the ``Vault`` it is mixed into: its client, mount and ``_call``."""
-
-    _client: hvac.Client
-    _mount: str
-
-    if TYPE_CHECKING:  # ``Vault._call``: the request run with its token, retries and re-login
-
-        def _call(
-            self,
-            operation: str,
-            path: str,
-            request: Callable[[], T],
-            *,
-            retry: bool = True,
-            authenticated: bool = True,
-        ) -> T: ...
+class Metadata(Mixed):
+    """Mixed into ``Vault`` (``Mixed``: its client, mount and ``_call``)."""
 
     def require_cas(self, path: str) -> None:
         """Make every write to ``path`` require check-and-set (idempotent)."""

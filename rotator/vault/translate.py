@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import hvac.adapters
 import hvac.exceptions as hvac_errors
@@ -321,3 +321,23 @@ def relative(path: str) -> str:
     if not path:
         raise ValueError("a path under the mount is required")
     return path
+
+
+class Mixed:
+    """What a part mixed into ``rotator.vault.Vault`` (``Health``, ``Metadata``) works through:
+    its hvac client, its mount and its ``_call``."""
+
+    _client: hvac.Client
+    _mount: str
+
+    if TYPE_CHECKING:  # ``Vault._call``: the request run with its token, retries and re-login
+
+        def _call(
+            self,
+            operation: str,
+            path: str,
+            request: Callable[[], T],
+            *,
+            retry: bool = True,
+            authenticated: bool = True,
+        ) -> T: ...
