@@ -5,13 +5,11 @@ point. Real OpenBao and emulator; the asyncio cases in processes of their own.""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from test_pause import _cli
 from test_rotation import World, bootstrap, state_version
 from test_rotation import world as world  # noqa: PLC0414 - the fixture, re-exported here
+from test_startup import says_ok
 
 from rotator.core.observation import RotateNow
 from rotator.reconciler import TargetPaused
@@ -118,12 +116,4 @@ def test_asyncio_after_start_up_is_the_real_module_every_way():
     runs once (one ``Process`` class, not two), even from a thread while another thread is in
     the stand-in's first use (it waited for ever before), and an attribute a library sets is
     on the module everyone uses; structlog's stand-in forwards to it."""
-    result = subprocess.run(
-        [sys.executable, "-c", AFTER_START_UP],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    says_ok(AFTER_START_UP)

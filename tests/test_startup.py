@@ -254,12 +254,10 @@ print("ok")
 """
 
 
-def test_deferred_asyncio_loads_on_first_use():
-    """The entry point binds asyncio to a stand-in (structlog imports it for methods rotator
-    never calls): nothing loads it until something uses it, and then every way of using it
-    works, from four threads at once, and the real module replaces the stand-in."""
+def says_ok(code: str) -> None:
+    """Run ``code`` in a Python of its own; it ends by printing ``ok`` (its asserts passed)."""
     result = subprocess.run(
-        [sys.executable, "-c", DEFERRED_ASYNCIO],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
@@ -267,3 +265,10 @@ def test_deferred_asyncio_loads_on_first_use():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_deferred_asyncio_loads_on_first_use():
+    """The entry point binds asyncio to a stand-in (structlog imports it for methods rotator
+    never calls): nothing loads it until something uses it, and then every way of using it
+    works, from four threads at once, and the real module replaces the stand-in."""
+    says_ok(DEFERRED_ASYNCIO)
